@@ -1,0 +1,482 @@
+"""The shared-memory layout, defined once.
+
+One POSIX shared-memory region per instance holds every block below, each starting on
+its own 64-byte cache line (ARCHITECTURE §2). The whole region is a single numpy
+structured dtype built by :func:`build_layout`; every process gets its offsets from
+that dtype and from nowhere else.
+
+Blocks, their writers and readers::
+
+    header       written once by the creator; read by every attacher
+    control      NeurochemicalState, double-buffered seqlock; writer: orchestrator;
+                 readers: physics (each tick), oracle, ``engs status``
+    interrupt    cause word (4 lanes x 16 bits, one writer per lane), raise times,
+                 and an emergency NeurochemicalState (seqlock; writer: orchestrator)
+    telemetry    PhysicsTelemetry, double-buffered seqlock; writer: physics;
+                 readers: orchestrator, oracle, ``engs status``
+    heartbeats   one 64-byte slot per process, single writer each
+    stats        one slot per process: counters and fixed-bucket histograms,
+                 single writer each; read by the oracle's exporter
+
+Invariants (asserted in tests/shared/test_layout.py):
+* every block and every seqlock slot starts at a multiple of 64 bytes;
+* every scalar field is naturally aligned (8-byte fields at 8-byte offsets), so a
+  plain load or store of one field is single-copy atomic on x86-64 and AArch64;
+* the layout hash in the header covers the dtype, the histogram buckets and the
+  stats schema, so a process built from another layout is refused on attach.
+
+Time fields ending in ``_ns`` are CLOCK_MONOTONIC nanoseconds (:mod:`shared.clock`)
+unless they end in ``_wall_ns``.
+"""
+
+from __future__ import annotations
+
+import enum
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+LAYOUT_VERSION = 1
+MAGIC = int.from_bytes(b"ENGS-SHM", "little")
+CACHE_LINE = 64
+
+#: Neuromodulators carried per area (seed 002 §1), in this column order.
+NEUROMODULATORS: tuple[str, ...] = ("DA", "5HT", "NE", "OXT", "TST", "HA", "ORX")
+N_NT = len(NEUROMODULATORS)
+
+
+class Process(enum.IntEnum):
+    """Slot index of each process in the heartbeat and stats arrays."""
+
+    PHYSICS = 0
+    ORCHESTRATOR = 1
+    ORACLE = 2
+    SUPERVISOR = 3
+
+
+N_PROCESSES = len(Process)
+
+
+class Cause(enum.IntFlag):
+    """CRITICAL interrupt causes (ARCHITECTURE §2). One bit each, 16 bits at most."""
+
+    SCRAM = 1 << 0  # energy divergence or NaN in the field
+    ATP_EXHAUSTED = 1 << 1  # ATP below 5 %
+    PANIC = 1 << 2  # norepinephrine above 0.95
+    UNSTABLE = 1 << 3  # coupling matrix not stable
+    COGNITIVE_PAUSE = 1 << 4  # state staleness above 50 ms
+    MANUAL = 1 << 5  # raised by an operator
+
+
+ALL_CAUSES = Cause(sum(int(c) for c in Cause))
+N_CAUSE_BITS = 16
+
+
+class Lane(enum.IntEnum):
+    """Writer lanes of the interrupt word: each 16-bit lane has exactly one writer."""
+
+    ORCHESTRATOR = 0
+    ORACLE = 1
+    PHYSICS = 2
+    OPERATOR = 3
+
+
+N_LANES = len(Lane)
+
+
+class HeartbeatState(enum.IntEnum):
+    """Lifecycle state a process publishes in its heartbeat slot."""
+
+    ABSENT = 0  # slot never written (or process stopped cleanly and said so)
+    STARTING = 1
+    RUNNING = 2
+    SAFE_MODE = 3  # running, but acting on a CRITICAL interrupt
+    STOPPING = 4
+    STOPPED = 5
+    FAILED = 6
+
+
+class Mode(enum.IntFlag):
+    """Mode bits carried by NeurochemicalState.flags and PhysicsTelemetry.mode."""
+
+    NAP = 1 << 0  # the orchestrator is napping (recharging ATP)
+    CURIOSITY = 1 << 1  # boredom crossed the threshold; a curiosity goal is out
+    SAFE = 1 << 2  # physics applies emergency damping (CRITICAL set)
+    PLASTICITY_OFF = 1 << 3  # physics runs with plasticity disabled
+
+
+class RegionFlags(enum.IntFlag):
+    """Pinning outcome of one process's mapping, recorded in its heartbeat slot."""
+
+    MLOCKED = 1 << 0
+    MLOCK_FAILED = 1 << 1
+    CUDA_REGISTERED = 1 << 2
+    CUDA_REGISTER_FAILED = 1 << 3
+
+
+# ---------------------------------------------------------------------------
+# Histograms: fixed buckets from 25 µs to 100 ms (upper bounds, in ns). The 10 ms
+# and 50 ms staleness limits of GAP-022 are bucket edges, so "fraction above the
+# limit" is exact in Prometheus.
+HIST_BOUNDS_NS: tuple[int, ...] = (
+    25_000, 50_000, 100_000, 200_000, 300_000, 500_000, 750_000,
+    1_000_000, 1_500_000, 2_000_000, 3_000_000, 5_000_000, 7_500_000,
+    10_000_000, 12_500_000, 15_000_000, 20_000_000, 30_000_000,
+    50_000_000, 75_000_000, 100_000_000,
+)  # fmt: skip
+N_BUCKETS = len(HIST_BOUNDS_NS) + 1  # the last bucket is +Inf
+N_COUNTERS = 64  # per process
+N_HISTOGRAMS = 8  # per process
+
+
+@dataclass(frozen=True)
+class CounterSpec:
+    """One counter slot: a Prometheus counter name (with ``_total``) and its labels."""
+
+    name: str
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class HistogramSpec:
+    """One histogram slot: a Prometheus histogram name in seconds."""
+
+    name: str
+    help: str
+
+
+SIGNAL_TYPES: tuple[str, ...] = (
+    "reward", "stress", "novelty", "stimulus", "dmn", "goal_complete", "security_alert",
+    "reserve", "commit", "abort", "state", "subscribe", "interrupt", "clear",
+)  # fmt: skip
+REJECT_REASONS: tuple[str, ...] = (
+    "decode", "invalid", "too_large", "rate_limited", "unauthorized", "overloaded",
+    "metabolic_denied", "unknown_lock",
+)  # fmt: skip
+SYNC_CHANNELS: tuple[str, ...] = ("dopamine", "serotonin", "norepinephrine")
+
+
+def _labelled(name: str, key: str, values: tuple[str, ...]) -> tuple[CounterSpec, ...]:
+    return tuple(CounterSpec(name, ((key, v),)) for v in values)
+
+
+_CAUSE_NAMES = tuple(c.name.lower() for c in Cause if c.name)
+
+#: Counter slots per process, in slot order. Append only; any change bumps the hash.
+COUNTERS: dict[Process, tuple[CounterSpec, ...]] = {
+    Process.PHYSICS: (
+        CounterSpec("engs_physics_ticks_total"),
+        CounterSpec("engs_physics_deadline_misses_total"),
+        CounterSpec("engs_physics_cfl_clamps_total"),
+        CounterSpec("engs_physics_nonfinite_total"),
+        CounterSpec("engs_physics_states_applied_total"),
+        CounterSpec("engs_physics_stale_reads_total"),
+        CounterSpec("engs_physics_rt_setup_failures_total"),
+        *_labelled("engs_physics_interrupts_acted_total", "cause", _CAUSE_NAMES),
+    ),
+    Process.ORCHESTRATOR: (
+        CounterSpec("engs_orchestrator_cycles_total"),
+        CounterSpec("engs_orchestrator_deadline_misses_total"),
+        *_labelled("engs_signals_total", "type", SIGNAL_TYPES),
+        *_labelled("engs_signals_applied_total", "type", SIGNAL_TYPES),
+        *_labelled("engs_signals_rejected_total", "reason", REJECT_REASONS),
+        *_labelled("engs_interrupts_total", "cause", _CAUSE_NAMES),
+    ),
+    Process.ORACLE: (
+        CounterSpec("engs_oracle_polls_total"),
+        *_labelled("engs_sync_violations_total", "channel", SYNC_CHANNELS),
+        *_labelled("engs_interrupts_total", "cause", _CAUSE_NAMES),
+    ),
+    Process.SUPERVISOR: (
+        *_labelled("engs_restarts_total", "process", ("physics", "orchestrator", "oracle")),
+    ),
+}
+
+#: Histogram slots per process, in slot order.
+HISTOGRAMS: dict[Process, tuple[HistogramSpec, ...]] = {
+    Process.PHYSICS: (
+        HistogramSpec("engs_physics_tick_seconds", "Compute time of one physics tick."),
+        HistogramSpec(
+            "engs_physics_tick_lateness_seconds", "Tick start minus its absolute deadline."
+        ),
+        HistogramSpec(
+            "engs_state_staleness_seconds", "t_applied - t_calc of each applied state."
+        ),
+        HistogramSpec(
+            "engs_signal_latency_seconds", "Socket receipt to first physics tick applying it."
+        ),
+        HistogramSpec(
+            "engs_interrupt_latency_seconds", "CRITICAL raised to the physics acting on it."
+        ),
+    ),
+    Process.ORCHESTRATOR: (
+        HistogramSpec("engs_orchestrator_cycle_seconds", "Compute time of one control cycle."),
+        HistogramSpec(
+            "engs_orchestrator_cycle_lateness_seconds", "Cycle start minus its deadline."
+        ),
+    ),
+    Process.ORACLE: (HistogramSpec("engs_oracle_poll_seconds", "Time of one oracle poll."),),
+    Process.SUPERVISOR: (),
+}
+
+
+def counter_index(process: Process, name: str, **labels: str) -> int:
+    """Slot index of a counter; raises KeyError naming the counter if absent."""
+    key = tuple(sorted(labels.items()))
+    for i, spec in enumerate(COUNTERS[process]):
+        if spec.name == name and tuple(sorted(spec.labels)) == key:
+            return i
+    raise KeyError(f"no counter {name}{labels or ''} in the {process.name.lower()} stats schema")
+
+
+def histogram_index(process: Process, name: str) -> int:
+    """Slot index of a histogram; raises KeyError naming it if absent."""
+    for i, spec in enumerate(HISTOGRAMS[process]):
+        if spec.name == name:
+            return i
+    raise KeyError(f"no histogram {name} in the {process.name.lower()} stats schema")
+
+
+# ---------------------------------------------------------------------------
+# dtype construction
+
+
+def _align_of(dt: np.dtype[Any]) -> int:
+    if dt.fields is not None:
+        return CACHE_LINE if dt.itemsize % CACHE_LINE == 0 else 8
+    return int(dt.base.itemsize)
+
+
+def _pad(n: int, to: int) -> int:
+    return (n + to - 1) // to * to
+
+
+FieldDef = tuple[str, Any] | tuple[str, Any, tuple[int, ...]]
+
+
+def _record(fields: list[FieldDef], *, align: int = CACHE_LINE) -> np.dtype[Any]:
+    """A structured dtype with explicit offsets: each field naturally aligned, the
+    record padded to a multiple of ``align``."""
+    names: list[str] = []
+    formats: list[Any] = []
+    offsets: list[int] = []
+    off = 0
+    for fdef in fields:
+        name, fmt = fdef[0], fdef[1]
+        base = np.dtype(fmt)
+        dt = np.dtype((base, fdef[2])) if len(fdef) == 3 else base  # type: ignore[misc]
+        off = _pad(off, _align_of(base))
+        names.append(name)
+        formats.append(dt)
+        offsets.append(off)
+        off += dt.itemsize
+    return np.dtype(
+        {"names": names, "formats": formats, "offsets": offsets, "itemsize": _pad(off, align)}
+    )
+
+
+def state_dtype(max_areas: int) -> np.dtype[Any]:
+    """NeurochemicalState: what the orchestrator publishes for the physics (100 Hz).
+
+    Global levels are the ENGS state (seed 003 GAP-005 x = [D, S, N, ATP] plus cortisol
+    and boredom), all in [0, 1] except ``atp_reserve`` (NMU) and ``td_error``.
+    Per-area arrays hold ``n_areas`` valid rows; rows beyond are zero and ignored.
+    The per-area coefficients are dimensionless multipliers of the physics' own base
+    constants (the physics owns units; the orchestrator owns neurochemistry):
+
+    ``area_plasticity``  η/η₀, Hebbian rate gate from the area's dopamine
+    ``area_elasticity``  λ/λ₀, restoring-force gate from the area's serotonin
+    ``area_speed``       v/v₀ = 1/s_eff, from the area's norepinephrine
+    ``area_damping``     γ/γ₀ multiplier
+    ``area_drive``       sustained drive amplitude (field units)
+    ``area_stimulus``    one-shot stimulus amplitude, applied once per new ``seq``
+    ``area_noise``       background-noise multiplier
+    ``area_nt``          effective levels of the seven neuromodulators (NEUROMODULATORS)
+    """
+    a = max_areas
+    return _record(
+        [
+            ("seq", "<u8"),  # publication number, strictly increasing
+            ("t_calc_ns", "<i8"),  # when the orchestrator computed it
+            ("signal_id", "<u8"),  # newest accepted signal this state includes (0: none)
+            ("signal_t_ns", "<i8"),  # that signal's socket receipt time
+            ("flags", "<u4"),  # Mode bits
+            ("priority", "<u4"),  # 0 BACKGROUND, 1 HIGH, 2 CRITICAL
+            ("n_areas", "<u4"),
+            ("dopamine", "<f8"),
+            ("serotonin", "<f8"),
+            ("norepinephrine", "<f8"),
+            ("atp_ratio", "<f8"),
+            ("atp_reserve", "<f8"),
+            ("cortisol", "<f8"),
+            ("boredom", "<f8"),
+            ("td_error", "<f8"),
+            ("relevance_gate", "<f8"),
+            ("plasticity_gate", "<f8"),
+            ("elasticity_gate", "<f8"),
+            ("speed_gain", "<f8"),
+            ("area_plasticity", "<f4", (a,)),
+            ("area_elasticity", "<f4", (a,)),
+            ("area_speed", "<f4", (a,)),
+            ("area_damping", "<f4", (a,)),
+            ("area_drive", "<f4", (a,)),
+            ("area_stimulus", "<f4", (a,)),
+            ("area_noise", "<f4", (a,)),
+            ("area_nt", "<f4", (a, N_NT)),
+        ],
+        align=8,
+    )
+
+
+def telemetry_dtype(max_areas: int) -> np.dtype[Any]:
+    """PhysicsTelemetry: what the physics publishes after each tick (1 kHz).
+
+    ``applied_*`` describe the NeurochemicalState this tick used (phase coherence: one
+    snapshot per tick), so the oracle computes staleness τ = t_applied − t_calc and
+    signal latency from them. Energies are in field units; entropy in bits.
+    """
+    a = max_areas
+    return _record(
+        [
+            ("tick", "<u8"),
+            ("t_ns", "<i8"),  # tick start
+            ("tick_ns", "<i8"),  # compute time of the tick
+            ("lateness_ns", "<i8"),  # tick start minus its deadline
+            ("applied_seq", "<u8"),
+            ("applied_t_calc_ns", "<i8"),
+            ("applied_t_ns", "<i8"),  # tick start of the first tick applying applied_seq
+            ("applied_signal_id", "<u8"),
+            ("applied_signal_t_ns", "<i8"),
+            ("interrupt_raised_t_ns", "<i8"),  # newest raise the physics has acted on
+            ("interrupt_acted_t_ns", "<i8"),  # when it acted on it
+            ("n_nodes", "<u8"),
+            ("cfl_clamps", "<u8"),
+            ("nonfinite", "<u8"),
+            ("interrupt_mask", "<u4"),  # causes set at this tick's start
+            ("mode", "<u4"),  # Mode bits
+            ("n_areas", "<u4"),
+            ("backend", "<u4"),  # 0 numpy, 1 cupy
+            ("energy", "<f8"),  # V = Σ|Ψ|² (seed 003 §3.1)
+            ("hamiltonian", "<f8"),
+            ("entropy_bits", "<f8"),
+            ("entropy_err_bits", "<f8"),  # standard error of the estimate (0 when exact)
+            ("kinetic_cost", "<f8"),
+            ("metabolic_cost", "<f8"),
+            ("area_activity", "<f4", (a,)),
+            ("area_metric_grad", "<f4", (a,)),
+        ],
+        align=8,
+    )
+
+
+def seqlock_dtype(record: np.dtype[Any]) -> np.dtype[Any]:
+    """A double-buffered seqlock block around ``record`` (see :mod:`shared.seqlock`).
+
+    ``seq`` is even when slot 0 holds the newest record, odd when slot 1 does; each
+    slot carries a CRC-32 of its record bytes so a torn copy is detected regardless
+    of memory ordering.
+    """
+    slot = _record([("crc", "<u4"), ("_pad", "<u4"), ("rec", record)])
+    return _record(
+        [
+            ("seq", "<u8"),
+            ("writer_pid", "<i8"),
+            ("slot_size", "<u8"),
+            ("slots", slot, (2,)),
+        ]
+    )
+
+
+def build_layout(max_areas: int) -> np.dtype[Any]:
+    """The dtype of the whole region for ``max_areas`` per-area rows."""
+    if not 1 <= max_areas <= 1024:
+        raise ValueError(f"max_areas must be in 1..1024, got {max_areas}")
+    state = state_dtype(max_areas)
+    header = _record(
+        [
+            ("magic", "<u8"),
+            ("layout_version", "<u4"),
+            ("max_areas", "<u4"),
+            ("total_size", "<u8"),
+            ("layout_hash", "<u8"),
+            ("creator_pid", "<i8"),
+            ("created_wall_ns", "<i8"),
+            ("created_ns", "<i8"),
+            ("ready", "<u4"),  # READY_MARK once the creator has initialised every block
+            ("_reserved", "<u4"),
+        ]
+    )
+    interrupt = _record(
+        [
+            # One 64-bit word; lane i is bits 16i..16i+15 (little-endian u2 lanes).
+            ("word", "<u8"),
+            ("raised_t_ns", "<i8", (N_LANES, N_CAUSE_BITS)),
+            ("emergency", seqlock_dtype(state)),
+        ]
+    )
+    heartbeat = _record(
+        [
+            ("pid", "<i8"),
+            ("started_ns", "<i8"),
+            ("started_wall_ns", "<i8"),
+            ("last_beat_ns", "<i8"),
+            ("beats", "<u8"),
+            ("state", "<u4"),  # HeartbeatState
+            ("flags", "<u4"),  # RegionFlags: how this process pinned its mapping
+        ]
+    )
+    stats = _record(
+        [
+            ("counters", "<u8", (N_COUNTERS,)),
+            ("hist_counts", "<u8", (N_HISTOGRAMS, N_BUCKETS)),
+            ("hist_sum_ns", "<u8", (N_HISTOGRAMS,)),
+        ]
+    )
+    return _record(
+        [
+            ("header", header),
+            ("control", seqlock_dtype(state)),
+            ("interrupt", interrupt),
+            ("telemetry", seqlock_dtype(telemetry_dtype(max_areas))),
+            ("heartbeats", heartbeat, (N_PROCESSES,)),
+            ("stats", stats, (N_PROCESSES,)),
+        ],
+        align=4096,  # whole pages: the region is mmapped and mlocked as pages
+    )
+
+
+READY_MARK = 0x52454144  # "READ"
+
+
+def layout_hash(region: np.dtype[Any]) -> int:
+    """A 64-bit fingerprint of everything two processes must agree on."""
+    parts = [
+        repr(region.descr),
+        repr(HIST_BOUNDS_NS),
+        repr({p.name: [(c.name, c.labels) for c in cs] for p, cs in COUNTERS.items()}),
+        repr({p.name: [h.name for h in hs] for p, hs in HISTOGRAMS.items()}),
+        repr([(c.name, int(c)) for c in Cause]),
+        repr(NEUROMODULATORS),
+    ]
+    blob = "\n".join(parts).encode()
+    return (zlib.crc32(blob) << 32) | zlib.adler32(blob)
+
+
+def field_offset(dtype: np.dtype[Any], path: str) -> int:
+    """Byte offset of a dotted field path (``"control.slots"``) inside ``dtype``."""
+    off = 0
+    dt = dtype
+    for part in path.split("."):
+        if dt.fields is None or part not in dt.fields:
+            raise KeyError(f"no field {part!r} in {path!r}")
+        sub, o = dt.fields[part][:2]
+        off += o
+        dt = sub
+    return off
+
+
+for _p in Process:
+    if len(COUNTERS[_p]) > N_COUNTERS or len(HISTOGRAMS[_p]) > N_HISTOGRAMS:
+        raise RuntimeError(f"stats schema of {_p.name} exceeds its slot")  # import-time check
