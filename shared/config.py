@@ -59,7 +59,7 @@ class _Section(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     pass
 
 
-class ShmConfig(_Section):
+class ShmConfig(_Section, frozen=True):
     """The shared-memory region."""
 
     max_areas: Annotated[int, Meta(ge=1, le=1024)] = 16
@@ -73,14 +73,53 @@ class PhysicsConfig(_Section):
 
     tick_hz: Annotated[float, Meta(gt=0, le=100_000)] = 1000.0
     backend: Literal["auto", "numpy", "cupy"] = "auto"
-    shape: Annotated[list[Annotated[int, Meta(ge=2, le=1 << 20)]], Meta(min_length=1, max_length=9)] = (
-        msgspec.field(default_factory=lambda: [64, 64])
-    )
+    shape: Annotated[
+        list[Annotated[int, Meta(ge=2, le=1 << 20)]], Meta(min_length=1, max_length=9)
+    ] = msgspec.field(default_factory=lambda: [64, 64])
     """Lattice shape, one entry per dimension (periodic boundaries)."""
     areas: Annotated[list[AreaName], Meta(min_length=1)] = msgspec.field(
         default_factory=lambda: ["sensory", "motor", "association", "limbic"]
     )
     """Named target areas; the lattice is split among them along its first axis."""
+    wave_speed: PosFloat = 100.0
+    """v₀: base wave speed in lattice spacings per second; ``area_speed`` multiplies it.
+    The CFL guard clamps the product (docs/physics.md)."""
+    damping: Annotated[float, Meta(ge=0)] = 0.1
+    """γ₀: base damping rate in s⁻¹; ``area_damping`` multiplies it."""
+    emergency_damping: Annotated[float, Meta(ge=0)] = 1.0
+    """γ in s⁻¹ while CRITICAL is set (seed 003 GAP-022: γ = 1.0); never lowers γ."""
+    plasticity_rate: Annotated[float, Meta(ge=0)] = 0.5
+    """η₀: Hebbian rate in s⁻¹ per field unit²; ``area_plasticity`` multiplies it."""
+    elasticity_rate: Annotated[float, Meta(ge=0)] = 0.5
+    """λ₀: restoring rate of the conductance towards 1, in s⁻¹; ``area_elasticity``
+    multiplies it."""
+    conductance_min: PosFloat = 0.05
+    """g_min: lower clamp of every edge conductance (dimensionless, ≤ 1)."""
+    conductance_max: PosFloat = 4.0
+    """g_max: upper clamp of every edge conductance (dimensionless, ≥ 1)."""
+    drive_hz: Annotated[float, Meta(gt=0, le=10_000)] = 10.0
+    """Carrier frequency of the sustained drive e^{iωt}, in Hz."""
+    noise_amplitude: Annotated[float, Meta(ge=0)] = 0.01
+    """σ: background-noise force density in field units · s^-3/2; ``area_noise``
+    multiplies it."""
+    seed: Annotated[int, Meta(ge=0, le=(1 << 63) - 1)] = 0
+    """Seed of the background noise and of the entropy estimator's samples."""
+    entropy_exact_max_nodes: Annotated[int, Meta(ge=1)] = 65536
+    """On the CPU, lattices up to this many nodes get the exact entropy; larger ones the
+    unbiased sampled estimator. The GPU is always exact."""
+    entropy_samples: Annotated[int, Meta(ge=16, le=1 << 24)] = 4096
+    """K: nodes sampled per tick by the entropy estimator (seed 003 §6.1: 4096)."""
+    metric_grad_every: Annotated[int, Meta(ge=1, le=1_000_000)] = 10
+    """Ticks between recomputations of the per-area metric gradient (10: 100 Hz)."""
+    cost_wave_weight: Annotated[float, Meta(ge=0)] = 0.1
+    """Metabolic cost per unit of Σ|∇Ψ|² (seed 003 §7.1 relative weight 0.1)."""
+    cost_plasticity_weight: Annotated[float, Meta(ge=0)] = 1.5
+    """Metabolic cost per unit of Σ|Δg| (seed 003 §7.1 relative weight 1.5)."""
+
+    @property
+    def dt(self) -> float:
+        """The physics time step in seconds: one tick."""
+        return 1.0 / self.tick_hz
 
     def __post_init__(self) -> None:
         if len(set(self.areas)) != len(self.areas):
@@ -91,6 +130,11 @@ class PhysicsConfig(_Section):
                 f"`areas`: {len(self.areas)} areas cannot split a first axis of "
                 f"{self.shape[0]} nodes"
             )
+        if not self.conductance_min <= 1.0 <= self.conductance_max:
+            raise ValueError(
+                "`conductance_min` <= 1 <= `conductance_max` expected (the metric relaxes "
+                f"to 1), got {self.conductance_min} and {self.conductance_max}"
+            )
 
 
 class OrchestratorConfig(_Section):
@@ -99,7 +143,7 @@ class OrchestratorConfig(_Section):
     cycle_hz: Annotated[float, Meta(gt=0, le=10_000)] = 100.0
 
 
-class SignalsConfig(_Section):
+class SignalsConfig(_Section, frozen=True):
     """The signal socket (served by the orchestrator)."""
 
     addr: str = "127.0.0.1:7411"
@@ -110,7 +154,7 @@ class SignalsConfig(_Section):
         _check_addr(self.addr)
 
 
-class MetricsConfig(_Section):
+class MetricsConfig(_Section, frozen=True):
     """The Prometheus endpoint (served by the oracle)."""
 
     addr: str = "127.0.0.1:9411"
@@ -119,13 +163,13 @@ class MetricsConfig(_Section):
         _check_addr(self.addr)
 
 
-class OracleConfig(_Section):
+class OracleConfig(_Section, frozen=True):
     """The watchdog (services/oracle)."""
 
     poll_hz: Annotated[float, Meta(ge=200, le=10_000)] = 250.0
 
 
-class Config(_Section):
+class Config(_Section, frozen=True):
     """The whole configuration of one instance."""
 
     instance: Instance = "engs"
@@ -224,4 +268,3 @@ def _set(data: dict[str, Any], field: tuple[str, ...], value: Any) -> None:
             raise ConfigError(f"`$.{key}` must be a table to set `$.{'.'.join(field)}`")
         node = child
     node[field[-1]] = value
-

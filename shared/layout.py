@@ -8,6 +8,7 @@ that dtype and from nowhere else.
 Blocks, their writers and readers::
 
     header       written once by the creator; read by every attacher
+    meta         the instance's area names, written once by the creator
     control      NeurochemicalState, double-buffered seqlock; writer: orchestrator;
                  readers: physics (each tick), oracle, ``engs status``
     interrupt    cause word (4 lanes x 16 bits, one writer per lane), raise times,
@@ -129,6 +130,7 @@ HIST_BOUNDS_NS: tuple[int, ...] = (
 N_BUCKETS = len(HIST_BOUNDS_NS) + 1  # the last bucket is +Inf
 N_COUNTERS = 64  # per process
 N_HISTOGRAMS = 8  # per process
+AREA_NAME_BYTES = 32
 
 
 @dataclass(frozen=True)
@@ -201,9 +203,7 @@ HISTOGRAMS: dict[Process, tuple[HistogramSpec, ...]] = {
         HistogramSpec(
             "engs_physics_tick_lateness_seconds", "Tick start minus its absolute deadline."
         ),
-        HistogramSpec(
-            "engs_state_staleness_seconds", "t_applied - t_calc of each applied state."
-        ),
+        HistogramSpec("engs_state_staleness_seconds", "t_applied - t_calc of each applied state."),
         HistogramSpec(
             "engs_signal_latency_seconds", "Socket receipt to first physics tick applying it."
         ),
@@ -266,7 +266,7 @@ def _record(fields: list[FieldDef], *, align: int = CACHE_LINE) -> np.dtype[Any]
     for fdef in fields:
         name, fmt = fdef[0], fdef[1]
         base = np.dtype(fmt)
-        dt = np.dtype((base, fdef[2])) if len(fdef) == 3 else base  # type: ignore[misc]
+        dt = np.dtype((base, fdef[2])) if len(fdef) == 3 else base
         off = _pad(off, _align_of(base))
         names.append(name)
         formats.append(dt)
@@ -427,6 +427,13 @@ def build_layout(max_areas: int) -> np.dtype[Any]:
             ("flags", "<u4"),  # RegionFlags: how this process pinned its mapping
         ]
     )
+    meta = _record(
+        [
+            ("n_areas", "<u4"),
+            ("_pad", "<u4"),
+            ("area_names", f"S{AREA_NAME_BYTES}", (max_areas,)),  # ASCII, NUL-padded
+        ]
+    )
     stats = _record(
         [
             ("counters", "<u8", (N_COUNTERS,)),
@@ -437,6 +444,7 @@ def build_layout(max_areas: int) -> np.dtype[Any]:
     return _record(
         [
             ("header", header),
+            ("meta", meta),
             ("control", seqlock_dtype(state)),
             ("interrupt", interrupt),
             ("telemetry", seqlock_dtype(telemetry_dtype(max_areas))),
@@ -480,3 +488,32 @@ def field_offset(dtype: np.dtype[Any], path: str) -> int:
 for _p in Process:
     if len(COUNTERS[_p]) > N_COUNTERS or len(HISTOGRAMS[_p]) > N_HISTOGRAMS:
         raise RuntimeError(f"stats schema of {_p.name} exceeds its slot")  # import-time check
+
+
+def describe(max_areas: int) -> str:
+    """A Markdown table of the region's blocks (docs/shm-layout.md embeds it)."""
+    dt = build_layout(max_areas)
+    rows = [
+        f"Region for max_areas={max_areas}: {dt.itemsize} bytes, layout version "
+        f"{LAYOUT_VERSION}.",
+        "",
+        "| block | offset | bytes | contents |",
+        "| --- | ---: | ---: | --- |",
+    ]
+    contents = {
+        "header": "magic, layout version, max_areas, size, layout hash, creator, ready mark",
+        "meta": "n_areas and area names",
+        "control": "seqlock: seq, writer pid, 2 slots of (CRC-32, NeurochemicalState "
+        f"{state_dtype(max_areas).itemsize} B)",
+        "interrupt": "cause word (4 lanes x 16 bits), raise times [lane, cause], "
+        "emergency NeurochemicalState seqlock",
+        "telemetry": "seqlock: seq, writer pid, 2 slots of (CRC-32, PhysicsTelemetry "
+        f"{telemetry_dtype(max_areas).itemsize} B)",
+        "heartbeats": f"{N_PROCESSES} x (pid, start, last beat, beats, state, pin flags)",
+        "stats": f"{N_PROCESSES} x ({N_COUNTERS} counters, {N_HISTOGRAMS} histograms x "
+        f"{N_BUCKETS} buckets, sums)",
+    }
+    for name in dt.names or ():
+        sub, off = dt.fields[name][:2]  # type: ignore[index]
+        rows.append(f"| {name} | {off} | {sub.itemsize} | {contents[name]} |")
+    return "\n".join(rows)

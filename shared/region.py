@@ -25,6 +25,7 @@ import os
 import re
 import time
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,7 @@ from shared.errors import (
     ShmError,
 )
 from shared.layout import (
+    AREA_NAME_BYTES,
     LAYOUT_VERSION,
     MAGIC,
     READY_MARK,
@@ -76,8 +78,9 @@ class Region:
     whole mapping, ``address`` its base address (for ctypes/CUDA).
     """
 
-    def __init__(self, name: str, instance: str, mm: mmap.mmap, dtype: np.dtype[Any], *,
-                 created: bool) -> None:
+    def __init__(
+        self, name: str, instance: str, mm: mmap.mmap, dtype: np.dtype[Any], *, created: bool
+    ) -> None:
         self.name = name
         self.instance = instance
         self.dtype = dtype
@@ -95,9 +98,24 @@ class Region:
     # -- construction ------------------------------------------------------
 
     @classmethod
-    def create(cls, instance: str, max_areas: int, *, lock_memory: bool = True) -> Region:
-        """Create and initialise the region; RegionExists if the name is taken."""
+    def create(
+        cls,
+        instance: str,
+        max_areas: int,
+        *,
+        area_names: Sequence[str] = (),
+        lock_memory: bool = True,
+    ) -> Region:
+        """Create and initialise the region; RegionExists if the name is taken.
+
+        ``area_names`` (at most ``max_areas``, ASCII, < 32 bytes each) label the
+        per-area rows for readers that have no configuration (``engs status``)."""
         name = region_name(instance)
+        if len(area_names) > max_areas:
+            raise ValueError(f"{len(area_names)} area names exceed max_areas={max_areas}")
+        encoded = [n.encode("ascii") for n in area_names]
+        if any(len(n) >= AREA_NAME_BYTES for n in encoded):
+            raise ValueError(f"area names must be shorter than {AREA_NAME_BYTES} bytes")
         dtype = build_layout(max_areas)
         try:
             shm = posix_ipc.SharedMemory(name, posix_ipc.O_CREX, mode=0o600, size=0)
@@ -119,14 +137,20 @@ class Region:
             raise
         shm.close_fd()
         region = cls(name, instance, mm, dtype, created=True)
-        region._initialise(max_areas)
+        region._initialise(max_areas, encoded)
         if lock_memory:
             region.lock_memory()
         return region
 
     @classmethod
-    def attach(cls, instance: str, *, max_areas: int | None = None, lock_memory: bool = True,
-               ready_timeout_s: float = 2.0) -> Region:
+    def attach(
+        cls,
+        instance: str,
+        *,
+        max_areas: int | None = None,
+        lock_memory: bool = True,
+        ready_timeout_s: float = 2.0,
+    ) -> Region:
         """Map an existing region after checking its header.
 
         ``max_areas``: if given, the region must have been created for exactly that
@@ -153,7 +177,8 @@ class Region:
         try:
             dtype = cls._check_header(name, mm, size, max_areas, ready_timeout_s)
         except BaseException:
-            mm.close()
+            with contextlib.suppress(BufferError):
+                mm.close()
             raise
         region = cls(name, instance, mm, dtype, created=False)
         if lock_memory:
@@ -161,20 +186,28 @@ class Region:
         return region
 
     @classmethod
-    def open(cls, instance: str, max_areas: int, *, lock_memory: bool = True) -> Region:
+    def open(
+        cls,
+        instance: str,
+        max_areas: int,
+        *,
+        area_names: Sequence[str] = (),
+        lock_memory: bool = True,
+    ) -> Region:
         """Attach if the region exists, else create it (race-safe via O_EXCL)."""
         try:
-            return cls.create(instance, max_areas, lock_memory=lock_memory)
+            return cls.create(instance, max_areas, area_names=area_names, lock_memory=lock_memory)
         except RegionExists:
             return cls.attach(instance, max_areas=max_areas, lock_memory=lock_memory)
 
     @staticmethod
-    def _check_header(name: str, mm: mmap.mmap, size: int, max_areas: int | None,
-                      ready_timeout_s: float) -> np.dtype[Any]:
+    def _check_header(
+        name: str, mm: mmap.mmap, size: int, max_areas: int | None, ready_timeout_s: float
+    ) -> np.dtype[Any]:
         hdr = build_layout(1).fields["header"][0]  # type: ignore[index]
         deadline = monotonic_ns() + int(ready_timeout_s * 1e9)
         while True:
-            h = np.frombuffer(mm, dtype=hdr, count=1)[0]
+            h = np.frombuffer(mm, dtype=hdr, count=1).copy()[0]  # no export of mm
             if int(h["magic"]) != MAGIC:
                 raise LayoutMismatch(
                     f"{name}: bad magic {int(h['magic']):#018x}, expected {MAGIC:#018x}: "
@@ -215,8 +248,11 @@ class Region:
             )
         return dtype
 
-    def _initialise(self, max_areas: int) -> None:
+    def _initialise(self, max_areas: int, area_names: list[bytes]) -> None:
         v = self.view
+        v["meta"]["n_areas"] = len(area_names)
+        for i, n in enumerate(area_names):
+            v["meta"]["area_names"][i] = n
         for block in ("control", "telemetry", "interrupt.emergency"):
             self._init_seqlock(block)
         h = v["header"]
@@ -246,6 +282,12 @@ class Region:
             v = v[part]
         return v
 
+    @property
+    def area_names(self) -> list[str]:
+        """The instance's area names, as the creator recorded them."""
+        meta = self.view["meta"]
+        return [bytes(n).decode("ascii") for n in meta["area_names"][: int(meta["n_areas"])]]
+
     def offset(self, path: str) -> int:
         return field_offset(self.dtype, path)
 
@@ -273,7 +315,7 @@ class Region:
         if dt.fields is not None or dt.shape != ():
             raise TypeError(f"{path!r} is not a scalar field ({dt})")
         fmt = _FORMATS[dt.str.lstrip("<|")]
-        return self.buf[off : off + dt.itemsize].cast(fmt)
+        return self.buf[off : off + dt.itemsize].cast(fmt)  # type: ignore[call-overload]
 
     # -- pinning -------------------------------------------------------------
 
@@ -283,7 +325,11 @@ class Region:
             self.pin_flags |= RegionFlags.MLOCKED
             return True
         err = ctypes.get_errno()
-        hint = " (raise `ulimit -l` / the memlock ulimit)" if err in (errno.ENOMEM, errno.EPERM) else ""
+        hint = (
+            " (raise `ulimit -l` / the memlock ulimit)"
+            if err in (errno.ENOMEM, errno.EPERM)
+            else ""
+        )
         msg = f"mlock of {self.name} ({self.size} bytes) failed: {os.strerror(err)}{hint}"
         self.pin_flags |= RegionFlags.MLOCK_FAILED
         self.pin_errors.append(msg)

@@ -88,7 +88,7 @@ def _bytes_of(arr: np.ndarray[Any, Any], dtype: np.dtype[Any]) -> memoryview:
         raise TypeError(f"record has dtype {arr.dtype}, expected the layout's {dtype}")
     if arr.size != 1 or not arr.flags.c_contiguous:
         raise TypeError(f"record must be one contiguous element, got shape {arr.shape}")
-    return memoryview(arr.reshape(-1).view(np.uint8))
+    return arr.reshape(-1).view(np.uint8).data
 
 
 class SeqlockWriter:
@@ -98,7 +98,7 @@ class SeqlockWriter:
         self._b = _Block(region, path)
         self.record_dtype = self._b.record_dtype
         self._src: np.ndarray[Any, Any] | None = None
-        self._src_mv: memoryview | None = None
+        self._src_mv = memoryview(b"")
         if claim:
             self._claim()
         self.repaired = self.repair()
@@ -146,14 +146,14 @@ class SeqlockWriter:
             self._src = rec
         src = self._src_mv
         b = self._b
-        crc = _crc32(src)  # type: ignore[arg-type]
+        crc = _crc32(src)
         s = b.seq[0] + 1
         b.seq[0] = s  # odd: readers go to slot 1
-        b.rec[0][:] = src  # type: ignore[index]
+        b.rec[0][:] = src
         b.crc[0][0] = crc
         s += 1
         b.seq[0] = s  # even: readers go to slot 0
-        b.rec[1][:] = src  # type: ignore[index]
+        b.rec[1][:] = src
         b.crc[1][0] = crc
         return s
 
@@ -173,8 +173,9 @@ class SeqlockReader:
     stats.
     """
 
-    def __init__(self, region: Region, path: str, *, retries: int = 16,
-                 stall_ns: int = 5_000_000) -> None:
+    def __init__(
+        self, region: Region, path: str, *, retries: int = 16, stall_ns: int = 5_000_000
+    ) -> None:
         if retries < 1:
             raise ValueError(f"retries must be >= 1, got {retries}")
         self._b = _Block(region, path)
@@ -187,7 +188,7 @@ class SeqlockReader:
         self._good_mv = _bytes_of(self._good, self.record_dtype)
         self._has_good = False
         self._out: np.ndarray[Any, Any] | None = None
-        self._out_mv: memoryview | None = None
+        self._out_mv = memoryview(b"")
         self._odd_seq = -1
         self._odd_since = 0
         self.reads = 0
@@ -224,7 +225,7 @@ class SeqlockReader:
                 self._scratch_mv, self._good_mv = self._good_mv, scratch
                 self._scratch, self._good = self._good, self._scratch
                 self._has_good = True
-                self._out_mv[:] = scratch  # type: ignore[index]
+                self._out_mv[:] = scratch
                 self.last_seq = s0
                 if i and self._stalled(s0):
                     self.stale += 1
@@ -233,7 +234,7 @@ class SeqlockReader:
             attempt += 1
             self.retried += 1
         self.stale += 1
-        self._out_mv[:] = self._good_mv  # type: ignore[index]
+        self._out_mv[:] = self._good_mv
         return False
 
     def _stalled(self, s: int) -> bool:

@@ -60,8 +60,7 @@ class StatsWriter:
 
     def observe_ns(self, index: int, ns: int) -> None:
         """Record one observation of ``ns`` nanoseconds (negative values count as 0)."""
-        if ns < 0:
-            ns = 0
+        ns = max(ns, 0)
         self._hist[index * N_BUCKETS + bisect_left(_BOUNDS, ns)] += 1
         self._sums[index] += ns
 

@@ -1,0 +1,138 @@
+"""The ``engs`` command line (ARCHITECTURE §5, Contract).
+
+``engs up | physics | orchestrator | oracle | send | status | bench | validate``; every
+command takes ``--config FILE`` (``ENGS_CONFIG``) and ``--instance NAME``
+(``ENGS_INSTANCE``). Runs in the user's process; each service it starts owns its own
+package under ``services/``.
+
+Exit codes: 0 success, 1 a runtime failure (e.g. no running instance), 2 bad usage or
+configuration, 69 (EX_UNAVAILABLE) a command this build does not provide yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from shared.config import Config, load_config
+from shared.errors import ConfigError, EngsError
+
+EX_USAGE = 2
+EX_UNAVAILABLE = 69
+
+#: Commands whose service has not landed yet, and the issue that brings it.
+_PENDING = {
+    "up": "the `engs up` supervisor (issue #8, Deployment)",
+    "physics": "the physics engine service (issue #3, Physics engine)",
+    "orchestrator": "the orchestrator service (issue #4, ENGS orchestrator)",
+    "oracle": "the oracle watchdog and exporter (issue #7, Physics Oracle)",
+    "send": "the signal socket and client (issue #6, Signal socket)",
+    "validate": "the validation suite (issue #9, Validation)",
+}
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML configuration (default: ENGS_CONFIG, else built-in defaults)",
+    )
+    p.add_argument(
+        "--instance", metavar="NAME", help="instance name (default: ENGS_INSTANCE, else 'engs')"
+    )
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="engs",
+        description="ENGS: real-time neurochemical gating service.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        _common(p)
+        return p
+
+    add("up", "run physics, orchestrator and oracle under one supervisor")
+    add("physics", "run the 1 kHz physics engine")
+    add("orchestrator", "run the 100 Hz ENGS orchestrator and the signal socket")
+    add("oracle", "run the watchdog and the Prometheus exporter")
+    p = add("send", "send one signal to a running instance")
+    p.add_argument("type", help="signal type, e.g. reward")
+    p.add_argument("value", nargs="?", help="the signal's main value")
+    p = add("status", "show a running instance's state, heartbeats and interrupts")
+    p.add_argument("--json", action="store_true", help="print JSON (one object per refresh)")
+    p.add_argument(
+        "--watch",
+        nargs="?",
+        type=float,
+        const=1.0,
+        metavar="SECONDS",
+        help="refresh every SECONDS (default 1) until interrupted",
+    )
+    p = add("bench", "measure performance (see docs/benchmarks.md)")
+    p.add_argument("target", choices=["seqlock"], help="what to measure")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--quick", action="store_true", help="a short run (for tests and CI)")
+    add("validate", "run the neuro-psychometric validation assays")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> Config:
+    overrides = {}
+    if args.instance:
+        overrides["--instance"] = (("instance",), args.instance)
+    return load_config(args.config, overrides=overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    try:
+        cfg = _config(args)
+        handler = _HANDLERS.get(args.command)
+        if handler is None:
+            print(
+                f"engs {args.command}: not available in this build yet: "
+                f"{_PENDING[args.command]} has not landed. Nothing was started.",
+                file=sys.stderr,
+            )
+            return EX_UNAVAILABLE
+        return handler(cfg, args)
+    except ConfigError as exc:
+        print(f"engs {args.command}: {exc}", file=sys.stderr)
+        return EX_USAGE
+    except EngsError as exc:
+        print(f"engs {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _status(cfg: Config, args: argparse.Namespace) -> int:
+    from services.cli.status import run  # noqa: PLC0415 - keep `engs --help` fast
+
+    return run(cfg, json_out=args.json, watch=args.watch)
+
+
+def _bench(cfg: Config, args: argparse.Namespace) -> int:
+    from services.cli.bench_seqlock import run  # noqa: PLC0415
+
+    return run(cfg, json_out=args.json, quick=args.quick)
+
+
+_HANDLERS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
+    "status": _status,
+    "bench": _bench,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""The `engs` command line as a user runs it: real subprocesses, a real region with a
+live writer process, JSON parsed back."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from shared.clock import monotonic_ns
+from shared.heartbeat import Heartbeat
+from shared.interrupt import InterruptWord
+from shared.layout import Cause, HeartbeatState, Lane, Process
+from shared.region import Region
+from shared.seqlock import SeqlockWriter
+
+ctx = mp.get_context("fork")
+
+
+def engs(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ENGS_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        check=False,
+    )
+
+
+def _orchestrator_like(instance: str, ready: Any, stop: Any) -> None:
+    """A stand-in writer process using the real writer APIs: publishes states at 100 Hz."""
+    r = Region.attach(instance, lock_memory=False)
+    w = SeqlockWriter(r, "control")
+    hb = Heartbeat(r, Process.ORCHESTRATOR)
+    hb.set_state(HeartbeatState.RUNNING)
+    rec = w.new_record()
+    rec["n_areas"] = 3
+    rec["dopamine"] = 0.75
+    rec["atp_ratio"] = 0.5
+    rec["area_speed"][:3] = [1.0, 1.5, 2.0]
+    rec["area_nt"][1, 2] = 0.25
+    n = 0
+    while not stop.is_set():
+        n += 1
+        rec["seq"] = n
+        rec["t_calc_ns"] = monotonic_ns()
+        w.publish(rec)
+        hb.beat()
+        if n == 1:
+            ready.set()
+        time.sleep(0.01)
+
+
+def test_status_of_a_missing_instance(instance: str) -> None:
+    res = engs("status", "--instance", instance)
+    assert res.returncode == 1
+    assert res.stderr.strip() == (
+        f"engs status: no shared-memory region /engs-{instance}: nothing is running for "
+        f"instance '{instance}' (start it with `engs up --instance {instance}`)"
+    )
+
+
+def test_status_reads_a_live_instance(region: Region) -> None:
+    ready, stop = ctx.Event(), ctx.Event()
+    p = ctx.Process(target=_orchestrator_like, args=(region.instance, ready, stop))
+    p.start()
+    try:
+        assert ready.wait(20)
+        InterruptWord(region, Lane.ORACLE).raise_cause(Cause.PANIC)
+        res = engs("status", "--json", env={"ENGS_INSTANCE": region.instance})
+        assert res.returncode == 0, res.stderr
+        snap = json.loads(res.stdout)
+        text = engs("status", "--instance", region.instance)
+    finally:
+        stop.set()
+        p.join(10)
+    assert snap["instance"] == region.instance
+    assert snap["region"]["area_names"] == ["sensory", "motor", "limbic"]
+    st = snap["state"]
+    assert st["published"] and st["fresh"] and st["seq"] >= 1
+    assert st["dopamine"] == 0.75 and st["atp_ratio"] == 0.5
+    assert list(st["areas"]) == ["sensory", "motor", "limbic"]
+    assert st["areas"]["limbic"]["speed"] == 2.0 and st["areas"]["motor"]["nt"]["NE"] == 0.25
+    assert 0 <= st["age_s"] < 10
+    procs = {x["process"]: x for x in snap["processes"]}
+    assert procs["orchestrator"]["state"] == "running" and procs["orchestrator"]["pid"] == p.pid
+    assert procs["physics"]["state"] == "absent"
+    assert snap["interrupts"]["causes"] == ["panic"]
+    assert snap["interrupts"]["by_lane"]["oracle"] == ["panic"]
+    assert snap["telemetry"]["published"] is False
+    assert text.returncode == 0
+    assert "interrupts  PANIC  (oracle: panic" in text.stdout
+    assert "D 0.750" in text.stdout and "limbic" in text.stdout
+    assert "telemetry   none published yet" in text.stdout
+
+
+def test_status_watch_repeats_until_interrupted(region: Region) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGS_")}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "status",
+            "--instance",
+            region.instance,
+            "--json",
+            "--watch",
+            "0.05",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    lines = [proc.stdout.readline() for _ in range(3)]  # type: ignore[union-attr]
+    proc.send_signal(2)
+    proc.communicate(timeout=10)
+    assert proc.returncode == 130
+    assert all(json.loads(line)["instance"] == region.instance for line in lines)
+
+
+@pytest.mark.parametrize("command", ["up", "physics", "orchestrator", "oracle", "validate"])
+def test_commands_not_built_yet_say_so(command: str) -> None:
+    res = engs(command)
+    assert res.returncode == 69
+    assert "not available in this build yet" in res.stderr and "issue #" in res.stderr
+    assert res.stdout == ""
+
+
+def test_bad_config_exits_2_and_names_the_field(tmp_path: Any) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[physics]\ntick_hz = 0\n", encoding="utf-8")
+    res = engs("status", "--config", str(cfg))
+    assert res.returncode == 2
+    assert "Expected `float` > 0.0 - at `$.physics.tick_hz`" in res.stderr
+
+
+def test_every_contract_command_is_wired() -> None:
+    res = engs("--help")
+    for cmd in ("up", "physics", "orchestrator", "oracle", "send", "status", "bench", "validate"):
+        assert cmd in res.stdout
+    for cmd in ("up", "status", "bench"):
+        sub = engs(cmd, "--help")
+        assert "--config" in sub.stdout and "--instance" in sub.stdout
+
+
+def test_bench_seqlock_quick_json() -> None:
+    res = engs("bench", "seqlock", "--quick", "--json", timeout=180)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["payload_bytes"] > 0 and out["ops"] == 20_000
+    for label in ("full_speed", "100hz"):
+        sc = out["scenarios"][label]
+        p50, p99 = sc["seqlock"]["read"]
+        assert 0 < p50 <= p99
+        assert sc["seqlock"]["reads"] == 20_000 and sc["seqlock"]["writes"] > 0
+        assert len(sc["locked_array"]["read"]) == 2
+    assert out["scenarios"]["full_speed"]["seqlock"]["publications_seen"] > 0
+    assert out["mp_queue"]["rtt"][0] > 0
+    assert "rtt" in out["posix_mq"] or "unavailable" in out["posix_mq"]
+    assert not [n for n in os.listdir("/dev/shm") if n.startswith("engs-bench-")]
