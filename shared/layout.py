@@ -15,6 +15,10 @@ Blocks, their writers and readers::
                  and an emergency NeurochemicalState (seqlock; writer: orchestrator)
     telemetry    PhysicsTelemetry, double-buffered seqlock; writer: physics;
                  readers: orchestrator, oracle, ``engs status``
+    requests     oracle → orchestrator requests (anhedonia: emergency stimulus; mania:
+                 serotonin boost) as monotonic counters; the oracle writes
+                 ``requested``, the orchestrator ``applied`` (own cache lines), and
+                 applies each increment exactly once
     heartbeats   one 64-byte slot per process, single writer each
     stats        one slot per process: counters and fixed-bucket histograms,
                  single writer each; read by the oracle's exporter
@@ -158,6 +162,9 @@ REJECT_REASONS: tuple[str, ...] = (
     "metabolic_denied", "unknown_lock",
 )  # fmt: skip
 SYNC_CHANNELS: tuple[str, ...] = ("dopamine", "serotonin", "norepinephrine")
+#: Oracle → orchestrator request kinds (seed 003 §9), in slot order.
+REQUEST_KINDS: tuple[str, ...] = ("emergency_stimulus", "serotonin_boost")
+N_REQUESTS = 8  # slots reserved
 
 
 def _labelled(name: str, key: str, values: tuple[str, ...]) -> tuple[CounterSpec, ...]:
@@ -181,6 +188,10 @@ COUNTERS: dict[Process, tuple[CounterSpec, ...]] = {
     Process.ORCHESTRATOR: (
         CounterSpec("engs_orchestrator_cycles_total"),
         CounterSpec("engs_orchestrator_deadline_misses_total"),
+        CounterSpec("engs_orchestrator_context_switches_total"),
+        CounterSpec("engs_curiosity_goals_total"),
+        CounterSpec("engs_naps_total"),
+        *_labelled("engs_oracle_requests_applied_total", "kind", REQUEST_KINDS),
         *_labelled("engs_signals_total", "type", SIGNAL_TYPES),
         *_labelled("engs_signals_applied_total", "type", SIGNAL_TYPES),
         *_labelled("engs_signals_rejected_total", "reason", REJECT_REASONS),
@@ -189,6 +200,7 @@ COUNTERS: dict[Process, tuple[CounterSpec, ...]] = {
     Process.ORACLE: (
         CounterSpec("engs_oracle_polls_total"),
         *_labelled("engs_sync_violations_total", "channel", SYNC_CHANNELS),
+        *_labelled("engs_oracle_requests_total", "kind", REQUEST_KINDS),
         *_labelled("engs_interrupts_total", "cause", _CAUSE_NAMES),
     ),
     Process.SUPERVISOR: (
@@ -434,6 +446,8 @@ def build_layout(max_areas: int) -> np.dtype[Any]:
             ("area_names", f"S{AREA_NAME_BYTES}", (max_areas,)),  # ASCII, NUL-padded
         ]
     )
+    counters_line = _record([("count", "<u8", (N_REQUESTS,))])
+    requests = _record([("requested", counters_line), ("applied", counters_line)])
     stats = _record(
         [
             ("counters", "<u8", (N_COUNTERS,)),
@@ -448,6 +462,7 @@ def build_layout(max_areas: int) -> np.dtype[Any]:
             ("control", seqlock_dtype(state)),
             ("interrupt", interrupt),
             ("telemetry", seqlock_dtype(telemetry_dtype(max_areas))),
+            ("requests", requests),
             ("heartbeats", heartbeat, (N_PROCESSES,)),
             ("stats", stats, (N_PROCESSES,)),
         ],
@@ -467,6 +482,7 @@ def layout_hash(region: np.dtype[Any]) -> int:
         repr({p.name: [h.name for h in hs] for p, hs in HISTOGRAMS.items()}),
         repr([(c.name, int(c)) for c in Cause]),
         repr(NEUROMODULATORS),
+        repr(REQUEST_KINDS),
     ]
     blob = "\n".join(parts).encode()
     return (zlib.crc32(blob) << 32) | zlib.adler32(blob)
@@ -509,6 +525,8 @@ def describe(max_areas: int) -> str:
         "emergency NeurochemicalState seqlock",
         "telemetry": "seqlock: seq, writer pid, 2 slots of (CRC-32, PhysicsTelemetry "
         f"{telemetry_dtype(max_areas).itemsize} B)",
+        "requests": "oracle → orchestrator request counters: requested (oracle), "
+        "applied (orchestrator), one cache line each",
         "heartbeats": f"{N_PROCESSES} x (pid, start, last beat, beats, state, pin flags)",
         "stats": f"{N_PROCESSES} x ({N_COUNTERS} counters, {N_HISTOGRAMS} histograms x "
         f"{N_BUCKETS} buckets, sums)",
