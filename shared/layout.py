@@ -234,7 +234,7 @@ HISTOGRAMS: dict[Process, tuple[HistogramSpec, ...]] = {
 }
 
 
-def counter_index(process: Process, name: str, **labels: str) -> int:
+def counter_index(process: Process, name: str, /, **labels: str) -> int:
     """Slot index of a counter; raises KeyError naming the counter if absent."""
     key = tuple(sorted(labels.items()))
     for i, spec in enumerate(COUNTERS[process]):

@@ -48,7 +48,7 @@ class StatsWriter:
         self._hist = _flat_u64(region, slot["hist_counts"])
         self._sums = _flat_u64(region, slot["hist_sum_ns"])
 
-    def counter(self, name: str, **labels: str) -> int:
+    def counter(self, name: str, /, **labels: str) -> int:
         """Slot index of a counter of this process (resolve once, outside hot loops)."""
         return counter_index(self.process, name, **labels)
 
@@ -90,7 +90,7 @@ class StatsSnapshot:
     counters: tuple[tuple[CounterSpec, int], ...]
     histograms: tuple[HistogramSnapshot, ...]
 
-    def counter(self, name: str, **labels: str) -> int:
+    def counter(self, name: str, /, **labels: str) -> int:
         return self.counters[counter_index(self.process, name, **labels)][1]
 
 

@@ -24,7 +24,6 @@ EX_UNAVAILABLE = 69
 
 #: Commands whose service has not landed yet, and the issue that brings it.
 _PENDING = {
-    "up": "the `engs up` supervisor (issue #8, Deployment)",
     "physics": "the physics engine service (issue #3, Physics engine)",
     "orchestrator": "the orchestrator service (issue #4, ENGS orchestrator)",
     "oracle": "the oracle watchdog and exporter (issue #7, Physics Oracle)",
@@ -122,6 +121,12 @@ def _status(cfg: Config, args: argparse.Namespace) -> int:
     return run(cfg, json_out=args.json, watch=args.watch)
 
 
+def _up(cfg: Config, args: argparse.Namespace) -> int:
+    from services.supervisor import run  # noqa: PLC0415
+
+    return run(cfg, args.config)
+
+
 def _bench(cfg: Config, args: argparse.Namespace) -> int:
     from services.cli.bench_seqlock import run  # noqa: PLC0415
 
@@ -129,6 +134,7 @@ def _bench(cfg: Config, args: argparse.Namespace) -> int:
 
 
 _HANDLERS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
+    "up": _up,
     "status": _status,
     "bench": _bench,
 }

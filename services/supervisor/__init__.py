@@ -1,0 +1,309 @@
+"""``engs up``: the supervisor, the embedded default deployment for one machine.
+
+Owns the instance: takes an exclusive lock on it, creates the region, starts physics,
+orchestrator and oracle as child processes (each ``engs <service>`` with the same config
+and instance), prefixes their output with the process name, restarts a child that exits
+or whose heartbeat freezes (within 2 s, with backoff, and says so), and on SIGINT/SIGTERM
+stops them in order — orchestrator (no new signals, last state published), physics, then
+oracle (watching until the end) — unlinks the region and exits 0.
+
+A child that exits with 2 (bad configuration) or 69 (not available) is not restarted:
+restarting cannot help, so the supervisor stops everything and exits with that code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import signal
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from shared.clock import NS_PER_S, monotonic_ns
+from shared.config import Config
+from shared.errors import EngsError, RegionExists
+from shared.heartbeat import Heartbeat, read_heartbeats
+from shared.layout import HeartbeatState, Process
+from shared.region import Region, unlink
+from shared.stats import StatsWriter
+
+#: Start order; shutdown is ORCHESTRATOR, PHYSICS, ORACLE.
+START_ORDER = (Process.PHYSICS, Process.ORCHESTRATOR, Process.ORACLE)
+STOP_ORDER = (Process.ORCHESTRATOR, Process.PHYSICS, Process.ORACLE)
+FATAL_EXIT_CODES = {2: "bad configuration", 69: "not available in this build"}
+
+
+class InstanceBusy(EngsError):
+    """Another supervisor, or live services, already own this instance."""
+
+
+@dataclass
+class Child:
+    process: Process
+    argv: list[str]
+    proc: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    backoff_s: float = 0.25
+    started_ns: int = 0
+    pump: asyncio.Task[None] | None = None
+    exit_codes: list[int] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.process.name.lower()
+
+
+def _lock_path(instance: str) -> Path:
+    return (
+        Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"engs-{instance}.lock"
+    )
+
+
+def acquire_instance_lock(instance: str) -> IO[str]:
+    """An exclusive, crash-safe (flock) lock on the instance; InstanceBusy if taken."""
+    path = _lock_path(instance)
+    f = path.open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise InstanceBusy(
+            f"instance {instance!r} is already run by `engs up` (pid {holder}, lock {path}); "
+            f"stop it first or pick another --instance"
+        ) from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    return f
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def create_region(cfg: Config, out: IO[str]) -> Region:
+    """Create the instance's region, replacing a stale one left by a crash; refuse if
+    live processes still use it."""
+    try:
+        return Region.create(
+            cfg.instance,
+            cfg.shm.max_areas,
+            area_names=cfg.physics.areas,
+            lock_memory=cfg.shm.lock_memory,
+        )
+    except RegionExists:
+        pass
+    try:
+        old = Region.attach(cfg.instance, lock_memory=False)
+    except EngsError:
+        old = None  # not even readable: stale by definition
+    if old is not None:
+        live = [
+            hb
+            for hb in read_heartbeats(old)
+            if hb.alive and _pid_alive(hb.pid) and (hb.age_s or 1e9) < 5.0
+        ]
+        old.close()
+        if live:
+            who = ", ".join(f"{hb.process.name.lower()} pid {hb.pid}" for hb in live)
+            raise InstanceBusy(
+                f"instance {cfg.instance!r} is in use by live processes ({who}); "
+                f"stop them first or pick another --instance"
+            )
+    unlink(cfg.instance)
+    print(
+        f"[supervisor] removed a stale region /engs-{cfg.instance} left by an earlier run",
+        file=out,
+        flush=True,
+    )
+    return Region.create(
+        cfg.instance,
+        cfg.shm.max_areas,
+        area_names=cfg.physics.areas,
+        lock_memory=cfg.shm.lock_memory,
+    )
+
+
+class Supervisor:
+    """Runs the children until a stop signal; see the module docstring."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        config_path: str | None,
+        *,
+        out: IO[str] = sys.stdout,
+        frozen_after_s: float = 3.0,
+        start_grace_s: float = 10.0,
+        stop_timeout_s: float = 5.0,
+    ) -> None:
+        self.cfg = cfg
+        self.out = out
+        self.frozen_after_ns = int(frozen_after_s * NS_PER_S)
+        self.start_grace_ns = int(start_grace_s * NS_PER_S)
+        self.stop_timeout_s = stop_timeout_s
+        base = [sys.executable, "-m", "services.cli"]
+        common = ["--instance", cfg.instance] + (["--config", config_path] if config_path else [])
+        self.children = {p: Child(p, [*base, p.name.lower(), *common]) for p in START_ORDER}
+        self._stop = asyncio.Event()
+        self.exit_code = 0
+
+    def say(self, msg: str) -> None:
+        print(f"[supervisor] {msg}", file=self.out, flush=True)
+
+    async def _pump(self, child: Child) -> None:
+        if child.proc is None or child.proc.stdout is None:
+            return
+        prefix = f"[{child.name}] "
+        while line := await child.proc.stdout.readline():
+            self.out.write(prefix + line.decode(errors="replace"))
+            self.out.flush()
+
+    async def _start(self, child: Child) -> None:
+        child.proc = await asyncio.create_subprocess_exec(
+            *child.argv,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # our SIGINT from a terminal is ours to forward
+        )
+        child.started_ns = monotonic_ns()
+        child.pump = asyncio.create_task(self._pump(child))
+        self.say(f"started {child.name} (pid {child.proc.pid})")
+
+    async def _stop_child(self, child: Child) -> None:
+        proc = child.proc
+        if proc is None or proc.returncode is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), self.stop_timeout_s)
+        except TimeoutError:
+            self.say(f"{child.name} did not stop within {self.stop_timeout_s} s: killing it")
+            proc.kill()
+            await proc.wait()
+        if child.pump is not None:
+            await child.pump
+        self.say(f"stopped {child.name} (exit {proc.returncode})")
+
+    async def _watch(self, region: Region, hb: Heartbeat, stats: StatsWriter) -> None:
+        restarts = {
+            p: stats.counter("engs_restarts_total", process=p.name.lower()) for p in START_ORDER
+        }
+        while not self._stop.is_set():
+            hb.beat()
+            now = monotonic_ns()
+            beats = {h.process: h for h in read_heartbeats(region, now)}
+            for child in self.children.values():
+                proc = child.proc
+                if proc is None:
+                    continue
+                why = None
+                if proc.returncode is not None:
+                    code = proc.returncode
+                    if code in FATAL_EXIT_CODES:
+                        self.say(
+                            f"{child.name} exited with {code} "
+                            f"({FATAL_EXIT_CODES[code]}): not restarting; shutting down"
+                        )
+                        self.exit_code = code
+                        self._stop.set()
+                        return
+                    why = f"exited with {code}"
+                elif now - child.started_ns > self.start_grace_ns:
+                    info = beats[child.process]
+                    if info.age_s is not None and info.age_s * NS_PER_S > self.frozen_after_ns:
+                        why = f"heartbeat frozen for {info.age_s:.1f} s"
+                        proc.kill()
+                        await proc.wait()
+                if why is None:
+                    continue
+                if child.pump is not None:
+                    await child.pump
+                delay = child.backoff_s
+                child.backoff_s = min(child.backoff_s * 2, 2.0)
+                child.restarts += 1
+                stats.inc(restarts[child.process])
+                self.say(
+                    f"{child.name} {why}; restarting in {delay:.2f} s (restart {child.restarts})"
+                )
+                await asyncio.sleep(delay)
+                if self._stop.is_set():
+                    return
+                await self._start(child)
+            # Reset the backoff of children that stayed up for a while.
+            for child in self.children.values():
+                if (
+                    child.proc
+                    and child.proc.returncode is None
+                    and now - child.started_ns > 30 * NS_PER_S
+                ):
+                    child.backoff_s = 0.25
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), 0.1)
+
+    async def run(self) -> int:
+        lock = acquire_instance_lock(self.cfg.instance)
+        try:
+            region = create_region(self.cfg, self.out)
+        except BaseException:
+            lock.close()
+            raise
+        try:
+            hb = Heartbeat(region, Process.SUPERVISOR)
+            stats = StatsWriter(region, Process.SUPERVISOR)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self._stop.set)
+            self.say(
+                f"instance {self.cfg.instance}: region /dev/shm/engs-{self.cfg.instance}, "
+                f"signals on {self.cfg.signals.addr}"
+                + (f" and {self.cfg.signals.unix_path}" if self.cfg.signals.unix_path else "")
+                + f", metrics on http://{self.cfg.metrics.addr}/metrics"
+            )
+            for p in START_ORDER:
+                await self._start(self.children[p])
+            hb.set_state(HeartbeatState.RUNNING)
+            await self._watch(region, hb, stats)
+            self._stop.set()
+            hb.set_state(HeartbeatState.STOPPING)
+            self.say("stopping")
+            for p in STOP_ORDER:
+                await self._stop_child(self.children[p])
+            hb.set_state(HeartbeatState.STOPPED)
+        finally:
+            for child in self.children.values():
+                if child.proc is not None and child.proc.returncode is None:
+                    child.proc.kill()
+                    await child.proc.wait()
+            region.close()
+            unlink(self.cfg.instance)
+            lock.close()
+        self.say(f"region unlinked; exit {self.exit_code}")
+        return self.exit_code
+
+
+def run(cfg: Config, config_path: str | None) -> int:
+    """Entry point of ``engs up``."""
+    try:
+        import uvloop  # noqa: PLC0415
+
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        runner = asyncio.run
+    return runner(Supervisor(cfg, config_path).run())

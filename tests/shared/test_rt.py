@@ -1,0 +1,60 @@
+"""Real-time setup reports failure instead of raising."""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+
+from shared.rt import freeze_gc, set_affinity, set_sched_fifo, set_timer_slack, thaw_gc
+
+
+def test_timer_slack_is_set_and_readable() -> None:
+    res = set_timer_slack(2_000)
+    assert res.ok, res
+    import ctypes  # noqa: PLC0415
+
+    libc = ctypes.CDLL(None)
+    assert libc.prctl(30, 0, 0, 0, 0) == 2_000  # PR_GET_TIMERSLACK
+    set_timer_slack(50_000)
+
+
+def test_affinity_ok_and_bad_cpu_reported() -> None:
+    before = os.sched_getaffinity(0)
+    try:
+        assert set_affinity(sorted(before)[:1]).ok
+        bad = set_affinity([10_000])
+        assert (
+            not bad.ok and "cpus [10000]" in bad.detail and str(bad).startswith("affinity: FAILED")
+        )
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def test_sched_fifo_failure_is_reported_not_raised() -> None:
+    # Without CAP_SYS_NICE the call must fail politely; run it in a child so this
+    # test process never becomes a real-time task.
+    code = "from shared.rt import set_sched_fifo; r = set_sched_fifo(10); print(r.ok, r.detail)"
+    cmd = [
+        "setpriv",
+        "--inh-caps=-sys_nice",
+        "--bounding-set=-sys_nice",
+        "prlimit",
+        "--rtprio=0:0",
+        sys.executable,
+        "-c",
+        code,
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=True).stdout
+    assert out.startswith("False priority 10: Operation not permitted (needs CAP_SYS_NICE")
+    assert set_sched_fifo(0).ok is False  # priority 0 is invalid for SCHED_FIFO
+
+
+def test_gc_freeze_and_thaw() -> None:
+    res = freeze_gc()
+    try:
+        assert res.ok and not gc.isenabled() and gc.get_freeze_count() > 0
+    finally:
+        thaw_gc()
+    assert gc.isenabled() and gc.get_freeze_count() == 0
