@@ -300,10 +300,6 @@ class Supervisor:
 
 def run(cfg: Config, config_path: str | None) -> int:
     """Entry point of ``engs up``."""
-    try:
-        import uvloop  # noqa: PLC0415
+    import uvloop  # noqa: PLC0415
 
-        runner = uvloop.run
-    except ImportError:  # pragma: no cover - uvloop is a dependency
-        runner = asyncio.run
-    return runner(Supervisor(cfg, config_path).run())
+    return uvloop.run(Supervisor(cfg, config_path).run())

@@ -13,7 +13,7 @@ from shared.rt import freeze_gc, set_affinity, set_sched_fifo, set_timer_slack, 
 def test_timer_slack_is_set_and_readable() -> None:
     res = set_timer_slack(2_000)
     assert res.ok, res
-    import ctypes  # noqa: PLC0415
+    import ctypes
 
     libc = ctypes.CDLL(None)
     assert libc.prctl(30, 0, 0, 0, 0) == 2_000  # PR_GET_TIMERSLACK
