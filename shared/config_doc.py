@@ -5,6 +5,7 @@ attribute docstrings in ``shared/config.py``. A test keeps the document equal to
 from __future__ import annotations
 
 import ast
+import itertools
 import inspect
 from typing import Any
 
@@ -23,7 +24,7 @@ def _attribute_docs() -> dict[tuple[str, str], str]:
         if not isinstance(node, ast.ClassDef):
             continue
         body = node.body
-        for a, b in zip(body, body[1:], strict=False):
+        for a, b in itertools.pairwise(body):
             if (
                 isinstance(a, ast.AnnAssign)
                 and isinstance(a.target, ast.Name)
