@@ -5,8 +5,8 @@ attribute docstrings in ``shared/config.py``. A test keeps the document equal to
 from __future__ import annotations
 
 import ast
-import itertools
 import inspect
+import itertools
 from typing import Any
 
 import msgspec
