@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
+import numpy as np
 from msgspec import Meta, Struct
 
 from shared.errors import ConfigError
@@ -68,11 +69,14 @@ class ShmConfig(_Section, frozen=True):
     """mlock the mapping in every process (failure is reported, not fatal)."""
 
 
-class PhysicsConfig(_Section):
+class PhysicsConfig(_Section, frozen=True):
     """The 1 kHz physics engine (services/physics)."""
 
     tick_hz: Annotated[float, Meta(gt=0, le=100_000)] = 1000.0
+    """Ticks per second (seed 003 GAP-022: 1 kHz); dt = 1/tick_hz."""
     backend: Literal["auto", "numpy", "cupy"] = "auto"
+    """Array backend: ``auto`` probes the GPU with a tiny kernel and falls back to NumPy,
+    saying why; ``cupy`` requires it."""
     shape: Annotated[
         list[Annotated[int, Meta(ge=2, le=1 << 20)]], Meta(min_length=1, max_length=9)
     ] = msgspec.field(default_factory=lambda: [64, 64])
@@ -115,6 +119,19 @@ class PhysicsConfig(_Section):
     """Metabolic cost per unit of Σ|∇Ψ|² (seed 003 §7.1 relative weight 0.1)."""
     cost_plasticity_weight: Annotated[float, Meta(ge=0)] = 1.5
     """Metabolic cost per unit of Σ|Δg| (seed 003 §7.1 relative weight 1.5)."""
+    spin_us: Annotated[float, Meta(ge=0, le=10_000)] = 150.0
+    """The loop sleeps until this many µs before each deadline, then spins (the kernel's
+    wake-up jitter is larger than a tick's tolerance)."""
+    timer_slack_ns: Annotated[int, Meta(ge=1, le=50_000_000)] = 1_000
+    """prctl(PR_SET_TIMERSLACK) for the physics thread (the kernel default is 50 µs)."""
+    sched_fifo_priority: Annotated[int, Meta(ge=1, le=99)] | None = None
+    """Run the physics under SCHED_FIFO at this priority (needs CAP_SYS_NICE; a failure
+    is logged and counted, never fatal). None: the normal scheduler."""
+    cpu_affinity: list[Annotated[int, Meta(ge=0)]] | None = None
+    """Pin the physics to these CPUs (e.g. an isolated core). None: no pinning."""
+    scram_clear_ticks: Annotated[int, Meta(ge=1)] = 100
+    """After a non-finite field is recovered, the physics clears its own SCRAM once this
+    many consecutive ticks stayed finite."""
 
     @property
     def dt(self) -> float:
@@ -137,10 +154,308 @@ class PhysicsConfig(_Section):
             )
 
 
-class OrchestratorConfig(_Section):
+# --- Orchestrator (services/orchestrator): the ENGS dynamics, docs/orchestrator.md ----------
+
+_Level = Annotated[float, Meta(ge=0, le=1)]
+_NonNeg = Annotated[float, Meta(ge=0)]
+
+
+def _check_order(lo_name: str, lo: float, hi_name: str, hi: float, *, strict: bool = True) -> None:
+    """A section's two thresholds must be ordered (hysteresis bands, ranges)."""
+    if not (lo < hi if strict else lo <= hi):
+        op = "<" if strict else "<="
+        raise ValueError(f"`{lo_name}` {op} `{hi_name}` expected, got {lo} and {hi}")
+
+
+class CouplingConfig(_Section, frozen=True):
+    """GAP-005 coupling matrix M and equilibrium x_eq of x = [D, S, N, A] (seed 003).
+
+    Entries are magnitudes; each sign is the seed's (M[0,1] = -kappa_ds, ...). Rows D,
+    S and N are in s⁻¹ on the level scale [0, 1]. The ATP row's drains are in NMU/s
+    per unit of level above equilibrium and enter M on the ATP-ratio scale as
+    M[3, j] = -phi / metabolism.capacity_nmu (docs/orchestrator.md §2). A_eq = 1.
+    """
+
+    lambda_d: PosFloat = 0.15
+    """-M[0,0]: dopamine clearance (seed 0.15)."""
+    kappa_ds: _NonNeg = 0.10
+    """-M[0,1]: serotonin inhibits dopamine (seed 0.10)."""
+    kappa_dn: _NonNeg = 0.08
+    """M[0,2]: norepinephrine amplifies dopamine (seed 0.08)."""
+    kappa_sd: _NonNeg = 0.05
+    """M[1,0]: dopamine stimulates serotonin (seed 0.05)."""
+    lambda_s: PosFloat = 0.05
+    """-M[1,1]: serotonin clearance (unspecified in the seed; 3x slower than dopamine)."""
+    kappa_sn: _NonNeg = 0.07
+    """-M[1,2]: norepinephrine inhibits serotonin (seed 0.07)."""
+    kappa_sa: _NonNeg = 0.02
+    """M[1,3]: ATP sustains serotonin, so S decays while ATP drains (unspecified)."""
+    kappa_nd: _NonNeg = 0.03
+    """M[2,0]: dopamine raises arousal (unspecified)."""
+    kappa_ns: _NonNeg = 0.06
+    """-M[2,1]: serotonin inhibits norepinephrine (seed 0.06)."""
+    lambda_n: PosFloat = 0.2
+    """-M[2,2]: norepinephrine clearance (unspecified)."""
+    kappa_na: _NonNeg = 0.05
+    """M[2,3]: ATP sustains arousal; fatigue lowers it (unspecified)."""
+    phi_ad_nmu_s: _NonNeg = 1500.0
+    """-M[3,0] x capacity: NMU/s per unit of dopamine above D_eq (seed 1.5 NMU/update
+    at the nominal 1 kHz)."""
+    phi_an_nmu_s: _NonNeg = 800.0
+    """-M[3,2] x capacity: NMU/s per unit of norepinephrine above N_eq (seed 0.8 x 1 kHz)."""
+    lambda_a: PosFloat = 1e-4
+    """-M[3,3]: awake ATP resynthesis towards A_eq = 1, s⁻¹ (unspecified)."""
+    d_eq: _Level = 0.5
+    """Dopamine equilibrium D_eq (seed D_base 0.5); also the plasticity gate's centre."""
+    s_eq: _Level = 0.5
+    """Serotonin equilibrium; also the elasticity gate's centre."""
+    n_eq: _Level = 0.3
+    """Norepinephrine equilibrium (calm arousal)."""
+    restoring_gain: _NonNeg = 0.1
+    """ρ of F_nl = -ρ·e·|e| (e = x - x_eq) on D, S, N, s⁻¹: quadratic homeostasis."""
+
+    def matrix(self, capacity_nmu: float, cost_scale: float = 1.0) -> np.ndarray:
+        """M (4x4 float64, s⁻¹) with the ATP drains scaled by ``cost_scale`` (host,
+        thermal and lattice-size multiplier; 1 for the reference host and lattice)."""
+        ad = self.phi_ad_nmu_s * cost_scale / capacity_nmu
+        an = self.phi_an_nmu_s * cost_scale / capacity_nmu
+        return np.array(
+            [
+                [-self.lambda_d, -self.kappa_ds, self.kappa_dn, 0.0],
+                [self.kappa_sd, -self.lambda_s, -self.kappa_sn, self.kappa_sa],
+                [self.kappa_nd, -self.kappa_ns, -self.lambda_n, self.kappa_na],
+                [-ad, 0.0, -an, -self.lambda_a],
+            ]
+        )
+
+    @property
+    def x_eq(self) -> tuple[float, float, float, float]:
+        return (self.d_eq, self.s_eq, self.n_eq, 1.0)
+
+
+class DopamineConfig(_Section, frozen=True):
+    """Dopamine: TD error, tonic level, plasticity gate (seed 003 §3)."""
+
+    beta: _NonNeg = 0.1
+    """β: tonic-level step per unit of TD error (seed 0.1)."""
+    gamma: Annotated[float, Meta(gt=0, le=1)] = 0.95
+    """γ per second of ENGS time; the per-cycle discount is γ**(1/cycle_hz)."""
+    value_model: Literal["critic", "energy"] = "critic"
+    """V(s) driving δ: the learned linear TD(λ) critic, or the seed's normalised field
+    energy (ARCHITECTURE §6.10). Both are computed; this picks the one that drives D."""
+    energy_tau_s: PosFloat = 60.0
+    """Time constant of the running energy scale Ē in V = E / (E + Ē)."""
+    gate_gain: PosFloat = 5.0
+    """κ in the plasticity gate 1 + tanh(κ(D - D_eq)) (seed has κ = 1)."""
+    emergency_impulse: _Level = 0.5
+    """Dopamine added once per oracle anhedonia request (seed §9.1 emergency stimulus)."""
+
+
+class CriticConfig(_Section, frozen=True):
+    """Learned critic: linear TD(λ) over energy, entropy and cue microstimuli."""
+
+    alpha: Annotated[float, Meta(gt=0, le=1)] = 0.1
+    """Step size, divided by the number of features."""
+    trace_lambda: Annotated[float, Meta(ge=0, le=1)] = 0.5
+    """λ per second of the eligibility trace; per cycle λ**(1/cycle_hz)."""
+    microstimuli: Annotated[int, Meta(ge=1, le=64)] = 10
+    """Number of cue microstimuli (Ludvig, Sutton & Kehoe 2008)."""
+    cue_tau_s: PosFloat = 1.0
+    """Decay time constant of the cue memory trace the microstimuli tile."""
+    microstimulus_width: PosFloat = 0.08
+    """σ of each microstimulus over trace height."""
+
+
+class SerotoninConfig(_Section, frozen=True):
+    """Serotonin events and the elasticity gate (seed 003 §4)."""
+
+    nap_boost: _Level = 0.2
+    goal_boost: _Level = 0.05
+    security_drop: _Level = 0.5
+    mania_boost: _Level = 0.3
+    """Added once per oracle mania request (seed §9.2 'sedative')."""
+    gate_gain: PosFloat = 5.0
+    """κ in the elasticity gate 0.5 + 0.5·tanh(κ(S - S_eq))."""
+
+
+class NorepinephrineConfig(_Section, frozen=True):
+    """Norepinephrine from stress, cortisol, relevance gate (seed 003 §5)."""
+
+    stress_gain: _NonNeg = 0.2
+    """s⁻¹ of dN/dt per unit of stress."""
+    stress_tau_s: PosFloat = 5.0
+    """The latest stress report is held and decays with this time constant."""
+    cortisol_tau_s: PosFloat = 60.0
+    """Cortisol integrates the held stress with this time constant."""
+    relevance_base: _Level = 0.6
+    """τ at N = 0 (seed 0.6)."""
+    relevance_slope: _NonNeg = 0.6
+    """τ = base - slope·N; 0.6 reaches the panic lesion's τ = 0 at N = 1 (seed 0.3)."""
+    relevance_floor: _Level = 0.0
+    relevance_ceiling: _Level = 0.95
+
+    def __post_init__(self) -> None:
+        _check_order(
+            "relevance_floor", self.relevance_floor, "relevance_ceiling", self.relevance_ceiling
+        )
+
+
+class BoredomConfig(_Section, frozen=True):
+    """Boredom and curiosity (seed 003 §6.2 AUTO-04 + GAP-036), docs/orchestrator.md §5."""
+
+    idle_s: PosFloat = 600.0
+    """Subjective seconds (physics ticks / tick_hz) from a reset to the threshold when idle."""
+    start: Annotated[float, Meta(gt=0, lt=1)] = 0.1
+    """B right after a full novelty reset (GAP-036)."""
+    threshold: Annotated[float, Meta(gt=0, lt=1)] = 0.85
+    """Curiosity threshold (GAP-036 0.85; §6.3 says 0.8)."""
+    entropy_gain: _NonNeg = 20.0
+    """k_H in the clock rate 1 - tanh(k_H·x), x the normalised entropy excursion."""
+    entropy_tau_s: PosFloat = 10.0
+    """Time constant of the entropy baseline the excursion is measured from."""
+    entropy_noise_sigmas: _NonNeg = 2.0
+    """Excursions within this many estimator standard errors count as none."""
+    full_reset_entropy: _Level = 0.5
+    """Novelty entropy above which the clock resets fully (GAP-036)."""
+    partial_boost_s: _NonNeg = 10.0
+    """Subjective seconds taken off the clock per unit of lesser novelty (GAP-036)."""
+    relief_reward: _NonNeg = 1.0
+    """Intrinsic reward per unit of boredom relieved by novelty (seed §6.3 step 4)."""
+
+    def __post_init__(self) -> None:
+        _check_order("start", self.start, "threshold", self.threshold)
+
+
+class MetabolismConfig(_Section, frozen=True):
+    """ATP budget in NMU and the Transactional Metabolic Lock (seed 003 §7, GAP-012)."""
+
+    capacity_nmu: PosFloat = 5.0e6
+    """Full ATP reserve, NMU."""
+    propagation_nmu_s: _NonNeg = 100.0
+    """Wave propagation at equilibrium, NMU/s (GAP-012 0.1 NMU/step x 1 kHz)."""
+    plasticity_nmu_s: _NonNeg = 1500.0
+    """Plasticity at D_eq, NMU/s (GAP-012 1.5 NMU/update x 1 kHz)."""
+    external_call_nmu: _NonNeg = 50.0
+    """One external tool/API call, NMU (§7.1's 50; GAP-012's 5 is not used)."""
+    self_improvement_nmu: _NonNeg = 1000.0
+    """One self-improvement (compile/sandbox) run, NMU (§7.1)."""
+    reference_nodes: Annotated[int, Meta(ge=1)] = 4096
+    """Lattice size the rates above are for; costs scale with telemetry n_nodes."""
+    reference_score: PosFloat = 0.25
+    """GAP-012 host score (TFLOP/s + TB/s) of the reference host; costs scale by
+    reference_score / measured score."""
+    calibrate: bool = True
+    """Run the start-up host benchmark; false: cost factor 1 (the reference host)."""
+    thermal_target_c: float = 70.0
+    thermal_critical_c: float = 85.0
+    lock_ttl_s: PosFloat = 300.0
+    """An uncommitted reservation is refunded after this many ENGS seconds."""
+
+    def __post_init__(self) -> None:
+        _check_order(
+            "thermal_target_c", self.thermal_target_c, "thermal_critical_c", self.thermal_critical_c
+        )
+
+
+class NapConfig(_Section, frozen=True):
+    """Nap: recharge below a low-ATP threshold (seed 003 §2.2, §8.3)."""
+
+    enter_below: _Level = 0.15
+    exit_at: _Level = 0.9
+    recharge_per_s: Annotated[float, Meta(gt=0, le=1)] = 0.005
+    """Net ATP-ratio gain per second while napping."""
+    min_duration_s: _NonNeg = 30.0
+    """A nap, once entered, lasts at least this long (ENGS s), even if a revocation
+    refund refills ATP at once: the seed forces a nap for consolidation."""
+    awake_drive: _NonNeg = 1.0
+    """area_drive while awake, field units."""
+    nap_drive: _NonNeg = 0.2
+    """area_drive while napping, field units."""
+    dream_noise_min: _NonNeg = 0.5
+    """area_noise multiplier while napping at D = 1 (dream-weave temperature, §8.1)."""
+    dream_noise_max: _NonNeg = 2.0
+    """... and at D = 0."""
+
+    def __post_init__(self) -> None:
+        _check_order("enter_below", self.enter_below, "exit_at", self.exit_at)
+        _check_order(
+            "dream_noise_min",
+            self.dream_noise_min,
+            "dream_noise_max",
+            self.dream_noise_max,
+            strict=False,
+        )
+
+
+class ReplayConfig(_Section, frozen=True):
+    """Dream-weave replay buffer (seed 003 §8.1)."""
+
+    capacity: Annotated[int, Meta(ge=1, le=1 << 20)] = 4096
+    every_cycles: Annotated[int, Meta(ge=1)] = 10
+    """Record every k-th awake cycle, plus every cycle with a reward, cue or novelty."""
+    priority_floor: PosFloat = 1e-3
+    """Added to |δ| so that no experience has zero priority."""
+
+
+class PriorityConfig(_Section, frozen=True):
+    """CRITICAL causes the ENGS raises, with hysteresis (seed 003 GAP-022)."""
+
+    atp_exhausted_below: _Level = 0.05
+    atp_exhausted_clear_at: _Level = 0.10
+    panic_above: _Level = 0.95
+    panic_clear_below: _Level = 0.85
+
+    def __post_init__(self) -> None:
+        _check_order(
+            "atp_exhausted_below",
+            self.atp_exhausted_below,
+            "atp_exhausted_clear_at",
+            self.atp_exhausted_clear_at,
+        )
+        _check_order("panic_clear_below", self.panic_clear_below, "panic_above", self.panic_above)
+
+
+class OrchestratorConfig(_Section, frozen=True):
     """The 100 Hz ENGS control loop (services/orchestrator)."""
 
     cycle_hz: Annotated[float, Meta(gt=0, le=10_000)] = 100.0
+    seed: Annotated[int, Meta(ge=0, le=(1 << 63) - 1)] = 0
+    """Seed of the ENGS's random generator (dream-weave sampling)."""
+    coupling: CouplingConfig = msgspec.field(default_factory=CouplingConfig)
+    dopamine: DopamineConfig = msgspec.field(default_factory=DopamineConfig)
+    critic: CriticConfig = msgspec.field(default_factory=CriticConfig)
+    serotonin: SerotoninConfig = msgspec.field(default_factory=SerotoninConfig)
+    norepinephrine: NorepinephrineConfig = msgspec.field(default_factory=NorepinephrineConfig)
+    boredom: BoredomConfig = msgspec.field(default_factory=BoredomConfig)
+    metabolism: MetabolismConfig = msgspec.field(default_factory=MetabolismConfig)
+    nap: NapConfig = msgspec.field(default_factory=NapConfig)
+    replay: ReplayConfig = msgspec.field(default_factory=ReplayConfig)
+    priorities: PriorityConfig = msgspec.field(default_factory=PriorityConfig)
+
+    def __post_init__(self) -> None:
+        m = self.coupling.matrix(self.metabolism.capacity_nmu)
+        eig = np.linalg.eigvals(m)
+        abscissa = float(eig.real.max())
+        if not abscissa < 0.0:
+            shown = ", ".join(f"{complex(e):.4g}" for e in sorted(eig, key=lambda z: -z.real))
+            raise ValueError(
+                f"`coupling`: the matrix M is unstable: spectral abscissa max Re λ = "
+                f"{abscissa:+.4g} /s, expected < 0 (eigenvalues {shown})"
+            )
+        c, mb = self.coupling, self.metabolism
+        idle_floor = c.phi_ad_nmu_s * c.d_eq + c.phi_an_nmu_s * c.n_eq
+        if idle_floor > mb.propagation_nmu_s + mb.plasticity_nmu_s:
+            raise ValueError(
+                "`coupling`: phi_ad_nmu_s·d_eq + phi_an_nmu_s·n_eq must not exceed "
+                "metabolism.propagation_nmu_s + plasticity_nmu_s (consumption would turn "
+                f"negative at D = N = 0), got {idle_floor:g} > "
+                f"{mb.propagation_nmu_s + mb.plasticity_nmu_s:g}"
+            )
+
+    @property
+    def dt(self) -> float:
+        """One control cycle in seconds."""
+        return 1.0 / self.cycle_hz
 
 
 class SignalsConfig(_Section, frozen=True):
@@ -164,9 +479,82 @@ class MetricsConfig(_Section, frozen=True):
 
 
 class OracleConfig(_Section, frozen=True):
-    """The watchdog (services/oracle)."""
+    """The watchdog (services/oracle). Every rule is documented in docs/oracle.md."""
 
     poll_hz: Annotated[float, Meta(ge=200, le=10_000)] = 250.0
+    """Polls per second, on absolute deadlines."""
+    heartbeat_timeout_s: Annotated[float, Meta(gt=0, le=3600)] = 1.0
+    """A running process whose heartbeat is older than this is DEAD."""
+    startup_timeout_s: Annotated[float, Meta(gt=0, le=3600)] = 30.0
+    """A process still STARTING may go this long without a beat (CuPy start-up)."""
+    output_timeout_s: Annotated[float, Meta(gt=0, le=3600)] = 0.5
+    """Physics telemetry or orchestrator state older than this, while the heartbeat is
+    fresh, makes the writer FROZEN (tick counter stopped, or a seqlock left odd)."""
+    sync_limit_s: Annotated[float, Meta(gt=0, le=10)] = 0.010
+    """Staleness limit of dopamine and norepinephrine (seed 003 GAP-022: 10 ms)."""
+    serotonin_sync_limit_s: Annotated[float, Meta(gt=0, le=10)] = 0.050
+    """Soft staleness limit of serotonin (seed 003 GAP-022: 50 ms)."""
+    pause_limit_s: Annotated[float, Meta(gt=0, le=10)] = 0.050
+    """Staleness above which COGNITIVE_PAUSE is raised (seed 003 GAP-022: 50 ms)."""
+    pause_clear_states: Annotated[int, Meta(ge=1, le=1_000_000)] = 10
+    """COGNITIVE_PAUSE clears after this many consecutive fresh states."""
+    log_interval_s: Annotated[float, Meta(gt=0, le=3600)] = 1.0
+    """At most one log line per this interval for each repeating warning."""
+    scram_energy_per_node_max: PosFloat = 1.0e6
+    """SCRAM when the field energy V = Σ|Ψ|² per node exceeds this (field units²)."""
+    scram_growth_factor: Annotated[float, Meta(gt=1)] = 100.0
+    """SCRAM when V grows by more than this factor within ``scram_growth_window_s``."""
+    scram_growth_window_s: Annotated[float, Meta(gt=0, le=3600)] = 1.0
+    scram_growth_floor_per_node: PosFloat = 1.0
+    """The growth test applies only from an energy per node at least this large."""
+    scram_clear_s: Annotated[float, Meta(gt=0, le=3600)] = 1.0
+    """SCRAM clears after this long of healthy telemetry."""
+    scram_clear_ratio: Annotated[float, Meta(gt=0, le=1)] = 0.5
+    """Healthy means V per node at most this fraction of the bound (hysteresis)."""
+    atp_exhausted_below: Annotated[float, Meta(ge=0, le=1)] = 0.05
+    atp_clear_above: Annotated[float, Meta(ge=0, le=1)] = 0.10
+    panic_above: Annotated[float, Meta(ge=0, le=1)] = 0.95
+    panic_clear_below: Annotated[float, Meta(ge=0, le=1)] = 0.90
+    unstable_window_cycles: Annotated[int, Meta(ge=8, le=100_000)] = 500
+    """Longest run of control cycles the empirical instability test fits."""
+    unstable_min_run_cycles: Annotated[int, Meta(ge=3, le=100_000)] = 20
+    """Shortest run of visibly moving cycles the instability test judges."""
+    unstable_growth_ratio: Annotated[float, Meta(gt=1)] = 2.0
+    """Exponential step growth over the run that counts as divergence."""
+    unstable_min_step: PosFloat = 1.0e-4
+    """Mean |Δ(D, S, N)| per cycle below which steps are noise, not divergence."""
+    unstable_bound_eps: Annotated[float, Meta(gt=0, lt=0.5)] = 1.0e-3
+    """A level within this of 0 or 1 is pinned at a bound."""
+    unstable_clear_cycles: Annotated[int, Meta(ge=1, le=1_000_000)] = 100
+    anhedonia_below: Annotated[float, Meta(gt=0, le=1)] = 0.1
+    anhedonia_cycles: Annotated[int, Meta(ge=1, le=100_000_000)] = 1000
+    """Control cycles the moving average of D must stay low (seed 003 §9.1: > 1000)."""
+    anhedonia_ma_cycles: Annotated[int, Meta(ge=1, le=100_000)] = 100
+    """Length of the moving average of D, in control cycles."""
+    anhedonia_rearm_above: Annotated[float, Meta(gt=0, le=1)] = 0.15
+    """A new anhedonia episode needs the moving average back above this first."""
+    mania_switches_per_s: PosFloat = 1.0
+    """Context-switch rate (orchestrator counter) above which mania is declared."""
+    mania_window_s: Annotated[float, Meta(gt=0, le=3600)] = 10.0
+    mania_clear_ratio: Annotated[float, Meta(gt=0, le=1)] = 0.5
+    """Mania ends when the rate falls below this fraction of the threshold."""
+    mania_cooldown_s: Annotated[float, Meta(ge=0, le=86400)] = 30.0
+    """At most one serotonin boost request per this interval."""
+
+    def __post_init__(self) -> None:
+        # (lower, higher): each hysteresis band and limit pair must be ordered.
+        for lo, hi in (
+            ("atp_exhausted_below", "atp_clear_above"),
+            ("panic_clear_below", "panic_above"),
+            ("sync_limit_s", "serotonin_sync_limit_s"),
+            ("sync_limit_s", "pause_limit_s"),
+            ("anhedonia_below", "anhedonia_rearm_above"),
+            ("unstable_min_run_cycles", "unstable_window_cycles"),
+        ):
+            if not getattr(self, lo) <= getattr(self, hi):
+                raise ValueError(
+                    f"`{lo}` = {getattr(self, lo)} must not exceed `{hi}` = {getattr(self, hi)}"
+                )
 
 
 class Config(_Section, frozen=True):

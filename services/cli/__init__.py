@@ -24,7 +24,6 @@ EX_UNAVAILABLE = 69
 
 #: Commands whose service has not landed yet, and the issue that brings it.
 _PENDING = {
-    "physics": "the physics engine service (issue #3, Physics engine)",
     "orchestrator": "the orchestrator service (issue #4, ENGS orchestrator)",
     "oracle": "the oracle watchdog and exporter (issue #7, Physics Oracle)",
     "send": "the signal socket and client (issue #6, Signal socket)",
@@ -74,9 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="refresh every SECONDS (default 1) until interrupted",
     )
     p = add("bench", "measure performance (see docs/benchmarks.md)")
-    p.add_argument("target", choices=["seqlock"], help="what to measure")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--quick", action="store_true", help="a short run (for tests and CI)")
+    targets = p.add_subparsers(dest="target", required=True, metavar="TARGET")
+    t = targets.add_parser("seqlock", help="shared-memory state path vs Lock/Queue/MessageQueue")
+    _common(t)
+    t.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    t.add_argument("--quick", action="store_true", help="a short run (for tests and CI)")
+    t = targets.add_parser("physics", help="field step throughput vs a memory-bandwidth bound")
+    _common(t)
+    from services.physics.bench import add_arguments  # noqa: PLC0415
+
+    add_arguments(t)
     add("validate", "run the neuro-psychometric validation assays")
     return parser
 
@@ -90,8 +96,9 @@ def _config(args: argparse.Namespace) -> Config:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    service = args.command in ("up", "physics", "orchestrator", "oracle")
     logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2),
+        level=(logging.INFO if service else logging.WARNING) - 10 * min(args.verbose, 2),
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     try:
@@ -121,6 +128,12 @@ def _status(cfg: Config, args: argparse.Namespace) -> int:
     return run(cfg, json_out=args.json, watch=args.watch)
 
 
+def _physics(cfg: Config, args: argparse.Namespace) -> int:
+    from services.physics.main import run  # noqa: PLC0415
+
+    return run(cfg)
+
+
 def _up(cfg: Config, args: argparse.Namespace) -> int:
     from services.supervisor import run  # noqa: PLC0415
 
@@ -128,6 +141,10 @@ def _up(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _bench(cfg: Config, args: argparse.Namespace) -> int:
+    if args.target == "physics":
+        from services.physics.bench import run_args  # noqa: PLC0415
+
+        return run_args(args)
     from services.cli.bench_seqlock import run  # noqa: PLC0415
 
     return run(cfg, json_out=args.json, quick=args.quick)
@@ -135,6 +152,7 @@ def _bench(cfg: Config, args: argparse.Namespace) -> int:
 
 _HANDLERS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "up": _up,
+    "physics": _physics,
     "status": _status,
     "bench": _bench,
 }

@@ -66,7 +66,9 @@ def split_rows(n_rows: int, n_areas: int) -> tuple[int, ...]:
     rows ``[b[a], b[a+1])``. Sizes differ by at most one row.
     """
     if not 1 <= n_areas <= n_rows:
-        raise ValueError(f"cannot split {n_rows} rows into {n_areas} areas: need 1 <= areas <= rows")
+        raise ValueError(
+            f"cannot split {n_rows} rows into {n_areas} areas: need 1 <= areas <= rows"
+        )
     return tuple((a * n_rows) // n_areas for a in range(n_areas + 1))
 
 

@@ -1,0 +1,95 @@
+"""The field stepped by the fused kernels of :mod:`cuda_source`.
+
+:class:`FusedField` is :class:`~services.physics.field.Field` with ``_advance``
+replaced by two kernel launches (``kick_drift``, ``force_kick_plasticity``) on an
+:class:`Executor`, one upload of the per-area tick table and one download of the
+reduction buffer. Everything around the kernels — the tick table, the CFL bound,
+the entropy, the costs, telemetry, recovery — is the base class's, so both backends
+share one semantics by construction.
+
+Two executors run the same source: :class:`services.physics.gpu.CupyExecutor` (CUDA,
+the GPU backend) and :class:`services.physics.host_kernels.HostExecutor` (the source
+compiled for the CPU, used to test the kernels' arithmetic without a GPU).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from services.physics.field import Field
+from services.physics.integrator import RowTable
+from services.physics.noise import tick_base
+from services.physics.reductions import NSUM
+
+
+class Executor(Protocol):
+    """Runs the kernels of :mod:`cuda_source` on one lattice's arrays.
+
+    Arrays are on the executor's array module; ``table`` and ``out`` are host numpy.
+    """
+
+    def upload_table(self, table: np.ndarray[Any, np.dtype[np.float32]]) -> None: ...
+
+    def kick_drift(
+        self, psi: Any, pi: Any, force: Any, noise_base: int, noise_on: bool,
+        shift_on: bool, h: float, half_h: float,
+    ) -> None: ...  # fmt: skip
+
+    def force(
+        self, psi: Any, pi: Any, force: Any, g: Any, g_next: Any, half_h: float,
+        g_min: float, g_max: float,
+    ) -> None: ...  # fmt: skip
+
+    def download_red(self, out: np.ndarray[Any, np.dtype[np.float64]]) -> None: ...
+
+    def metric_grad(self, g: Any, out: np.ndarray[Any, np.dtype[np.float64]]) -> None: ...
+
+
+class FusedField(Field):
+    """A field whose tick runs the fused kernels; subclasses supply the executor."""
+
+    def _make_executor(self) -> Executor:
+        raise NotImplementedError
+
+    def _init_backend(self) -> None:
+        xp, lat = self.xp, self.lattice
+        self.executor = self._make_executor()
+        self.red = np.zeros(NSUM + lat.n_areas + lat.ndim * lat.n_areas, dtype=np.float64)
+        self._mg_sums = np.zeros(lat.n_areas, dtype=np.float64)
+        self.entropy_exact = True  # the exact Σ e log e is one more term of the fused sum
+        # set-up path only (refresh_force): the xp-generic Laplacian and its scratch
+        self.rt = RowTable(xp, lat)
+        self._scratch = tuple(xp.zeros(lat.shape, dtype=xp.complex64) for _ in range(3))
+
+    def _advance(self) -> None:
+        p, tt, lat, ex = self.params, self.table, self.lattice, self.executor
+        half_h = 0.5 * p.h
+        ex.upload_table(tt.table)
+        ex.kick_drift(
+            self.psi, self.pi, self.force, tick_base(self.noise_key, self.tick, lat.n_nodes),
+            tt.noise_on, tt.shift_on, p.h, half_h,
+        )  # fmt: skip
+        ex.force(self.psi, self.pi, self.force, self.g, self.g_next, half_h, p.g_min, p.g_max)
+        self.g, self.g_next = self.g_next, self.g
+        ex.download_red(self.red)
+        n, d = lat.n_areas, lat.ndim
+        np.copyto(self.sums, self.red[:NSUM])
+        np.copyto(self.area_e, self.red[NSUM : NSUM + n])
+        np.copyto(self.g_area_max, self.red[NSUM + n :].reshape(d, n))
+        self._t_se = 0.0
+
+    def _metric_gradient(self, out: np.ndarray[Any, np.dtype[np.float64]]) -> None:
+        self.executor.metric_grad(self.g, self._mg_sums)
+        np.divide(self._mg_sums, self._area_nodes, out=out)
+
+    def _count_nonfinite(self) -> int:
+        xp = self.xp
+        bad = xp.zeros(self.lattice.shape, dtype=bool)  # failure path: allocation is fine
+        for a in (self.psi, self.pi):
+            bad |= ~xp.isfinite(a)
+        return int(xp.count_nonzero(bad))
+
+    def _refresh_scratch(self) -> tuple[Any, Any, Any]:
+        return self._scratch

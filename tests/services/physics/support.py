@@ -1,0 +1,45 @@
+"""Helpers shared by the physics tests: small configurations with visible seeds, and
+the dense reference operator."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+
+from services.physics.lattice import Lattice
+from shared.config import PhysicsConfig
+
+SEED = 20240611
+
+
+def config(shape: tuple[int, ...], areas: int = 2, **kw: Any) -> PhysicsConfig:
+    """A physics config over ``shape`` with ``areas`` areas named a0, a1, ..."""
+    kw.setdefault("noise_amplitude", 0.0)
+    kw.setdefault("seed", SEED)
+    return PhysicsConfig(shape=list(shape), areas=[f"a{i}" for i in range(areas)], **kw)
+
+
+def random_field(shape: tuple[int, ...], seed: int, scale: float = 1.0) -> np.ndarray[Any, Any]:
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+    return (scale * z).astype(np.complex64)
+
+
+def dense_minus_laplacian(lat: Lattice, g: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """−L_g as a dense matrix, one edge (x → x + e_k) at a time."""
+    n = lat.n_nodes
+    a = np.zeros((n, n))
+    for x in itertools.product(*(range(s) for s in lat.shape)):
+        i = np.ravel_multi_index(x, lat.shape)
+        for k in range(lat.ndim):
+            y = list(x)
+            y[k] = (y[k] + 1) % lat.shape[k]
+            j = np.ravel_multi_index(tuple(y), lat.shape)
+            w = float(g[(k, *x)])
+            a[i, i] += w
+            a[j, j] += w
+            a[i, j] -= w
+            a[j, i] -= w
+    return a
