@@ -1,0 +1,139 @@
+"""Boredom and curiosity: one model reconciling AUTO-04 and GAP-036 (seed 003 §6).
+
+The seed gives two formulas (ARCHITECTURE §6.5):
+
+* AUTO-04 (§6.2), a *rate*: ΔB = α(1 - tanh(k·H)) — bounded, no singularity at H → 0;
+* GAP-036, a *sigmoid of subjective time*: B = 1/(1 + e^{-k(t - t₀ - T_half)}), t in
+  physics ticks, calibrated so that B goes from 0.1 at a novelty reset to the
+  threshold after 600 s idle — with a threshold of 0.85 there and 0.8 in §6.3/§8.3.
+
+One model keeps both properties. A boredom *clock* u (subjective seconds since the
+last novelty) advances by the physics ticks elapsed, each weighted by AUTO-04's
+bounded factor; B is GAP-036's sigmoid of u::
+
+    du = r · Δticks / tick_hz,      r = 1 - tanh(k_H · x) ∈ (0, 1]
+    B  = σ(k (u - T_half)),         k = (logit θ - logit B₀) / T_idle,  T_half = -logit B₀ / k
+
+so dB/dt = k·B(1-B)·r ≤ k/4: bounded (AUTO-04), sigmoidal in subjective time and
+exactly calibrated (GAP-036). With B₀ = 0.1, θ = 0.85 (GAP-036's calibrated pair;
+0.8 is dropped) and T_idle = 600 s: k = (ln(0.85/0.15) + ln 9)/600 = 0.0065531 s⁻¹
+and T_half = 335.3 s (the seed's 0.00656 and 335 s, rounded). An idle system, r = 1,
+crosses θ after exactly T_idle worth of ticks.
+
+x is the *excursion* of the field entropy from its own recent baseline, not the level
+(a departure): x = max(0, |H - H̄| - z·σ_H) / log2(n_nodes), H̄ an exponential mean
+(τ_H) and σ_H the estimator's standard error from telemetry. AUTO-04 on the level H
+never accumulates boredom for a noise-saturated field (maximal H), although §6.1 says
+boredom exists to escape noise as much as fixation, and an idle calibration would
+depend on the physics' resting entropy. On the excursion, a static field — fixated
+or noisy — is idle (r = 1), and ingesting information, which changes H (§6.3 step 4),
+slows the clock.
+
+Novelty (GAP-036 ``register_novelty``): entropy > 0.5 resets the clock to 0 (B = B₀);
+lesser novelty takes ``partial_boost_s``·entropy seconds off it (10 s per unit:
+10 000 ticks at 1 kHz), never below 0. The boredom relieved is returned so that it can
+be paid as an intrinsic reward (§6.3 step 4).
+
+Curiosity: when B first reaches θ, a goal is due; while B stays at or above θ another
+is due every T_idle further subjective seconds (an unanswered goal is retried rather
+than the drive falling silent). Naps pause the clock.
+
+Writer and reader: the control cycle.
+"""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+
+from shared.config import BoredomConfig
+
+
+def logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
+
+
+def sigmoid(z: float) -> float:
+    if z >= 0.0:
+        return 1.0 / (1.0 + math.exp(-z))
+    ez = math.exp(z)
+    return ez / (1.0 + ez)
+
+
+class BoredomState(msgspec.Struct, frozen=True):
+    clock_s: float
+    rate: float
+    entropy_baseline: float | None
+    last_goal_clock_s: float | None
+
+
+class Boredom:
+    """The boredom clock, its level and the curiosity trigger."""
+
+    def __init__(self, cfg: BoredomConfig, dt: float) -> None:
+        self._cfg = cfg
+        #: k (s⁻¹ of subjective time) and T_half (s), derived, never configured.
+        self.k = (logit(cfg.threshold) - logit(cfg.start)) / cfg.idle_s
+        self.t_half = -logit(cfg.start) / self.k
+        self._ema = 1.0 - math.exp(-dt / cfg.entropy_tau_s)
+        self.clock_s = 0.0
+        self.entropy_baseline: float | None = None
+        self.last_goal_clock_s: float | None = None
+        self.rate = 1.0
+
+    @property
+    def level(self) -> float:
+        """B ∈ (0, 1)."""
+        return sigmoid(self.k * (self.clock_s - self.t_half))
+
+    def level_at(self, clock_s: float) -> float:
+        return sigmoid(self.k * (clock_s - self.t_half))
+
+    def novelty(self, entropies: tuple[float, ...] | list[float]) -> float:
+        """Register this cycle's novelty events; returns the boredom relieved (≥ 0)."""
+        if not entropies:
+            return 0.0
+        before = self.level
+        if max(entropies) > self._cfg.full_reset_entropy:
+            self.clock_s = 0.0  # a full reset dominates partial boosts in the same cycle
+        else:
+            self.clock_s = max(0.0, self.clock_s - self._cfg.partial_boost_s * sum(entropies))
+        if self.level < self._cfg.threshold:
+            self.last_goal_clock_s = None  # re-armed: the next crossing is a new episode
+        return before - self.level
+
+    def observe_entropy(self, entropy_bits: float, err_bits: float, n_nodes: int) -> float:
+        """Update the entropy baseline and the clock rate r from one telemetry reading."""
+        base = entropy_bits if self.entropy_baseline is None else self.entropy_baseline
+        excursion = max(0.0, abs(entropy_bits - base) - self._cfg.entropy_noise_sigmas * err_bits)
+        x = excursion / max(1.0, math.log2(max(n_nodes, 2)))
+        self.rate = 1.0 - math.tanh(self._cfg.entropy_gain * x)
+        self.entropy_baseline = base + self._ema * (entropy_bits - base)
+        return self.rate
+
+    def advance(self, subjective_s: float) -> bool:
+        """Advance the clock by ``subjective_s`` (elapsed ticks / tick_hz) at the current
+        rate; returns True when a curiosity goal is due."""
+        self.clock_s += self.rate * subjective_s
+        if self.level < self._cfg.threshold:
+            return False
+        last = self.last_goal_clock_s
+        if last is None or self.clock_s - last >= self._cfg.idle_s:
+            self.last_goal_clock_s = self.clock_s
+            return True
+        return False
+
+    def state(self) -> BoredomState:
+        return BoredomState(
+            clock_s=self.clock_s,
+            rate=self.rate,
+            entropy_baseline=self.entropy_baseline,
+            last_goal_clock_s=self.last_goal_clock_s,
+        )
+
+    def load_state(self, st: BoredomState) -> None:
+        self.clock_s = st.clock_s
+        self.rate = st.rate
+        self.entropy_baseline = st.entropy_baseline
+        self.last_goal_clock_s = st.last_goal_clock_s

@@ -1,0 +1,693 @@
+"""The ENGS dynamics as a library: a deterministic, headless step function.
+
+:class:`Engs` owns the global neurochemical state of seed 003 — x = [D, S, N, A]
+(GAP-005) plus cortisol and boredom — and everything that evolves it. One call of
+:meth:`Engs.step` is one control cycle of ``dt = 1 / orchestrator.cycle_hz`` ENGS
+seconds; it takes that cycle's :class:`~services.orchestrator.inputs.CycleInputs` and
+the latest PhysicsTelemetry record and returns a
+:class:`~services.orchestrator.events.StepResult`. Nothing in it reads a clock, sleeps,
+does I/O or takes a lock other than the ATP ledger's: the 100 Hz loop, a validation
+suite or a replay tool drive it at any speed, and two runs with the same config,
+calibration and inputs produce bit-identical float64 trajectories (on one host and
+build; libm and BLAS may round differently elsewhere).
+
+One step, in order (docs/orchestrator.md §1)::
+
+    observe telemetry      ticks elapsed (subjective time), energy, entropy, n_nodes
+    cost scale             host x thermal x n_nodes/reference → M's ATP row, UNSTABLE
+    boredom                novelty resets → relief; clock advances (awake) → curiosity goal
+    stimuli                one-shot per-area amplitudes; any stimulus is a cue
+    value / TD             V_E = E/(E+Ē); critic TD(λ) learns; δ = R + γV' - V
+    stress, cortisol       latest stress held and decaying; cortisol its integral
+    coupled levels         x⁺ = x_eq + e^{M dt}(x - x_eq) + dt·F_nl(x) + dt·I_rate + impulses
+                           impulses: β·δ → D; serotonin events; oracle requests
+    metabolism             ATP: linear row - equilibrium costs (awake) | nap recharge;
+                           expired locks refunded; queued denials → METABOLIC_WARNING
+    nap                    enter < 15 % / leave ≥ 90 % after ≥ 30 s (+0.2 S on leaving)
+    clamp                  D, S, N to [0, 1] (ATP is kept in [0, capacity] by the ledger)
+    causes                 ATP_EXHAUSTED / PANIC / UNSTABLE with hysteresis; a rising
+                           cause (own or another lane's) revokes all metabolic locks
+    replay                 record the experience (awake; stride or salient)
+    outputs                gates, drive, noise, flags for fill_state
+
+Threads: the step, ``fill_state`` and ``state_dict`` run on the loop's thread;
+``try_reserve`` / ``commit`` / ``abort`` may be called from any thread (the ledger's
+lock guards them), and their effect is seen by the next step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from services.orchestrator import checkpoint
+from services.orchestrator.boredom import Boredom, BoredomState
+from services.orchestrator.coupling import LinearStep, StabilityReport, analyse, restoring
+from services.orchestrator.critic import CriticState, Features, LinearTdCritic
+from services.orchestrator.dopamine import EnergyValue, EnergyValueState, per_cycle, td_error
+from services.orchestrator.events import (
+    CausesChanged,
+    CuriosityGoal,
+    Event,
+    LockExpired,
+    LocksRevoked,
+    NapEnded,
+    NapStarted,
+    OracleApplied,
+    StepResult,
+)
+from services.orchestrator.gates import (
+    dream_temperature,
+    elasticity_gate,
+    plasticity_gate,
+    relevance_gate,
+    speed_gain,
+)
+from services.orchestrator.inputs import CycleInputs, DmnReport, dmn_metrics
+from services.orchestrator.ledger import AtpLedger, LedgerState, Lock
+from services.orchestrator.metabolism import Calibration, MetabolicCosts, Operation, calibrate
+from services.orchestrator.nap import NapController, NapState
+from services.orchestrator.priorities import CauseMonitor, OracleLedger
+from services.orchestrator.replay import ReplayBatch, ReplayBuffer
+from shared.config import Config
+from shared.layout import Cause, Mode
+
+FORMAT = "engs-orchestrator"
+VERSION = 1
+
+#: NeurochemicalState.priority values (shared.layout.state_dtype).
+PRIORITY_HIGH = 1
+PRIORITY_CRITICAL = 2
+
+#: A telemetry tick jump larger than this many nominal cycles' worth is clamped (the
+#: orchestrator was paused or the record is garbage; boredom must not leap).
+MAX_TICK_JUMP_CYCLES = 10
+
+
+class Levels(msgspec.Struct, frozen=True):
+    dopamine: float
+    serotonin: float
+    norepinephrine: float
+    cortisol: float
+    stress: float
+    td_error: float
+    td_error_energy: float
+    td_error_critic: float
+    energy_value_prev: float
+
+
+class TelemetryMemory(msgspec.Struct, frozen=True):
+    """What the step remembers of telemetry between cycles."""
+
+    last_tick: int | None
+    energy: float
+    entropy_bits: float
+    entropy_err_bits: float
+    n_nodes: int
+    temperature_c: float | None
+
+
+class RngState(msgspec.Struct, frozen=True):
+    """numpy PCG64 state; its 128-bit integers as decimal strings, which msgpack (64-bit
+    integers at most) and JSON both carry."""
+
+    state: str
+    inc: str
+    has_uint32: int
+    uinteger: int
+
+    @classmethod
+    def of(cls, rng: np.random.Generator) -> RngState:
+        st = rng.bit_generator.state
+        return cls(
+            state=str(st["state"]["state"]),
+            inc=str(st["state"]["inc"]),
+            has_uint32=int(st["has_uint32"]),
+            uinteger=int(st["uinteger"]),
+        )
+
+    def restore(self, rng: np.random.Generator) -> None:
+        rng.bit_generator.state = {
+            "bit_generator": "PCG64",
+            "state": {"state": int(self.state), "inc": int(self.inc)},
+            "has_uint32": self.has_uint32,
+            "uinteger": self.uinteger,
+        }
+
+
+class EngsSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """Learned parameters and slow state: everything a restart needs to continue the
+    run exactly (the replay buffer excepted, docs/orchestrator.md §9)."""
+
+    format: str = FORMAT
+    version: int = VERSION
+    cycle: int
+    n_areas: int
+    n_features: int
+    levels: Levels
+    telemetry: TelemetryMemory
+    energy_value: EnergyValueState
+    critic: CriticState
+    boredom: BoredomState
+    ledger: LedgerState
+    nap: NapState
+    causes: int
+    external_causes: int
+    oracle_last_ids: dict[str, int]
+    dmn_report: DmnReport | None
+    dmn_metrics: list[float]
+    calibration: Calibration
+    rng: RngState
+
+
+class Engs:
+    """The ENGS dynamics; see the module docstring for one step's anatomy."""
+
+    def __init__(self, config: Config, *, calibration: Calibration | None = None) -> None:
+        """Build from a validated Config (the coupling matrix is already known stable).
+
+        ``calibration``: the metabolic host calibration to use; when None, the start-up
+        benchmark runs if ``orchestrator.metabolism.calibrate`` (not reproducible:
+        pass :attr:`calibration` back for a replay), else the reference host is used.
+        """
+        oc = config.orchestrator
+        self.config = config
+        self._cfg = oc
+        self.areas = tuple(config.physics.areas)
+        self.n_areas = len(self.areas)
+        self.dt = oc.dt
+        self._tick_hz = config.physics.tick_hz
+        self._max_ticks = math.ceil(MAX_TICK_JUMP_CYCLES * self._tick_hz * self.dt)
+        mb = oc.metabolism
+        if calibration is None:
+            calibration = (
+                calibrate(mb, use_gpu=config.physics.backend != "numpy")
+                if mb.calibrate
+                else Calibration.reference(mb.reference_score)
+            )
+        self.calibration = calibration
+        self.costs = MetabolicCosts(mb, calibration)
+        self.ledger = AtpLedger(mb.capacity_nmu, mb.capacity_nmu, mb.lock_ttl_s)
+        self.linear = LinearStep(oc.coupling, mb.capacity_nmu, self.dt)
+        self._gamma = per_cycle(oc.dopamine.gamma, self.dt)
+        self.energy_value = EnergyValue(oc.dopamine.energy_tau_s, self.dt)
+        self.features = Features(oc.critic, self.dt)
+        self.critic = LinearTdCritic(
+            self.features.n, oc.critic, self._gamma, per_cycle(oc.critic.trace_lambda, self.dt)
+        )
+        self._phi = np.zeros(self.features.n)
+        self._phi_next = np.zeros(self.features.n)
+        self.features.build(self._phi, 0.0, 0.0, cue=False, reward=False)
+        self.boredom = Boredom(oc.boredom, self.dt)
+        self.nap = NapController(oc.nap)
+        self.replay = ReplayBuffer(
+            oc.replay.capacity, self.features.n, self.n_areas, oc.replay.priority_floor
+        )
+        self.monitor = CauseMonitor(oc.priorities)
+        self.oracle = OracleLedger()
+        self.rng = np.random.Generator(np.random.PCG64(oc.seed))
+        self._stress_decay = math.exp(-self.dt / oc.norepinephrine.stress_tau_s)
+        self._cortisol_alpha = 1.0 - math.exp(-self.dt / oc.norepinephrine.cortisol_tau_s)
+
+        c = oc.coupling
+        self.cycle = 0
+        self.dopamine, self.serotonin, self.norepinephrine = c.d_eq, c.s_eq, c.n_eq
+        self.cortisol = 0.0
+        self.stress = 0.0
+        self.td_error = 0.0  # δ that drove D (the configured value model)
+        self.td_error_energy = 0.0  # δ of the seed's energy value
+        self.td_error_critic = 0.0  # δ of the learned critic
+        self._v_prev = 0.0
+        self._last_tick: int | None = None
+        self._energy = 0.0
+        self._entropy_bits = 0.0
+        self._entropy_err_bits = 0.0
+        self._n_nodes = 0
+        self.temperature_c = calibration.temperature_c
+        self._external = 0
+        self._dmn_report: DmnReport | None = None
+        #: Seed 000 outcome metrics of the latest DMN report (inputs.DMN_FIELDS order).
+        self.dmn_metrics: tuple[float, ...] = (0.0, 0.0, 0.0, 1.0, 0.0)
+        self._stimulus = np.zeros(self.n_areas)
+        self._tel: np.ndarray[Any, Any] | None = None  # this step's record, during the step
+        self._tel_areas = 0
+        self._stability: StabilityReport | None = None
+        self._atp_linear = 1.0  # A after this cycle's linear step (set by _levels)
+        self._update_outputs()
+
+    # ------------------------------------------------------------------ the cycle
+
+    def step(
+        self, inputs: CycleInputs, telemetry: np.ndarray[Any, Any] | None = None
+    ) -> StepResult:
+        """Advance one cycle. ``telemetry``: the newest PhysicsTelemetry record (0-d array
+        of ``telemetry_dtype``), or None when there is none (no physics yet)."""
+        self.cycle += 1
+        now = self.cycle * self.dt
+        self.ledger.set_time(now)
+        events: list[Event] = []
+        subjective_s = self._observe(telemetry)
+        scale = self._rescale(inputs.temperature_c)
+        relief = self._boredom(inputs.novelty, subjective_s, now, events)
+        cue = self._stimuli(inputs)
+        reward = inputs.reward + self._cfg.boredom.relief_reward * relief
+        phi = self._value(reward, cue)
+        self._stress(inputs.stress)
+        d, s, n = self._levels(inputs, now, events)
+        self._metabolism(scale, now, events)
+        s += self._nap(now, events)
+        self.dopamine, self.serotonin, self.norepinephrine = _clamp01(d), _clamp01(s), _clamp01(n)
+        active = self._causes(inputs.external_causes, now, events)
+        if inputs.dmn is not None:
+            self.dmn_metrics = dmn_metrics(self._dmn_report, inputs.dmn)
+            self._dmn_report = inputs.dmn
+        every = self._cfg.replay.every_cycles
+        if not self.nap.napping and (
+            self.cycle % every == 0 or reward != 0.0 or cue or inputs.novelty
+        ):
+            self._record(phi, reward)
+        self._tel = None
+        self._update_outputs()
+        return StepResult(cycle=self.cycle, t_s=now, causes=int(active), events=tuple(events))
+
+    def _rescale(self, temperature_c: float | None) -> float:
+        """The metabolic cost scale (host x thermal x lattice size). The coupling
+        matrix's ATP drains are consumption, so they scale with it, and a change
+        re-checks the matrix's stability (UNSTABLE, priorities.py)."""
+        if temperature_c is not None:
+            self.temperature_c = temperature_c
+        scale = self.costs.activity_scale(self._n_nodes, self.temperature_c)
+        if scale != self.linear.cost_scale:
+            self.linear.set_cost_scale(scale)
+            self._stability = None
+        return scale
+
+    def _boredom(
+        self, novelty: tuple[float, ...], subjective_s: float, now: float, events: list[Event]
+    ) -> float:
+        """Novelty first (what it relieves is paid as intrinsic reward), then the clock
+        advances by this cycle's subjective time, except in naps; returns the relief."""
+        relief = self.boredom.novelty(novelty)
+        if not self.nap.napping:
+            if self._tel is not None:
+                self.boredom.observe_entropy(
+                    self._entropy_bits, self._entropy_err_bits, self._n_nodes
+                )
+            if self.boredom.advance(subjective_s):
+                events.append(self._curiosity_goal(now))
+        return relief
+
+    def _stimuli(self, inputs: CycleInputs) -> bool:
+        """This cycle's one-shot stimuli per area; returns whether there was a cue (any
+        stimulus is one, for the critic's microstimuli)."""
+        self._stimulus.fill(0.0)
+        for st in inputs.stimuli:
+            if not 0 <= st.area < self.n_areas:
+                raise ValueError(f"stimulus area {st.area} outside 0..{self.n_areas - 1}")
+            self._stimulus[st.area] += st.amplitude
+        return bool(inputs.stimuli)
+
+    def _value(self, reward: float, cue: bool) -> np.ndarray[Any, Any]:
+        """Both values and their TD errors (§3.1); the config picks which drives D
+        (ARCHITECTURE §6.10). The critic learns on s → s'. Returns φ(s)."""
+        v_next = self.energy_value.update(self._energy)
+        h_frac = self._entropy_bits / max(1.0, math.log2(max(self._n_nodes, 2)))
+        h_frac = min(1.0, max(0.0, h_frac))
+        self.features.build(self._phi_next, v_next, h_frac, cue, reward != 0.0)
+        self.td_error_critic = self.critic.update(self._phi, reward, self._phi_next)
+        self.td_error_energy = td_error(reward, v_next, self._v_prev, self._gamma)
+        self._v_prev = v_next
+        phi = self._phi
+        self._phi, self._phi_next = self._phi_next, self._phi
+        critic = self._cfg.dopamine.value_model == "critic"
+        self.td_error = self.td_error_critic if critic else self.td_error_energy
+        return phi
+
+    def _stress(self, report: float | None) -> None:
+        """Stress is a level: the latest report holds and decays; cortisol integrates it."""
+        self.stress = report if report is not None else self.stress * self._stress_decay
+        self.cortisol += self._cortisol_alpha * (self.stress - self.cortisol)
+
+    def _levels(
+        self, inputs: CycleInputs, now: float, events: list[Event]
+    ) -> tuple[float, float, float]:
+        """D, S, N after one cycle (GAP-005 in deviation form): the exact linear step,
+        F_nl and the stress drive as Euler terms, then this cycle's impulses (β·δ,
+        serotonin events, oracle requests). Not yet clamped."""
+        oc = self._cfg
+        c = oc.coupling
+        a = self.ledger.available_nmu / self.ledger.capacity_nmu
+        d, s, n = self.dopamine, self.serotonin, self.norepinephrine
+        ld, ls, ln, self._atp_linear = self.linear.advance(d, s, n, a)
+        rho, dt = c.restoring_gain, self.dt
+        d_new = ld + dt * restoring(d, c.d_eq, rho) + oc.dopamine.beta * self.td_error
+        s_new = (
+            ls
+            + dt * restoring(s, c.s_eq, rho)
+            + oc.serotonin.goal_boost * inputs.goal_complete
+            - oc.serotonin.security_drop * inputs.security_alert
+        )
+        n_new = ln + dt * (restoring(n, c.n_eq, rho) + oc.norepinephrine.stress_gain * self.stress)
+        for req in inputs.oracle:
+            if self.oracle.accept(req.kind, req.id):
+                if req.kind == "anhedonia":
+                    d_new += oc.dopamine.emergency_impulse
+                else:
+                    s_new += oc.serotonin.mania_boost
+                events.append(OracleApplied(t_s=now, kind=req.kind, request_id=req.id))
+        return d_new, s_new, n_new
+
+    def _metabolism(self, scale: float, now: float, events: list[Event]) -> None:
+        """ATP: awake, the coupling matrix's ATP row (resynthesis and the D/N-dependent
+        drains) minus the equilibrium consumption; napping, the net recharge rate.
+        Then expired locks are refunded and queued denials become events."""
+        cap = self.ledger.capacity_nmu
+        if self.nap.napping:
+            self.ledger.apply(self._cfg.nap.recharge_per_s * cap * self.dt)
+        else:
+            a = self.ledger.available_nmu / cap
+            consumption = self.costs.equilibrium_nmu_s(scale) * self.dt
+            self.ledger.apply((self._atp_linear - a) * cap - consumption)
+        for lk in self.ledger.expire():
+            events.append(LockExpired(t_s=now, lock=lk.id, task=lk.task, refund_nmu=lk.cost_nmu))
+        events.extend(self.ledger.drain_warnings())
+
+    def _nap(self, now: float, events: list[Event]) -> float:
+        """Nap transitions on this cycle's ATP; returns the serotonin to add (+0.2 on
+        waking, seed §4.3)."""
+        a = self.atp_ratio
+        transition = self.nap.update(a, now)
+        if transition == "start":
+            self.ledger.set_napping(True)
+            events.append(NapStarted(t_s=now, atp_ratio=a))
+        elif transition == "end":
+            self.ledger.set_napping(False)
+            events.append(NapEnded(t_s=now, atp_ratio=a, duration_s=now - self.nap.started_s))
+            return self._cfg.serotonin.nap_boost
+        return 0.0
+
+    def _causes(self, external: int, now: float, events: list[Event]) -> Cause:
+        """The CRITICAL causes with hysteresis. A rising cause — ours, or one another
+        lane raised (SCRAM, staleness, operator) — revokes every open lock (refunded,
+        ledger.py)."""
+        prev = self.monitor.active
+        active = self.monitor.update(self.atp_ratio, self.norepinephrine, self.linear.stable)
+        raised, cleared = active & ~prev, prev & ~active
+        ext_new = external & ~self._external
+        self._external = external
+        if raised or ext_new:
+            count, refund = self.ledger.revoke_all()
+            if count:
+                why = int(raised) | ext_new
+                events.append(LocksRevoked(t_s=now, count=count, refund_nmu=refund, causes=why))
+        if raised or cleared:
+            events.append(
+                CausesChanged(t_s=now, active=int(active), raised=int(raised), cleared=int(cleared))
+            )
+        return active
+
+    def _observe(self, tel: np.ndarray[Any, Any] | None) -> float:
+        """Take what the step needs from a telemetry record; returns the subjective
+        seconds (physics ticks / tick_hz) elapsed since the previous record."""
+        self._tel = tel
+        if tel is None:
+            return 0.0
+        tick = int(tel["tick"])
+        last, self._last_tick = self._last_tick, tick
+        if last is None:
+            ticks = 0  # no reference yet
+        elif tick >= last:
+            ticks = tick - last
+        else:
+            ticks = tick  # the physics restarted and counts from 0 again
+        energy = float(tel["energy"])
+        if math.isfinite(energy) and energy >= 0.0:  # a SCRAMmed field holds the last value
+            self._energy = energy
+        entropy = float(tel["entropy_bits"])
+        if math.isfinite(entropy) and entropy >= 0.0:
+            self._entropy_bits = entropy
+            err = float(tel["entropy_err_bits"])
+            self._entropy_err_bits = err if math.isfinite(err) and err >= 0.0 else 0.0
+        self._n_nodes = int(tel["n_nodes"])
+        self._tel_areas = min(self.n_areas, int(tel["n_areas"]))
+        return min(ticks, self._max_ticks) / self._tick_hz
+
+    def _curiosity_goal(self, now: float) -> CuriosityGoal:
+        """The frontier: the area with the largest metric-gradient magnitude (§6.3)."""
+        area, grad = 0, 0.0
+        if self._tel is not None and self._tel_areas > 0:
+            grads = self._tel["area_metric_grad"][: self._tel_areas]
+            area = int(np.argmax(grads))  # first on ties: deterministic
+            grad = float(grads[area])
+        return CuriosityGoal(
+            t_s=now,
+            area=area,
+            area_name=self.areas[area],
+            boredom=self.boredom.level,
+            metric_grad=grad,
+        )
+
+    def _record(self, phi: np.ndarray[Any, Any], reward: float) -> None:
+        """Keep this experience for dream-weave replay (replay.py)."""
+        activity = None
+        if self._tel is not None and self._tel_areas == self.n_areas:
+            activity = self._tel["area_activity"][: self.n_areas]
+        self.replay.add(
+            self.cycle,
+            phi,
+            reward,
+            self.td_error,
+            (self.dopamine, self.serotonin, self.norepinephrine, self.atp_ratio),
+            activity,
+            self.dmn_metrics,
+        )
+
+    def _update_outputs(self) -> None:
+        oc = self._cfg
+        c = oc.coupling
+        ne = oc.norepinephrine
+        self.plasticity_gate = plasticity_gate(self.dopamine, c.d_eq, oc.dopamine.gate_gain)
+        self.elasticity_gate = elasticity_gate(self.serotonin, c.s_eq, oc.serotonin.gate_gain)
+        self.speed_gain = speed_gain(self.norepinephrine)
+        self.relevance_gate = relevance_gate(
+            self.norepinephrine,
+            ne.relevance_base,
+            ne.relevance_slope,
+            ne.relevance_floor,
+            ne.relevance_ceiling,
+        )
+        napping = self.nap.napping
+        self.drive = oc.nap.nap_drive if napping else oc.nap.awake_drive
+        self.noise = (
+            dream_temperature(self.dopamine, oc.nap.dream_noise_min, oc.nap.dream_noise_max)
+            if napping
+            else 1.0
+        )
+        flags = Mode(0)
+        if napping:
+            flags |= Mode.NAP
+        elif self.boredom.level >= oc.boredom.threshold:
+            flags |= Mode.CURIOSITY
+        self.flags = flags
+
+    # ------------------------------------------------------------------ outputs
+
+    @property
+    def atp_ratio(self) -> float:
+        return self.ledger.available_nmu / self.ledger.capacity_nmu
+
+    @property
+    def causes(self) -> Cause:
+        return self.monitor.active
+
+    def fill_state(self, out: np.ndarray[Any, Any]) -> None:
+        """Write the neurochemistry into a NeurochemicalState record in place.
+
+        ``out``: 0-d array of ``shared.layout.state_dtype(max_areas)``. Writes the
+        globals, gates, flags, priority, n_areas and the per-area rows; rows beyond
+        ``n_areas`` are zeroed. Leaves ``seq``, ``t_calc_ns``, ``signal_id`` and
+        ``signal_t_ns`` to the publisher. Until the per-area neurochemistry (seed 002)
+        exists, every area gets the coefficients of the global levels.
+        """
+        n = self.n_areas
+        if out["area_plasticity"].shape[0] < n:
+            raise ValueError(
+                f"state record has {out['area_plasticity'].shape[0]} area rows, need {n}"
+            )
+        out["flags"] = int(self.flags)
+        out["priority"] = PRIORITY_CRITICAL if self.monitor.active else PRIORITY_HIGH
+        out["n_areas"] = n
+        out["dopamine"] = self.dopamine
+        out["serotonin"] = self.serotonin
+        out["norepinephrine"] = self.norepinephrine
+        out["atp_ratio"] = self.atp_ratio
+        out["atp_reserve"] = self.ledger.available_nmu
+        out["cortisol"] = self.cortisol
+        out["boredom"] = self.boredom.level
+        out["td_error"] = self.td_error
+        out["relevance_gate"] = self.relevance_gate
+        out["plasticity_gate"] = self.plasticity_gate
+        out["elasticity_gate"] = self.elasticity_gate
+        out["speed_gain"] = self.speed_gain
+        for field, value in (
+            ("area_plasticity", self.plasticity_gate),
+            ("area_elasticity", self.elasticity_gate),
+            ("area_speed", self.speed_gain),
+            ("area_damping", 1.0),
+            ("area_drive", self.drive),
+            ("area_noise", self.noise),
+        ):
+            col = out[field]
+            col[:n] = value
+            col[n:] = 0.0
+        stim = out["area_stimulus"]
+        stim[:n] = self._stimulus
+        stim[n:] = 0.0
+        nt = out["area_nt"]
+        nt[:] = 0.0  # OXT, TST, HA, ORX are not modelled yet (seed 002 issue)
+        nt[:n, 0] = self.dopamine
+        nt[:n, 1] = self.serotonin
+        nt[:n, 2] = self.norepinephrine
+
+    def stability_report(self) -> StabilityReport:
+        """Eigenvalues, Gershgorin margins and transient peak of the coupling matrix at
+        the current cost scale (cached until the scale changes; not for every cycle)."""
+        if self._stability is None:
+            self._stability = analyse(self.linear.matrix)
+        return self._stability
+
+    def dream_batch(self, n: int) -> ReplayBatch:
+        """Dream-weave replay samples (§8.1) for the learning code: β = N, noise
+        temperature from D, drawn with the ENGS's seeded generator."""
+        nap = self._cfg.nap
+        temp = dream_temperature(self.dopamine, nap.dream_noise_min, nap.dream_noise_max)
+        return self.replay.sample(n, self.norepinephrine, temp, self.rng)
+
+    # ------------------------------------------------------------------ metabolism
+
+    def try_reserve(self, cost_nmu: float, task: str, ttl_s: float | None = None) -> Lock | None:
+        """Transactional Metabolic Lock: escrow ``cost_nmu`` or None (any thread)."""
+        return self.ledger.try_reserve(cost_nmu, task, ttl_s)
+
+    def commit(self, lock_id: int) -> bool:
+        return self.ledger.commit(lock_id)
+
+    def abort(self, lock_id: int) -> bool:
+        return self.ledger.abort(lock_id)
+
+    def operation_cost(self, op: Operation) -> float:
+        """The calibrated price of one discrete operation at the current temperature."""
+        return self.costs.operation_nmu(op, self.temperature_c)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> EngsSnapshot:
+        """Learned parameters and slow state as plain msgspec data."""
+        return EngsSnapshot(
+            cycle=self.cycle,
+            n_areas=self.n_areas,
+            n_features=self.features.n,
+            levels=Levels(
+                dopamine=self.dopamine,
+                serotonin=self.serotonin,
+                norepinephrine=self.norepinephrine,
+                cortisol=self.cortisol,
+                stress=self.stress,
+                td_error=self.td_error,
+                td_error_energy=self.td_error_energy,
+                td_error_critic=self.td_error_critic,
+                energy_value_prev=self._v_prev,
+            ),
+            telemetry=TelemetryMemory(
+                last_tick=self._last_tick,
+                energy=self._energy,
+                entropy_bits=self._entropy_bits,
+                entropy_err_bits=self._entropy_err_bits,
+                n_nodes=self._n_nodes,
+                temperature_c=self.temperature_c,
+            ),
+            energy_value=self.energy_value.state(),
+            critic=CriticState(
+                weights=self.critic.weights.tolist(),
+                traces=self.critic.traces.tolist(),
+                features=self._phi.tolist(),
+                cue_trace=self.features.cue_trace,
+                reward_trace=self.features.reward_trace,
+            ),
+            boredom=self.boredom.state(),
+            ledger=self.ledger.state(),
+            nap=self.nap.state(),
+            causes=int(self.monitor.active),
+            external_causes=self._external,
+            oracle_last_ids=dict(self.oracle.last_id),
+            dmn_report=self._dmn_report,
+            dmn_metrics=list(self.dmn_metrics),
+            calibration=self.calibration,
+            rng=RngState.of(self.rng),
+        )
+
+    def load_state_dict(self, st: EngsSnapshot) -> None:
+        """Restore a snapshot taken by :meth:`state_dict` of an ENGS with the same
+        area count and critic features. The calibration is restored with it."""
+        if st.format != FORMAT or st.version != VERSION:
+            raise checkpoint.CheckpointError(
+                f"expected a {FORMAT} v{VERSION} snapshot, got {st.format} v{st.version}"
+            )
+        if st.n_areas != self.n_areas or st.n_features != self.features.n:
+            raise checkpoint.CheckpointError(
+                f"snapshot has {st.n_areas} areas and {st.n_features} critic features, "
+                f"this ENGS {self.n_areas} and {self.features.n}"
+            )
+        n = self.features.n
+        if not len(st.critic.weights) == len(st.critic.traces) == len(st.critic.features) == n:
+            raise checkpoint.CheckpointError(f"critic arrays must have {n} entries")
+        self.ledger.load_state(st.ledger)
+        self.cycle = st.cycle
+        lv = st.levels
+        self.dopamine, self.serotonin, self.norepinephrine = (
+            lv.dopamine,
+            lv.serotonin,
+            lv.norepinephrine,
+        )
+        self.cortisol, self.stress = lv.cortisol, lv.stress
+        self.td_error, self.td_error_energy = lv.td_error, lv.td_error_energy
+        self.td_error_critic, self._v_prev = lv.td_error_critic, lv.energy_value_prev
+        tm = st.telemetry
+        self._last_tick = tm.last_tick
+        self._energy, self._entropy_bits = tm.energy, tm.entropy_bits
+        self._entropy_err_bits, self._n_nodes = tm.entropy_err_bits, tm.n_nodes
+        self.temperature_c = tm.temperature_c
+        self.energy_value.load_state(st.energy_value)
+        self.critic.weights[:] = st.critic.weights
+        self.critic.traces[:] = st.critic.traces
+        self._phi[:] = st.critic.features
+        self.features.cue_trace = st.critic.cue_trace
+        self.features.reward_trace = st.critic.reward_trace
+        self.boredom.load_state(st.boredom)
+        self.nap.load_state(st.nap)
+        self.monitor.active = Cause(st.causes)
+        self._external = st.external_causes
+        self.oracle.last_id = {"anhedonia": 0, "mania": 0} | st.oracle_last_ids
+        self._dmn_report = st.dmn_report
+        self.dmn_metrics = tuple(st.dmn_metrics)
+        self.calibration = st.calibration
+        self.costs.calibration = st.calibration
+        st.rng.restore(self.rng)
+        self.linear.set_cost_scale(self.costs.activity_scale(self._n_nodes, self.temperature_c))
+        self._stability = None
+        self._update_outputs()
+
+    def save_checkpoint(self, path: str) -> None:
+        """Atomically write :meth:`state_dict` to ``path`` (temp, fsync, rename, fsync dir)."""
+        checkpoint.save_checkpoint(path, self.state_dict())
+
+    def load_checkpoint(self, path: str) -> None:
+        """Restore from ``path``; FileNotFoundError if absent, CheckpointError if unusable."""
+        self.load_state_dict(checkpoint.load_checkpoint(path, EngsSnapshot))
+
+
+def _clamp01(x: float) -> float:
+    return 0.0 if x < 0.0 else 1.0 if x > 1.0 else x
