@@ -415,10 +415,29 @@ class PriorityConfig(_Section, frozen=True):
         _check_order("panic_clear_below", self.panic_clear_below, "panic_above", self.panic_above)
 
 
+class SessionLogConfig(_Section, frozen=True):
+    """The orchestrator's bounded record of every cycle's inputs, for ``engs replay``."""
+
+    enabled: bool = True
+    segment_bytes: Annotated[int, Meta(ge=4096, le=1 << 34)] = 32 << 20
+    """A segment is closed and a new one (with a fresh snapshot header) opened past this."""
+    segments: Annotated[int, Meta(ge=1, le=1000)] = 4
+    """Segments kept; older ones are deleted (the log never exceeds about
+    ``segments x segment_bytes``)."""
+
+
 class OrchestratorConfig(_Section, frozen=True):
     """The 100 Hz ENGS control loop (services/orchestrator)."""
 
     cycle_hz: Annotated[float, Meta(gt=0, le=10_000)] = 100.0
+    """Control cycles per second (seed 003 §8.3: 100 Hz)."""
+    state_dir: str = ""
+    """Directory for checkpoints and session logs; empty: ``$XDG_STATE_HOME/engs/<instance>``
+    (default ``~/.local/state/engs/<instance>``)."""
+    checkpoint_period_s: Annotated[float, Meta(ge=0.1, le=86_400)] = 10.0
+    """Learned parameters and slow state are saved atomically this often and at
+    shutdown; a kill -9 loses at most one period."""
+    session_log: SessionLogConfig = msgspec.field(default_factory=SessionLogConfig)
     seed: Annotated[int, Meta(ge=0, le=(1 << 63) - 1)] = 0
     """Seed of the ENGS's random generator (dream-weave sampling)."""
     coupling: CouplingConfig = msgspec.field(default_factory=CouplingConfig)
@@ -514,7 +533,7 @@ class OracleConfig(_Section, frozen=True):
     atp_exhausted_below: Annotated[float, Meta(ge=0, le=1)] = 0.05
     atp_clear_above: Annotated[float, Meta(ge=0, le=1)] = 0.10
     panic_above: Annotated[float, Meta(ge=0, le=1)] = 0.95
-    panic_clear_below: Annotated[float, Meta(ge=0, le=1)] = 0.90
+    panic_clear_below: Annotated[float, Meta(ge=0, le=1)] = 0.85
     unstable_window_cycles: Annotated[int, Meta(ge=8, le=100_000)] = 500
     """Longest run of control cycles the empirical instability test fits."""
     unstable_min_run_cycles: Annotated[int, Meta(ge=3, le=100_000)] = 20

@@ -46,3 +46,31 @@ class WriterBusy(ShmError):
 
 class NotAvailable(EngsError):
     """A command or backend that this build or machine cannot provide."""
+
+
+class SignalError(EngsError):
+    """Base class of signal-socket client errors (:mod:`shared.client`)."""
+
+
+class SignalRejected(SignalError):
+    """The signal server answered ``{"type":"error",...}``.
+
+    ``reason`` is one of :data:`shared.layout.REJECT_REASONS` (``invalid``,
+    ``metabolic_denied``, ...); ``error`` is the server's message, naming the field path
+    where one was wrong; ``id`` is the request's echoed id (None if it had none or the
+    server could not read it).
+    """
+
+    def __init__(self, reason: str, error: str, id: int | str | None = None) -> None:
+        super().__init__(f"{reason}: {error}")
+        self.reason = reason
+        self.error = error
+        self.id = id
+
+
+class SignalConnectionError(SignalError):
+    """The signal socket could not be reached, or the connection was lost.
+
+    A request whose connection was lost after it was sent may or may not have been
+    applied: the message says so, and the client never resends it on its own.
+    """

@@ -510,8 +510,7 @@ def describe(max_areas: int) -> str:
     """A Markdown table of the region's blocks (docs/shm-layout.md embeds it)."""
     dt = build_layout(max_areas)
     rows = [
-        f"Region for max_areas={max_areas}: {dt.itemsize} bytes, layout version "
-        f"{LAYOUT_VERSION}.",
+        f"Region for max_areas={max_areas}: {dt.itemsize} bytes, layout version {LAYOUT_VERSION}.",
         "",
         "| block | offset | bytes | contents |",
         "| --- | ---: | ---: | --- |",

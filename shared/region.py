@@ -158,22 +158,29 @@ class Region:
         adopted (what ``engs status`` does).
         """
         name = region_name(instance)
-        try:
-            shm = posix_ipc.SharedMemory(name, 0)
-        except posix_ipc.ExistentialError as exc:
-            raise RegionMissing(
-                f"no shared-memory region {name}: nothing is running for instance "
-                f"{instance!r} (start it with `engs up --instance {instance}`)"
-            ) from exc
-        try:
-            size = os.fstat(shm.fd).st_size
-            if size < _HEADER_BYTES:
+        deadline = monotonic_ns() + int(ready_timeout_s * 1e9)
+        while True:
+            try:
+                shm = posix_ipc.SharedMemory(name, 0)
+            except posix_ipc.ExistentialError as exc:
+                raise RegionMissing(
+                    f"no shared-memory region {name}: nothing is running for instance "
+                    f"{instance!r} (start it with `engs up --instance {instance}`)"
+                ) from exc
+            try:
+                size = os.fstat(shm.fd).st_size
+                # A creator sizes the object right after creating it: a short object
+                # may be one that is still being created. Wait as for the ready mark.
+                if size >= _HEADER_BYTES:
+                    mm = mmap.mmap(shm.fd, size)
+                    break
+            finally:
+                shm.close_fd()
+            if monotonic_ns() > deadline:
                 raise LayoutMismatch(
                     f"{name} is {size} bytes, smaller than an ENGS header: not an ENGS region"
                 )
-            mm = mmap.mmap(shm.fd, size)
-        finally:
-            shm.close_fd()
+            time.sleep(0.002)
         try:
             dtype = cls._check_header(name, mm, size, max_areas, ready_timeout_s)
         except BaseException:
@@ -208,6 +215,9 @@ class Region:
         deadline = monotonic_ns() + int(ready_timeout_s * 1e9)
         while True:
             h = np.frombuffer(mm, dtype=hdr, count=1).copy()[0]  # no export of mm
+            if int(h["magic"]) == 0 and monotonic_ns() <= deadline:
+                time.sleep(0.002)  # sized but not yet initialised by its creator
+                continue
             if int(h["magic"]) != MAGIC:
                 raise LayoutMismatch(
                     f"{name}: bad magic {int(h['magic']):#018x}, expected {MAGIC:#018x}: "

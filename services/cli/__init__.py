@@ -24,9 +24,6 @@ EX_UNAVAILABLE = 69
 
 #: Commands whose service has not landed yet, and the issue that brings it.
 _PENDING = {
-    "orchestrator": "the orchestrator service (issue #4, ENGS orchestrator)",
-    "oracle": "the oracle watchdog and exporter (issue #7, Physics Oracle)",
-    "send": "the signal socket and client (issue #6, Signal socket)",
     "validate": "the validation suite (issue #9, Validation)",
 }
 
@@ -60,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("orchestrator", "run the 100 Hz ENGS orchestrator and the signal socket")
     add("oracle", "run the watchdog and the Prometheus exporter")
     p = add("send", "send one signal to a running instance")
-    p.add_argument("type", help="signal type, e.g. reward")
-    p.add_argument("value", nargs="?", help="the signal's main value")
+    from services.cli.send import add_arguments as send_arguments  # noqa: PLC0415
+
+    send_arguments(p)
     p = add("status", "show a running instance's state, heartbeats and interrupts")
     p.add_argument("--json", action="store_true", help="print JSON (one object per refresh)")
     p.add_argument(
@@ -78,12 +76,19 @@ def build_parser() -> argparse.ArgumentParser:
     _common(t)
     t.add_argument("--json", action="store_true", help="print JSON instead of a table")
     t.add_argument("--quick", action="store_true", help="a short run (for tests and CI)")
+    t = targets.add_parser("signals", help="signal ingest throughput (msgpack and JSON lines)")
+    _common(t)
+    t.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    t.add_argument("--quick", action="store_true", help="a short run (for tests and CI)")
     t = targets.add_parser("physics", help="field step throughput vs a memory-bandwidth bound")
     _common(t)
     from services.physics.bench import add_arguments  # noqa: PLC0415
 
     add_arguments(t)
     add("validate", "run the neuro-psychometric validation assays")
+    p = add("replay", "re-run a recorded session log headless and check it bit for bit")
+    p.add_argument("log", help="a session log segment (session-<instance>-NNNNNN.log)")
+    p.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
@@ -140,7 +145,35 @@ def _up(cfg: Config, args: argparse.Namespace) -> int:
     return run(cfg, args.config)
 
 
+def _orchestrator(cfg: Config, args: argparse.Namespace) -> int:
+    from services.orchestrator.main import run  # noqa: PLC0415
+
+    return run(cfg)
+
+
+def _oracle(cfg: Config, args: argparse.Namespace) -> int:
+    from services.oracle.main import run  # noqa: PLC0415
+
+    return run(cfg)
+
+
+def _send(cfg: Config, args: argparse.Namespace) -> int:
+    from services.cli.send import run  # noqa: PLC0415
+
+    return run(cfg, args)
+
+
+def _replay(cfg: Config, args: argparse.Namespace) -> int:
+    from services.cli.replay import run  # noqa: PLC0415
+
+    return run(args.log, json_out=args.json)
+
+
 def _bench(cfg: Config, args: argparse.Namespace) -> int:
+    if args.target == "signals":
+        from services.orchestrator.bench_signals import run as run_signals  # noqa: PLC0415
+
+        return run_signals(cfg, json_out=args.json, quick=args.quick)
     if args.target == "physics":
         from services.physics.bench import run_args  # noqa: PLC0415
 
@@ -153,6 +186,10 @@ def _bench(cfg: Config, args: argparse.Namespace) -> int:
 _HANDLERS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "up": _up,
     "physics": _physics,
+    "orchestrator": _orchestrator,
+    "oracle": _oracle,
+    "send": _send,
+    "replay": _replay,
     "status": _status,
     "bench": _bench,
 }

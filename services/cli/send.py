@@ -89,7 +89,9 @@ _FIELDS: tuple[tuple[str, str, str], ...] = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Add ``engs send``'s arguments to its subparser (besides --config/--instance)."""
-    p.add_argument("type", choices=SIGNAL_TYPES, metavar="TYPE", help="request type")
+    p.add_argument(
+        "type", choices=SIGNAL_TYPES, metavar="TYPE", help="one of: " + ", ".join(SIGNAL_TYPES)
+    )
     p.add_argument(
         "value",
         nargs="?",

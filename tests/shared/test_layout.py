@@ -27,9 +27,7 @@ from shared.layout import (
     state_dtype,
 )
 
-BLOCKS = (
-    "header", "meta", "control", "interrupt", "telemetry", "requests", "heartbeats", "stats"
-)
+BLOCKS = ("header", "meta", "control", "interrupt", "telemetry", "requests", "heartbeats", "stats")
 
 
 def _walk(dt: np.dtype[Any], base: int = 0, path: str = "") -> list[tuple[str, int, np.dtype[Any]]]:

@@ -91,7 +91,7 @@ def test_region_that_is_not_engs_at_all(instance: str) -> None:
     shm = posix_ipc.SharedMemory(region_name(instance), posix_ipc.O_CREX, size=10)
     shm.close_fd()
     with pytest.raises(LayoutMismatch, match="10 bytes, smaller than an ENGS header"):
-        Region.attach(instance)
+        Region.attach(instance, ready_timeout_s=0.05)
 
 
 def test_attach_waits_for_ready_then_times_out(region: Region) -> None:

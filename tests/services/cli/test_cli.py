@@ -131,7 +131,7 @@ def test_status_watch_repeats_until_interrupted(region: Region) -> None:
     assert all(json.loads(line)["instance"] == region.instance for line in lines)
 
 
-@pytest.mark.parametrize("command", ["physics", "orchestrator", "oracle", "validate"])
+@pytest.mark.parametrize("command", ["validate"])
 def test_commands_not_built_yet_say_so(command: str) -> None:
     res = engs(command)
     assert res.returncode == 69

@@ -1,0 +1,290 @@
+"""The instance's Prometheus metrics, read from shared memory at scrape time.
+
+:class:`EngsCollector` is a custom ``prometheus_client`` Collector: it owns no metric
+objects, and each :meth:`~EngsCollector.collect` reads the region and yields fresh
+families. Register it on a registry of your own (the oracle builds one; never the
+process-global default), e.g.::
+
+    registry = CollectorRegistry()
+    registry.register(EngsCollector(region))
+
+What it yields (the full list with meanings is in docs/oracle.md):
+
+* every counter of every process's stats block (:data:`shared.layout.COUNTERS`).
+  A name+labels owned by several processes — ``engs_interrupts_total{cause}``, raised
+  by the orchestrator and by the oracle — is exported once, **summed** over them, so
+  the contract's series is one series per cause (per-raiser counts are in each
+  process's own log; the raiser is also visible in ``engs status``);
+* every histogram (:data:`shared.layout.HISTOGRAMS`) with the shared-memory buckets
+  converted to seconds (25 µs … 100 ms, +Inf), summed the same way;
+* gauges of the newest NeurochemicalState and PhysicsTelemetry (absent until the
+  first publication), the interrupt word, heartbeats and liveness, pinning outcome,
+  and pending oracle requests.
+
+Reads are lock-free seqlock copies; a lock serialises concurrent scrapes only because
+the readers' scratch records are per collector.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+from services.oracle.liveness import LivenessLimits, LivenessMonitor
+from shared.clock import NS_PER_S, monotonic_ns
+from shared.interrupt import InterruptWord
+from shared.layout import (
+    HIST_BOUNDS_NS,
+    REQUEST_KINDS,
+    Cause,
+    HistogramSpec,
+    Mode,
+    Process,
+    RegionFlags,
+)
+from shared.region import Region
+from shared.seqlock import SeqlockReader
+from shared.stats import read_stats
+
+#: HELP text of every counter in the stats schema (a counter added to the schema
+#: without an entry here is still exported, with a generic HELP).
+COUNTER_HELP: dict[str, str] = {
+    "engs_physics_ticks_total": "Physics ticks completed.",
+    "engs_physics_deadline_misses_total": "Physics ticks that missed their absolute deadline.",
+    "engs_physics_cfl_clamps_total": "Ticks on which the CFL guard clamped the wave speed.",
+    "engs_physics_nonfinite_total": "Non-finite field values detected by the physics.",
+    "engs_physics_states_applied_total": "Control states the physics applied.",
+    "engs_physics_stale_reads_total": "Control-state reads that returned the last good copy.",
+    "engs_physics_rt_setup_failures_total": "Real-time setup steps that failed (not fatal).",
+    "engs_physics_interrupts_acted_total": "CRITICAL interrupts the physics acted on, by cause.",
+    "engs_orchestrator_cycles_total": "Control cycles completed.",
+    "engs_orchestrator_deadline_misses_total": "Control cycles that missed their deadline.",
+    "engs_orchestrator_context_switches_total": "Task context switches (the mania input).",
+    "engs_curiosity_goals_total": "Curiosity goals injected (boredom over its threshold).",
+    "engs_naps_total": "Naps entered to recharge ATP.",
+    "engs_oracle_requests_applied_total": "Oracle requests the orchestrator applied, by kind.",
+    "engs_signals_total": "Signals received on the signal socket, by type.",
+    "engs_signals_applied_total": "Signals applied to the dynamics, by type.",
+    "engs_signals_rejected_total": "Signals rejected, by reason.",
+    "engs_interrupts_total": "CRITICAL interrupts raised, by cause, summed over the raisers "
+    "(orchestrator and oracle).",
+    "engs_oracle_polls_total": "Oracle watchdog polls.",
+    "engs_sync_violations_total": "Applied control states older than the channel's staleness "
+    "limit (10 ms dopamine/norepinephrine, 50 ms serotonin), once per applied state.",
+    "engs_oracle_requests_total": "Requests the oracle sent to the orchestrator, by kind.",
+    "engs_restarts_total": "Process restarts by the supervisor, by process.",
+}
+
+#: (gauge name, NeurochemicalState field, HELP)
+STATE_GAUGES: tuple[tuple[str, str, str], ...] = (
+    ("engs_dopamine", "dopamine", "Global dopamine level D in [0, 1]."),
+    ("engs_serotonin", "serotonin", "Global serotonin level S in [0, 1]."),
+    ("engs_norepinephrine", "norepinephrine", "Global norepinephrine level N in [0, 1]."),
+    ("engs_atp_ratio", "atp_ratio", "ATP budget as a fraction of its capacity."),
+    ("engs_boredom", "boredom", "Boredom level in [0, 1]."),
+    ("engs_cortisol", "cortisol", "Cortisol (stress) level in [0, 1]."),
+)
+#: (gauge name, PhysicsTelemetry field, HELP)
+TELEMETRY_GAUGES: tuple[tuple[str, str, str], ...] = (
+    ("engs_field_energy", "energy", "Field energy V = sum |psi|^2 (field units)."),
+    ("engs_field_entropy_bits", "entropy_bits", "Shannon entropy of |psi|^2, in bits."),
+    ("engs_field_hamiltonian", "hamiltonian", "Discrete Hamiltonian of the field."),
+)
+
+_PIN = (
+    (RegionFlags.MLOCKED, "mlock", 1),
+    (RegionFlags.MLOCK_FAILED, "mlock", 0),
+    (RegionFlags.CUDA_REGISTERED, "cuda", 1),
+    (RegionFlags.CUDA_REGISTER_FAILED, "cuda", 0),
+)
+
+
+def _lower(e: Any) -> str:
+    return str(e.name).lower()
+
+
+class EngsCollector(Collector):
+    """Reads the whole region at scrape time; see the module docstring."""
+
+    def __init__(self, region: Region, limits: LivenessLimits | None = None) -> None:
+        self.region = region
+        self._lock = threading.Lock()
+        self._ctl = SeqlockReader(region, "control")
+        self._tel = SeqlockReader(region, "telemetry")
+        self._state: Any = self._ctl.new_record()
+        self._telem: Any = self._tel.new_record()
+        self._live = LivenessMonitor(region, limits)
+        self._irq = InterruptWord(region)
+        self._hb = region.block("heartbeats")
+        self._requests = region.block("requests")
+
+    def collect(self) -> Iterable[Metric]:
+        with self._lock:
+            return self._families()
+
+    def _families(self) -> list[Metric]:
+        snaps = [read_stats(self.region, p) for p in Process]
+        self._ctl.read_latest(self._state)
+        self._tel.read_latest(self._telem)
+        live = self._live.check()
+        now = monotonic_ns()
+        out: list[Metric] = []
+        out += _counters(snaps)
+        out += _histograms(snaps)
+        out += self._state_gauges(now)
+        out += self._telemetry_gauges(now)
+        out += self._interrupt_gauges()
+        hb_age = GaugeMetricFamily(
+            "engs_heartbeat_age_seconds",
+            "Seconds since each process's last heartbeat.",
+            labels=["process"],
+        )
+        up = GaugeMetricFamily(
+            "engs_up",
+            "1 if the process is alive (or starting) by the oracle's liveness rules, 0 if it "
+            "is dead, frozen, failed or stopped; absent for processes never started.",
+            labels=["process"],
+        )
+        pinned = GaugeMetricFamily(
+            "engs_region_pinned",
+            "1 if the process pinned its mapping of the region by this method, 0 if it tried "
+            "and failed (reported, not fatal).",
+            labels=["process", "method"],
+        )
+        for p, lv in live.items():
+            name = _lower(p)
+            if lv.heartbeat_age_s is not None:
+                hb_age.add_metric([name], lv.heartbeat_age_s)
+            if lv.pid:
+                up.add_metric([name], 1.0 if lv.ok else 0.0)
+            flags = int(self._hb[int(p)]["flags"])
+            for flag, method, value in _PIN:
+                if flags & flag:
+                    pinned.add_metric([name, method], value)
+        out += [hb_age, up, pinned]
+        pending = GaugeMetricFamily(
+            "engs_oracle_requests_pending",
+            "Oracle requests not yet taken by the orchestrator, by kind.",
+            labels=["kind"],
+        )
+        req = self._requests["requested"]["count"]
+        app = self._requests["applied"]["count"]
+        for i, kind in enumerate(REQUEST_KINDS):
+            pending.add_metric([kind], float(int(req[i]) - int(app[i])))
+        out.append(pending)
+        return out
+
+    def _state_gauges(self, now: int) -> list[Metric]:
+        s = self._state
+        published = int(s["seq"]) > 0
+        fams: list[Metric] = []
+        for name, field, doc in STATE_GAUGES:
+            g = GaugeMetricFamily(name, doc)
+            if published:
+                g.add_metric([], float(s[field]))
+            fams.append(g)
+        age = GaugeMetricFamily(
+            "engs_state_age_seconds",
+            "Age of the newest published control state (now - t_calc).",
+        )
+        if published:
+            age.add_metric([], (now - int(s["t_calc_ns"])) / NS_PER_S)
+        fams.append(age)
+        return fams
+
+    def _telemetry_gauges(self, now: int) -> list[Metric]:
+        t = self._telem
+        ticked = int(t["tick"]) > 0
+        fams: list[Metric] = []
+        for name, field, doc in TELEMETRY_GAUGES:
+            g = GaugeMetricFamily(name, doc)
+            if ticked:
+                g.add_metric([], float(t[field]))
+            fams.append(g)
+        age = GaugeMetricFamily(
+            "engs_telemetry_age_seconds", "Age of the newest physics telemetry (now - tick start)."
+        )
+        used = GaugeMetricFamily(
+            "engs_applied_state_age_seconds",
+            "Age of the control state the physics used at its newest tick (tick start - "
+            "t_calc): the staleness the physics is running on right now.",
+        )
+        mode = GaugeMetricFamily(
+            "engs_physics_mode", "1 if the physics reports this mode bit.", labels=["mode"]
+        )
+        if ticked:
+            age.add_metric([], (now - int(t["t_ns"])) / NS_PER_S)
+            if int(t["applied_seq"]):
+                used.add_metric([], (int(t["t_ns"]) - int(t["applied_t_calc_ns"])) / NS_PER_S)
+            bits = int(t["mode"])
+            for m in Mode:
+                mode.add_metric([_lower(m)], 1.0 if bits & int(m) else 0.0)
+        return [*fams, age, used, mode]
+
+    def _interrupt_gauges(self) -> list[Metric]:
+        active = GaugeMetricFamily(
+            "engs_interrupt_active",
+            "1 while the CRITICAL cause is set in any lane of the interrupt word.",
+            labels=["cause"],
+        )
+        causes = int(self._irq.causes())
+        for c in Cause:
+            active.add_metric([_lower(c)], 1.0 if causes & int(c) else 0.0)
+        return [active]
+
+
+def _counters(snaps: Iterable[Any]) -> list[Metric]:
+    totals: dict[str, dict[tuple[str, ...], int]] = {}
+    keys: dict[str, tuple[str, ...]] = {}
+    for snap in snaps:
+        for spec, value in snap.counters:
+            names = tuple(k for k, _ in spec.labels)
+            if keys.setdefault(spec.name, names) != names:
+                raise ValueError(
+                    f"counter {spec.name} has labels {keys[spec.name]} in one process and "
+                    f"{names} in another: cannot sum them (fix shared/layout.py COUNTERS)"
+                )
+            series = totals.setdefault(spec.name, {})
+            values = tuple(v for _, v in spec.labels)
+            series[values] = series.get(values, 0) + value
+    fams: list[Metric] = []
+    for name, series in totals.items():
+        doc = COUNTER_HELP.get(name, f"{name} (from the shared-memory stats blocks).")
+        fam = CounterMetricFamily(name, doc, labels=list(keys[name]))
+        for values, total in series.items():
+            fam.add_metric(list(values), float(total))
+        fams.append(fam)
+    return fams
+
+
+def _histograms(snaps: Iterable[Any]) -> list[Metric]:
+    merged: dict[str, tuple[HistogramSpec, list[int], list[int]]] = {}
+    for snap in snaps:
+        for h in snap.histograms:
+            spec, counts, total = merged.setdefault(
+                h.spec.name, (h.spec, [0] * len(h.bucket_counts), [0])
+            )
+            for i, c in enumerate(h.bucket_counts):
+                counts[i] += c
+            total[0] += h.sum_ns
+    bounds = [floatToGoString(b / NS_PER_S) for b in HIST_BOUNDS_NS] + ["+Inf"]
+    fams: list[Metric] = []
+    for spec, counts, total in merged.values():
+        fam = HistogramMetricFamily(spec.name, spec.help)
+        acc, buckets = 0, []
+        for le, c in zip(bounds, counts, strict=True):
+            acc += c
+            buckets.append((le, float(acc)))
+        fam.add_metric([], buckets, sum_value=total[0] / NS_PER_S)
+        fams.append(fam)
+    return fams

@@ -1,0 +1,358 @@
+"""``engs orchestrator``: the 100 Hz control loop and the signal socket, one uvloop loop.
+
+Each cycle (ARCHITECTURE §1, seed 003 GAP-022), on an absolute deadline:
+
+1. read the newest PhysicsTelemetry (one seqlock snapshot);
+2. drain the signals accepted since the last cycle (each applied in exactly this one
+   cycle) and take the oracle's pending requests (each applied exactly once);
+3. step the ENGS dynamics (:class:`services.orchestrator.engs.Engs`);
+4. mirror the dynamics' CRITICAL causes onto the orchestrator's interrupt lane at once —
+   publishing the emergency state *before* raising, so the physics can use it from the
+   tick that sees the bit — together with causes an operator raised over the socket;
+5. publish the NeurochemicalState (HIGH priority) with the newest signal id it includes;
+6. forward events (curiosity goals to subscribers), heartbeat, cycle time into stats,
+   append the cycle to the session log.
+
+Checkpoints of the learned parameters and slow state are written atomically every
+``checkpoint_period_s`` (in a worker thread, so the loop never waits on the disk) and at
+shutdown, and restored at start: a kill -9 loses at most one period.
+
+Deadline policy: cycles sit on a fixed grid; a cycle that overruns skips the deadlines
+already past (counted as misses) and resumes on the grid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from services.orchestrator import checkpoint, events
+from services.orchestrator.engs import Engs
+from services.orchestrator.inbox import SignalCounters, SignalInbox
+from services.orchestrator.inputs import InputAccumulator
+from services.orchestrator.server import SignalServer
+from services.orchestrator.session import LedgerOp, SessionLog, dynamic_crc
+from shared import messages
+from shared.clock import NS_PER_S, monotonic_ns
+from shared.config import Config
+from shared.heartbeat import Heartbeat
+from shared.interrupt import InterruptWord
+from shared.layout import Cause, HeartbeatState, Lane, Mode, Process
+from shared.region import Region
+from shared.requests import RequestReceiver
+from shared.seqlock import SeqlockReader, SeqlockWriter
+from shared.stats import StatsWriter
+
+log = logging.getLogger("engs.orchestrator")
+
+PRIORITY_HIGH = 1
+PRIORITY_CRITICAL = 2
+#: Oracle request kinds (shared.layout.REQUEST_KINDS) → the dynamics' request names.
+ORACLE_REQUESTS = {"emergency_stimulus": "anhedonia", "serotonin_boost": "mania"}
+
+
+def state_dir(cfg: Config) -> Path:
+    """Where checkpoints and session logs live (``orchestrator.state_dir``, else
+    ``$XDG_STATE_HOME/engs/<instance>``, else ``~/.local/state/engs/<instance>``)."""
+    if cfg.orchestrator.state_dir:
+        return Path(cfg.orchestrator.state_dir)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "engs" / cfg.instance
+
+
+class Orchestrator:
+    """The loop's state; also the server's :class:`SignalHandler`."""
+
+    def __init__(self, cfg: Config, region: Region) -> None:
+        self.cfg = cfg
+        self.region = region
+        self.dir = state_dir(cfg)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.checkpoint_path = self.dir / "checkpoint.json"
+        self.engs = Engs(cfg)
+        if self.checkpoint_path.exists():
+            try:
+                self.engs.load_checkpoint(str(self.checkpoint_path))
+                log.info("restored %s (cycle %d)", self.checkpoint_path, self.engs.cycle)
+            except Exception as exc:  # a bad checkpoint must not keep the service down
+                log.warning("ignoring checkpoint %s: %s", self.checkpoint_path, exc)
+        self.stats = StatsWriter(region, Process.ORCHESTRATOR)
+        self.hb = Heartbeat(region, Process.ORCHESTRATOR)
+        self.writer = SeqlockWriter(region, "control")
+        self.emergency_writer = SeqlockWriter(region, "interrupt.emergency")
+        self.tel_reader = SeqlockReader(region, "telemetry")
+        self.lane = InterruptWord(region, Lane.ORCHESTRATOR)
+        self.irq = InterruptWord(region)
+        self.requests = RequestReceiver(region)
+        self.inbox = SignalInbox(counters=SignalCounters(self.stats))
+        self.acc = InputAccumulator(cfg.physics.areas)
+        self.rec = self.writer.new_record()
+        self.writer.last_published(self.rec)  # continue seq after a restart
+        self.seq = int(self.rec["seq"])
+        self.emergency = self.emergency_writer.new_record()
+        self.scratch = self.writer.new_record()
+        self.tel = self.tel_reader.new_record()
+        self.manual = 0  # causes an operator raised through the socket
+        self.ledger_ops: list[LedgerOp] = []  # lock calls since the last cycle (replay)
+        self.signal_id = int(self.rec["signal_id"])
+        self.signal_t = int(self.rec["signal_t_ns"])
+        self.request_id = 0
+        self.server: SignalServer | None = None
+        self.session: SessionLog | None = None
+        sl = cfg.orchestrator.session_log
+        if sl.enabled:
+            self.session = SessionLog(
+                self.dir, cfg.instance, cfg, segment_bytes=sl.segment_bytes, segments=sl.segments
+            )
+        if self.seq == 0:  # nothing published yet: report the dynamics' starting levels
+            self.engs.fill_state(self.rec)
+        self._snapshot = self._make_snapshot()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
+        self._checkpoint_due = 0
+        self._pending_ckpt: Any = None
+        s = self.stats
+        self.c_cycles = s.counter("engs_orchestrator_cycles_total")
+        self.c_miss = s.counter("engs_orchestrator_deadline_misses_total")
+        self.c_switch = s.counter("engs_orchestrator_context_switches_total")
+        self.c_goals = s.counter("engs_curiosity_goals_total")
+        self.c_naps = s.counter("engs_naps_total")
+        self.c_requests = {
+            k: s.counter("engs_oracle_requests_applied_total", kind=k) for k in ORACLE_REQUESTS
+        }
+        self.c_raised = {
+            c: s.counter("engs_interrupts_total", cause=c.name.lower()) for c in Cause if c.name
+        }
+        self.h_cycle = s.histogram("engs_orchestrator_cycle_seconds")
+        self.h_late = s.histogram("engs_orchestrator_cycle_lateness_seconds")
+
+    # -- SignalHandler (called on the loop, between cycles) -------------------------
+
+    def try_reserve(self, cost: float, task: str) -> int | None:
+        lock = self.engs.try_reserve(cost, task)
+        lock_id = None if lock is None else lock.id
+        self.ledger_ops.append(LedgerOp("reserve", cost, task, lock_id or 0))
+        return lock_id
+
+    def commit(self, lock: int) -> bool:
+        self.ledger_ops.append(LedgerOp("commit", lock=lock))
+        return self.engs.commit(lock)
+
+    def abort(self, lock: int) -> bool:
+        self.ledger_ops.append(LedgerOp("abort", lock=lock))
+        return self.engs.abort(lock)
+
+    def snapshot(self) -> messages.StateSnapshot:
+        """The last published state, with the interrupt causes as they are now (an
+        operator's raise is visible at once, not at the next cycle)."""
+        causes = int(self.irq.causes())
+        return msgspec.structs.replace(
+            self._snapshot, interrupts=[c.name.lower() for c in Cause if c.name and causes & c]
+        )
+
+    def raise_interrupt(self, cause: Cause) -> None:
+        self.manual |= int(cause)
+        self._raise(int(cause))
+
+    def clear_interrupt(self, cause: Cause) -> None:
+        self.manual &= ~int(cause)
+        self.lane.clear_cause(cause)
+
+    # -- the cycle ----------------------------------------------------------------
+
+    def _raise(self, bits: int) -> None:
+        new = self.lane.raise_cause(Cause(bits))
+        for c, idx in self.c_raised.items():
+            if new & c:
+                self.stats.inc(idx)
+
+    def cycle(self, lateness_ns: int) -> None:
+        t0 = monotonic_ns()
+        tel = self.tel if self.tel_reader.read_latest(self.tel) or self.tel["tick"] else None
+        if tel is not None and int(tel["tick"]) == 0:
+            tel = None
+        acc = self.acc
+        goals_done = 0
+        for item in self.inbox.drain():
+            acc.add_signal(item.signal)
+            self.signal_id, self.signal_t = item.seq, item.t_rx_ns
+            if isinstance(item.signal, messages.GoalComplete):
+                goals_done += 1
+        for kind, n in self.requests.take().items():
+            for _ in range(n):
+                self.request_id += 1
+                acc.request_oracle(ORACLE_REQUESTS[kind], self.request_id)  # type: ignore[arg-type]
+            self.stats.inc(self.c_requests[kind], n)
+        acc.set_external_causes(int(self.irq.causes()))
+        inputs = acc.take()
+        ops, self.ledger_ops = self.ledger_ops, []
+        result = self.engs.step(inputs, tel)
+
+        # CRITICAL first: the emergency state, then the bits (GAP-022: bypasses the buffer).
+        own = int(self.lane.lane_causes(Lane.ORCHESTRATOR))
+        want = int(result.causes) | self.manual
+        if want & ~own:
+            self._fill(self.emergency, PRIORITY_CRITICAL)
+            self.emergency_writer.publish(self.emergency)
+            self._raise(want & ~own)
+        if own & ~want:
+            self.lane.clear_cause(Cause(own & ~want))
+
+        crc = self._fill(self.rec, PRIORITY_HIGH)
+        self.writer.publish(self.rec)
+        self._snapshot = self._make_snapshot()
+
+        for ev in result.events:
+            self._event(ev)
+        if goals_done:
+            self.stats.inc(self.c_switch, goals_done)
+        if self.session is not None:
+            self.session.append(self.engs, result.cycle, inputs, tel, crc, ops)
+
+        self.hb.beat()
+        s = self.stats
+        s.inc(self.c_cycles)
+        s.observe_ns(self.h_cycle, monotonic_ns() - t0)
+        s.observe_ns(self.h_late, lateness_ns)
+
+    def _fill(self, rec: Any, priority: int) -> int:
+        self.engs.fill_state(rec)
+        crc = dynamic_crc(rec, self.scratch)
+        self.seq += 1
+        rec["seq"] = self.seq
+        rec["t_calc_ns"] = monotonic_ns()
+        rec["signal_id"] = self.signal_id
+        rec["signal_t_ns"] = self.signal_t
+        rec["priority"] = priority
+        return crc
+
+    def _event(self, ev: Any) -> None:
+        if isinstance(ev, events.CuriosityGoal):
+            self.stats.inc(self.c_goals)
+            self.stats.inc(self.c_switch)  # a curiosity interruption switches context
+            log.info("curiosity goal: explore %s (boredom %.3f)", ev.area_name, ev.boredom)
+            if self.server is not None:
+                self.server.publish(
+                    messages.CuriosityGoal(
+                        area=ev.area_name, boredom=ev.boredom, t_ns=monotonic_ns()
+                    )
+                )
+        elif isinstance(ev, events.NapStarted):
+            self.stats.inc(self.c_naps)
+            log.info("nap started at ATP %.1f %%", ev.atp_ratio * 100)
+        elif isinstance(ev, events.NapEnded):
+            log.info("nap ended at ATP %.1f %% after %.1f s", ev.atp_ratio * 100, ev.duration_s)
+
+    def _make_snapshot(self) -> messages.StateSnapshot:
+        r = self.rec
+        causes = int(self.irq.causes())
+        return messages.StateSnapshot(
+            seq=int(r["seq"]),
+            t_calc_ns=int(r["t_calc_ns"]),
+            signal_id=int(r["signal_id"]),
+            dopamine=float(r["dopamine"]),
+            serotonin=float(r["serotonin"]),
+            norepinephrine=float(r["norepinephrine"]),
+            atp_ratio=float(r["atp_ratio"]),
+            atp_reserve=float(r["atp_reserve"]),
+            cortisol=float(r["cortisol"]),
+            boredom=float(r["boredom"]),
+            mode=[m.name.lower() for m in Mode if m.name and int(r["flags"]) & m],
+            interrupts=[c.name.lower() for c in Cause if c.name and causes & c],
+            open_locks=self.engs.ledger.open_locks,
+        )
+
+    # -- checkpoints ----------------------------------------------------------------
+
+    def maybe_checkpoint(self, now_ns: int) -> None:
+        if now_ns < self._checkpoint_due:
+            return
+        self._checkpoint_due = now_ns + int(self.cfg.orchestrator.checkpoint_period_s * NS_PER_S)
+        if self._pending_ckpt is not None and not self._pending_ckpt.done():
+            return  # the disk is slower than the period: skip, never queue up
+        snap = self.engs.state_dict()
+        self._pending_ckpt = self._executor.submit(
+            checkpoint.save_checkpoint, str(self.checkpoint_path), snap
+        )
+        if self.session is not None:
+            self.session.flush()
+
+    def close(self) -> None:
+        if self._pending_ckpt is not None:
+            self._pending_ckpt.result()
+        checkpoint.save_checkpoint(str(self.checkpoint_path), self.engs.state_dict())
+        self._executor.shutdown()
+        if self.session is not None:
+            self.session.close()
+        self.writer.release()
+        self.emergency_writer.release()
+
+
+async def _run(cfg: Config) -> int:
+    region = Region.open(
+        cfg.instance,
+        cfg.shm.max_areas,
+        area_names=cfg.physics.areas,
+        lock_memory=cfg.shm.lock_memory,
+    )
+    for err in region.pin_errors:
+        log.warning("%s", err)
+    orch = Orchestrator(cfg, region)
+    region.view["heartbeats"][int(Process.ORCHESTRATOR)]["flags"] = int(region.pin_flags)
+    server = SignalServer.from_config(cfg.signals, orch.inbox, orch, areas=cfg.physics.areas)
+    await server.start()
+    orch.server = server
+    log.info("signals on %s; state in %s", ", ".join(server.addresses()), orch.dir)
+    if orch.session is not None:
+        log.info("session log %s", orch.session.open_segment(orch.engs))
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    period = round(NS_PER_S / cfg.orchestrator.cycle_hz)
+    orch.hb.set_state(HeartbeatState.RUNNING)
+    deadline = monotonic_ns() + period
+    try:
+        while not stop.is_set():
+            delay = deadline - monotonic_ns()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay / NS_PER_S)
+                if stop.is_set():
+                    break
+            now = monotonic_ns()
+            orch.cycle(now - deadline)
+            orch.maybe_checkpoint(now)
+            deadline += period
+            now = monotonic_ns()
+            if now > deadline:
+                missed = (now - deadline) // period + 1
+                orch.stats.inc(orch.c_miss, missed)
+                deadline += missed * period
+    finally:
+        orch.hb.set_state(HeartbeatState.STOPPING)
+        await server.stop()
+        orch.close()
+        orch.hb.set_state(HeartbeatState.STOPPED)
+        region.close()
+    log.info("orchestrator stopped at cycle %d (seq %d)", orch.engs.cycle, orch.seq)
+    return 0
+
+
+def run(cfg: Config) -> int:
+    """Entry point of ``engs orchestrator``."""
+    import uvloop  # noqa: PLC0415
+
+    t0 = time.perf_counter()
+    code = uvloop.run(_run(cfg))
+    log.debug("ran %.1f s", time.perf_counter() - t0)
+    return code

@@ -1,0 +1,269 @@
+"""Record and replay: the orchestrator's session log and ``engs replay``.
+
+The dynamics are a deterministic function of (configuration, host calibration, starting
+snapshot, and per cycle: the inputs and the telemetry read). The loop appends exactly
+that to a bounded, segmented log: each segment opens with a ``Header`` (configuration,
+calibration, the full ``EngsSnapshot`` at that cycle) followed by one ``CycleRecord``
+per cycle (cycle number, the cycle's inputs — every signal accepted in it —, the
+telemetry bytes it read, and a CRC-32 of the dynamic part of the NeurochemicalState it
+published). A segment that grows past ``segment_bytes`` is closed and a new one opened
+with a fresh header; only the newest ``segments`` are kept, so the log is bounded.
+
+``replay(path)`` rebuilds the dynamics from a segment's header and re-runs every cycle
+headless, faster than real time, comparing each published state's CRC with the recorded
+one: the run is reproduced bit for bit or the first divergent cycle is reported.
+
+Framing: 4-byte big-endian length + msgpack, so a segment cut short by a crash is read
+up to its last whole record.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import msgspec
+import numpy as np
+
+from services.orchestrator.engs import Engs, EngsSnapshot
+from services.orchestrator.inputs import CycleInputs
+from services.orchestrator.metabolism import Calibration
+from shared.config import Config
+from shared.errors import EngsError
+from shared.layout import state_dtype, telemetry_dtype
+
+FORMAT_VERSION = 1
+_LEN = struct.Struct(">I")
+#: NeurochemicalState fields set by the loop from clocks and the socket, not by the
+#: dynamics; zeroed before the CRC so replay compares only what the dynamics decide.
+LOOP_FIELDS = ("seq", "t_calc_ns", "signal_id", "signal_t_ns", "priority")
+
+
+class ReplayError(EngsError):
+    """A session log that cannot be read, or a replay that diverged."""
+
+
+class Header(msgspec.Struct, tag="header", frozen=True):
+    version: int
+    config: dict[str, Any]
+    calibration: Calibration
+    snapshot: EngsSnapshot
+    cycle: int
+    max_areas: int
+    wall_ns: int
+
+
+class LedgerOp(msgspec.Struct, frozen=True, array_like=True):
+    """A metabolic-lock call made over the socket between two cycles."""
+
+    kind: str  # "reserve" | "commit" | "abort"
+    cost: float = 0.0
+    task: str = ""
+    lock: int = 0
+
+
+class CycleRecord(msgspec.Struct, tag="cycle", frozen=True):
+    cycle: int
+    inputs: CycleInputs
+    telemetry: bytes | None
+    state_crc: int
+    ledger_ops: list[LedgerOp] = msgspec.field(default_factory=list)
+    """Lock calls made since the previous cycle, in order (applied before the step)."""
+
+
+Record = Header | CycleRecord
+
+
+def dynamic_crc(state: np.ndarray[Any, Any], scratch: np.ndarray[Any, Any]) -> int:
+    """CRC-32 of a NeurochemicalState with the loop-owned fields zeroed."""
+    scratch[...] = state
+    for f in LOOP_FIELDS:
+        scratch[f] = 0
+    return zlib.crc32(scratch.tobytes())
+
+
+class SessionLog:
+    """The writer, owned by the orchestrator loop (one thread)."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        instance: str,
+        cfg: Config,
+        *,
+        segment_bytes: int,
+        segments: int,
+    ) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.prefix = f"session-{instance}-"
+        self.cfg = cfg
+        self.segment_bytes = segment_bytes
+        self.segments = segments
+        self._enc = msgspec.msgpack.Encoder()
+        self._file: BinaryIO | None = None
+        self._size = 0
+        existing = self._existing()
+        self._next_index = (int(existing[-1].stem.rsplit("-", 1)[1]) + 1) if existing else 1
+        self.path: Path | None = None
+
+    def _existing(self) -> list[Path]:
+        return sorted(
+            self.dir.glob(f"{self.prefix}*.log"), key=lambda p: int(p.stem.rsplit("-", 1)[1])
+        )
+
+    def _write(self, rec: Record) -> None:
+        if self._file is None:
+            raise ReplayError("session log is closed")
+        body = self._enc.encode(rec)
+        self._file.write(_LEN.pack(len(body)))
+        self._file.write(body)
+        self._size += _LEN.size + len(body)
+
+    def open_segment(self, engs: Engs) -> Path:
+        """Start a new segment whose header snapshots ``engs`` as it is now."""
+        self.close()
+        path = self.dir / f"{self.prefix}{self._next_index:06d}.log"
+        self._next_index += 1
+        self._file = path.open("wb", buffering=1 << 16)
+        self._size = 0
+        self.path = path
+        self._write(
+            Header(
+                version=FORMAT_VERSION,
+                config=msgspec.to_builtins(self.cfg),
+                calibration=engs.calibration,
+                snapshot=engs.state_dict(),
+                cycle=engs.cycle,
+                max_areas=self.cfg.shm.max_areas,
+                wall_ns=time.time_ns(),
+            )
+        )
+        for old in self._existing()[: -self.segments]:
+            old.unlink(missing_ok=True)
+        return path
+
+    def append(
+        self,
+        engs: Engs,
+        cycle: int,
+        inputs: CycleInputs,
+        telemetry: np.ndarray[Any, Any] | None,
+        state_crc: int,
+        ledger_ops: list[LedgerOp],
+    ) -> None:
+        """Record one cycle (call after the step); rotates when the segment is full.
+        The new segment's header holds the state *after* this cycle, so the cycle is
+        recorded in the old segment first and no cycle falls between segments."""
+        if self._file is None:
+            self.open_segment(engs)
+        self._write(CycleRecord(cycle, inputs, _tel_bytes(telemetry), state_crc, ledger_ops))
+        if self._size >= self.segment_bytes:
+            self.open_segment(engs)
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+
+
+def _tel_bytes(tel: np.ndarray[Any, Any] | None) -> bytes | None:
+    return None if tel is None else tel.tobytes()
+
+
+def read_records(path: str | os.PathLike[str]) -> Iterator[Record]:
+    """Every whole record of a segment (a torn tail from a crash is ignored)."""
+    dec = msgspec.msgpack.Decoder(Record)
+    with Path(path).open("rb") as f:
+        while True:
+            head = f.read(_LEN.size)
+            if len(head) < _LEN.size:
+                return
+            (n,) = _LEN.unpack(head)
+            body = f.read(n)
+            if len(body) < n:
+                return
+            try:
+                yield dec.decode(body)
+            except msgspec.DecodeError as exc:
+                raise ReplayError(f"{path}: corrupt record: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    path: str
+    cycles: int
+    first_cycle: int
+    last_cycle: int
+    mismatches: int
+    first_mismatch: int | None
+    elapsed_s: float
+    simulated_s: float
+
+    @property
+    def speedup(self) -> float:
+        return self.simulated_s / self.elapsed_s if self.elapsed_s > 0 else float("inf")
+
+
+def replay(path: str | os.PathLike[str]) -> ReplayResult:
+    """Re-run a segment headless; compare every published state with the recording."""
+    records = read_records(path)
+    header = next(records, None)
+    if not isinstance(header, Header):
+        raise ReplayError(f"{path}: not a session log segment (no header)")
+    if header.version != FORMAT_VERSION:
+        raise ReplayError(f"{path}: format version {header.version}, expected {FORMAT_VERSION}")
+    cfg = msgspec.convert(header.config, Config)
+    engs = Engs(cfg, calibration=header.calibration)
+    engs.load_state_dict(header.snapshot)
+    rec = np.zeros((), dtype=state_dtype(header.max_areas))
+    scratch = np.zeros((), dtype=state_dtype(header.max_areas))
+    tel_dt = telemetry_dtype(header.max_areas)
+    n = mismatches = 0
+    first = last = header.cycle
+    first_bad: int | None = None
+    t0 = time.perf_counter()
+    for r in records:
+        if not isinstance(r, CycleRecord):
+            raise ReplayError(f"{path}: a second header inside one segment")
+        tel = None if r.telemetry is None else np.frombuffer(r.telemetry, dtype=tel_dt)[0]
+        for op in r.ledger_ops:
+            if op.kind == "reserve":
+                lock = engs.try_reserve(op.cost, op.task)
+                if (0 if lock is None else lock.id) != op.lock:
+                    raise ReplayError(
+                        f"{path}: cycle {r.cycle}: reserve gave lock "
+                        f"{lock and lock.id}, recorded {op.lock}"
+                    )
+            elif op.kind == "commit":
+                engs.commit(op.lock)
+            elif op.kind == "abort":
+                engs.abort(op.lock)
+            else:
+                raise ReplayError(f"{path}: cycle {r.cycle}: unknown ledger op {op.kind!r}")
+        engs.step(r.inputs, tel)
+        engs.fill_state(rec)
+        if dynamic_crc(rec, scratch) != r.state_crc:
+            mismatches += 1
+            if first_bad is None:
+                first_bad = r.cycle
+        if n == 0:
+            first = r.cycle
+        last = r.cycle
+        n += 1
+    elapsed = time.perf_counter() - t0
+    return ReplayResult(
+        str(path), n, first, last, mismatches, first_bad, elapsed, n * cfg.orchestrator.dt
+    )
