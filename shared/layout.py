@@ -292,6 +292,8 @@ def _record(fields: list[FieldDef], *, align: int = CACHE_LINE) -> np.dtype[Any]
 def state_dtype(max_areas: int) -> np.dtype[Any]:
     """NeurochemicalState: what the orchestrator publishes for the physics (100 Hz).
 
+    ``spectral_abscissa`` is max Re λ of the (cost-scaled) coupling matrix the dynamics
+    integrate with, in s⁻¹: < 0 is stable; the oracle raises UNSTABLE at >= 0.
     Global levels are the ENGS state (seed 003 GAP-005 x = [D, S, N, ATP] plus cortisol
     and boredom), all in [0, 1] except ``atp_reserve`` (NMU) and ``td_error``.
     Per-area arrays hold ``n_areas`` valid rows; rows beyond are zero and ignored.
@@ -329,6 +331,7 @@ def state_dtype(max_areas: int) -> np.dtype[Any]:
             ("plasticity_gate", "<f8"),
             ("elasticity_gate", "<f8"),
             ("speed_gain", "<f8"),
+            ("spectral_abscissa", "<f8"),  # max Re λ of the coupling matrix in force, 1/s
             ("area_plasticity", "<f4", (a,)),
             ("area_elasticity", "<f4", (a,)),
             ("area_speed", "<f4", (a,)),

@@ -93,6 +93,11 @@ STATE_GAUGES: tuple[tuple[str, str, str], ...] = (
     ("engs_atp_ratio", "atp_ratio", "ATP budget as a fraction of its capacity."),
     ("engs_boredom", "boredom", "Boredom level in [0, 1]."),
     ("engs_cortisol", "cortisol", "Cortisol (stress) level in [0, 1]."),
+    (
+        "engs_coupling_spectral_abscissa",
+        "spectral_abscissa",
+        "max Re(eigenvalue) of the coupling matrix in force, 1/s (< 0: stable).",
+    ),
 )
 #: (gauge name, PhysicsTelemetry field, HELP)
 TELEMETRY_GAUGES: tuple[tuple[str, str, str], ...] = (

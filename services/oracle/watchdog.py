@@ -50,6 +50,7 @@ from shared.layout import (
     REQUEST_KINDS,
     SYNC_CHANNELS,
     Cause,
+    HeartbeatState,
     Lane,
     Mode,
     Process,
@@ -87,6 +88,8 @@ class Watchdog:
     def __init__(self, region: Region, cfg: OracleConfig) -> None:
         self.region = region
         self.cfg = cfg
+        self._unstable_reported = False  # the state's spectral abscissa is >= 0
+        self._orch_state = region.scalar(f"heartbeats[{int(Process.ORCHESTRATOR)}].state")
         self.period_ns = round(NS_PER_S / cfg.poll_hz)
         self._max_areas = int(region.view["header"]["max_areas"])
         self._ctl = SeqlockReader(region, "control")
@@ -251,6 +254,13 @@ class Watchdog:
             self._reasons[Cause.ATP_EXHAUSTED] = f"ATP ratio {atp:.4f} < {self.atp.raise_at}"
         if self.panic.update(n) and not was_panic:
             self._reasons[Cause.PANIC] = f"norepinephrine {n:.4f} > {self.panic.raise_at}"
+        abscissa = float(s["spectral_abscissa"])
+        reported = math.isfinite(abscissa) and abscissa >= 0.0
+        if reported and not self._unstable_reported:
+            self._reasons[Cause.UNSTABLE] = (
+                f"the orchestrator's coupling matrix has spectral abscissa {abscissa:+.4g} /s"
+            )
+        self._unstable_reported = reported
         was = self.unstable.active
         levels = (lv["dopamine"], lv["serotonin"], n)
         if self.unstable.on_state(seq, levels, int(s["signal_id"])) and not was:
@@ -297,6 +307,8 @@ class Watchdog:
         published_age = now - int(s["t_calc_ns"])
         used_age = tick_t - int(t["applied_t_calc_ns"])
         why = ""
+        if self._orch_state[0] in (HeartbeatState.STOPPING, HeartbeatState.STOPPED):
+            return  # a planned stop (e.g. `engs up` shutting down in order) is not lag
         if seq and published_age > self.pause_limit_ns:
             why = f"no state published for {_ms(published_age):.1f} ms"
         elif applied and not int(t["mode"]) & Mode.SAFE and used_age > self.pause_limit_ns:
@@ -338,7 +350,7 @@ class Watchdog:
             (Cause.SCRAM, self.scram.active),
             (Cause.ATP_EXHAUSTED, self.atp.active),
             (Cause.PANIC, self.panic.active),
-            (Cause.UNSTABLE, self.unstable.active),
+            (Cause.UNSTABLE, self.unstable.active or self._unstable_reported),
             (Cause.COGNITIVE_PAUSE, self.staleness.active),
         ):
             if active:

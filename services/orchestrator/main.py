@@ -225,6 +225,7 @@ class Orchestrator:
 
     def _fill(self, rec: Any, priority: int) -> int:
         self.engs.fill_state(rec)
+        rec["spectral_abscissa"] = self.engs.stability_report().spectral_abscissa
         crc = dynamic_crc(rec, self.scratch)
         self.seq += 1
         rec["seq"] = self.seq

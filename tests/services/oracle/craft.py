@@ -30,6 +30,7 @@ class Crafter:
         s["n_areas"] = 3
         s["dopamine"], s["serotonin"], s["norepinephrine"] = 0.5, 0.5, 0.3
         s["atp_ratio"], s["boredom"], s["cortisol"] = 0.8, 0.2, 0.1
+        s["spectral_abscissa"] = -0.08  # the orchestrator's matrix is stable
         t["n_areas"], t["n_nodes"] = 3, 100
         t["energy"], t["entropy_bits"], t["hamiltonian"] = 50.0, 6.0, 40.0
 

@@ -275,3 +275,26 @@ def test_a_new_oracle_adopts_bits_left_in_its_lane(
     # Cleared by PANIC's own rule (N < 0.85), held inside the band; never re-counted.
     assert (InterruptWord(region).causes() == Cause.PANIC) is held
     assert raises(region, "panic") == 0
+
+
+def test_unstable_from_the_orchestrators_spectral_abscissa(
+    region: Region, crafter: Crafter, t0: int
+) -> None:
+    wd = make_watchdog(region)
+    irq = InterruptWord(region)
+    t = t0
+    for _ in range(5):
+        t += 10 * MS
+        crafter.publish(t, spectral_abscissa=-0.08)
+        wd.poll(now_ns=t)
+    assert irq.causes() == Cause(0)
+    t += 10 * MS
+    crafter.publish(t, spectral_abscissa=0.01)
+    wd.poll(now_ns=t)
+    assert irq.lane_causes(Lane.ORACLE) == Cause.UNSTABLE
+    assert raises(region, "unstable") == 1
+    t += 10 * MS
+    crafter.publish(t, spectral_abscissa=-0.02)
+    wd.poll(now_ns=t)
+    assert irq.causes() == Cause(0)
+    assert raises(region, "unstable") == 1

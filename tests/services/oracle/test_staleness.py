@@ -150,3 +150,22 @@ def test_a_physics_not_applying_fresh_states(
         if k % 4 == 0:
             wd.poll(now_ns=t)
     assert irq.causes() == (Cause(0) if safe else Cause.COGNITIVE_PAUSE)
+
+
+def test_no_pause_when_the_orchestrator_stops_on_purpose(
+    region: Region, crafter: Crafter, t0: int
+) -> None:
+    """A planned stop (heartbeat STOPPING/STOPPED, as `engs up` shuts down in order) is
+    not a lag-induced dissociation: starvation then raises nothing."""
+    from shared.heartbeat import Heartbeat
+    from shared.layout import HeartbeatState, Process
+
+    wd = make_watchdog(region)
+    irq = InterruptWord(region)
+    t, _ = _run_ms(crafter, wd, t0, 100, publish=True)
+    Heartbeat(region, Process.ORCHESTRATOR).set_state(HeartbeatState.STOPPED)
+    t, seen = _run_ms(crafter, wd, t, 200, publish=False)
+    assert all(c == Cause(0) for _, c in seen)
+    Heartbeat(region, Process.ORCHESTRATOR).set_state(HeartbeatState.RUNNING)
+    t, seen = _run_ms(crafter, wd, t, 10, publish=False)
+    assert irq.causes() == Cause.COGNITIVE_PAUSE  # a running orchestrator that is silent
