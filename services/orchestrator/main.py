@@ -40,7 +40,7 @@ from services.orchestrator.engs import Engs
 from services.orchestrator.inbox import SignalCounters, SignalInbox
 from services.orchestrator.inputs import InputAccumulator
 from services.orchestrator.server import SignalServer
-from services.orchestrator.session import LedgerOp, SessionLog, dynamic_crc
+from services.orchestrator.session import LedgerOp, SessionLog, dynamic_crc, fill_dynamic
 from shared import messages
 from shared.clock import NS_PER_S, monotonic_ns
 from shared.config import Config
@@ -224,8 +224,7 @@ class Orchestrator:
         s.observe_ns(self.h_late, lateness_ns)
 
     def _fill(self, rec: Any, priority: int) -> int:
-        self.engs.fill_state(rec)
-        rec["spectral_abscissa"] = self.engs.stability_report().spectral_abscissa
+        fill_dynamic(self.engs, rec)
         crc = dynamic_crc(rec, self.scratch)
         self.seq += 1
         rec["seq"] = self.seq

@@ -80,6 +80,13 @@ class CycleRecord(msgspec.Struct, tag="cycle", frozen=True):
 Record = Header | CycleRecord
 
 
+def fill_dynamic(engs: Engs, rec: np.ndarray[Any, Any]) -> None:
+    """Everything of a NeurochemicalState the dynamics decide: what the live loop
+    publishes and what replay recomputes (the loop then sets LOOP_FIELDS)."""
+    engs.fill_state(rec)
+    rec["spectral_abscissa"] = engs.stability_report().spectral_abscissa
+
+
 def dynamic_crc(state: np.ndarray[Any, Any], scratch: np.ndarray[Any, Any]) -> int:
     """CRC-32 of a NeurochemicalState with the loop-owned fields zeroed."""
     scratch[...] = state
@@ -254,7 +261,7 @@ def replay(path: str | os.PathLike[str]) -> ReplayResult:
             else:
                 raise ReplayError(f"{path}: cycle {r.cycle}: unknown ledger op {op.kind!r}")
         engs.step(r.inputs, tel)
-        engs.fill_state(rec)
+        fill_dynamic(engs, rec)
         if dynamic_crc(rec, scratch) != r.state_crc:
             mismatches += 1
             if first_bad is None:
