@@ -16,6 +16,8 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+import msgspec
+
 from shared.config import Config, load_config
 from shared.errors import ConfigError, EngsError
 
@@ -77,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true", help="print JSON instead of a table")
     t.add_argument("--quick", action="store_true", help="a short run (for tests and CI)")
     t = targets.add_parser("signals", help="signal ingest throughput (msgpack and JSON lines)")
+    _common(t)
+    t.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    t.add_argument("--quick", action="store_true", help="a short run (for tests and CI)")
+    t = targets.add_parser("oracle", help="the watchdog's poll cost and CPU use")
     _common(t)
     t.add_argument("--json", action="store_true", help="print JSON instead of a table")
     t.add_argument("--quick", action="store_true", help="a short run (for tests and CI)")
@@ -170,6 +176,13 @@ def _replay(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _bench(cfg: Config, args: argparse.Namespace) -> int:
+    if args.target == "oracle":
+        from services.oracle.bench import format_result  # noqa: PLC0415
+        from services.oracle.bench import run as run_oracle  # noqa: PLC0415
+
+        res = run_oracle(cfg, duration_s=2.0 if args.quick else 10.0)
+        print(msgspec.json.encode(res).decode() if args.json else format_result(res))
+        return 0
     if args.target == "signals":
         from services.orchestrator.bench_signals import run as run_signals  # noqa: PLC0415
 

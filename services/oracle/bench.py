@@ -97,6 +97,7 @@ def _orchestrator_like(instance: str, hz: float, stop: Any, ready: Any) -> None:
     s = w.new_record()
     s["n_areas"], s["dopamine"], s["serotonin"] = 4, 0.5, 0.5
     s["norepinephrine"], s["atp_ratio"], s["boredom"] = 0.3, 0.8, 0.2
+    s["spectral_abscissa"] = -0.08  # a stable coupling matrix, as the orchestrator reports
     hb.set_state(HeartbeatState.RUNNING)
     ready.set()
     for seq, _ in enumerate(_pace(round(NS_PER_S / hz)), start=1):

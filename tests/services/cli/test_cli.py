@@ -171,3 +171,16 @@ def test_bench_seqlock_quick_json() -> None:
     assert out["mp_queue"]["rtt"][0] > 0
     assert "rtt" in out["posix_mq"] or "unavailable" in out["posix_mq"]
     assert not [n for n in os.listdir("/dev/shm") if n.startswith("engs-bench-")]
+
+
+def test_bench_signals_quick_json() -> None:
+    """The bench's machinery end to end (figures themselves are never asserted)."""
+    res = engs("bench", "signals", "--quick", "--json", timeout=180)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert {r["framing"] for r in out["ingest"]} == {"msgpack", "json"}
+    assert all(r["exact"] and r["acked"] == r["applied"] for r in out["ingest"])
+    live = out["live"]
+    assert live["signals"] > 0 and live["measured"] == live["signals"]
+    assert 0 < live["latency_ms"]["p50"] <= live["latency_ms"]["p99"] <= live["latency_ms"]["max"]
+    assert not [n for n in os.listdir("/dev/shm") if n.startswith("engs-bench-")]
