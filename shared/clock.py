@@ -16,6 +16,20 @@ wall_ns = time.time_ns
 NS_PER_S = 1_000_000_000
 
 
+def next_deadline(deadline_ns: int, period_ns: int, now_ns: int) -> tuple[int, int]:
+    """The deadline after ``deadline_ns`` on its fixed grid, skipping any already past.
+
+    Returns ``(next deadline, deadlines missed)``. The catch-up policy of both real-time
+    loops: an overrun never causes a burst of back-to-back iterations and never shifts
+    the grid's phase; each skipped deadline is counted as a miss.
+    """
+    nxt = deadline_ns + period_ns
+    if now_ns <= nxt:
+        return nxt, 0
+    missed = (now_ns - nxt) // period_ns + 1
+    return nxt + missed * period_ns, missed
+
+
 def sleep_until(deadline_ns: int, spin_ns: int = 200_000) -> int:
     """Block until ``monotonic_ns() >= deadline_ns``; return the lateness in ns (>= 0).
 

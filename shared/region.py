@@ -395,6 +395,17 @@ class Region:
         self.close()
 
 
+def open_for_service(
+    instance: str, max_areas: int, area_names: Sequence[str], lock_memory: bool
+) -> Region:
+    """What every service does at start: open (attach, or create when it is the first
+    to start, as under docker compose) and report pinning failures in the log."""
+    region = Region.open(instance, max_areas, area_names=area_names, lock_memory=lock_memory)
+    for err in region.pin_errors:
+        log.warning("%s", err)
+    return region
+
+
 def unlink(instance: str) -> bool:
     """Unlink ``/engs-<instance>``; True if it existed."""
     try:

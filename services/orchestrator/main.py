@@ -42,12 +42,12 @@ from services.orchestrator.inputs import InputAccumulator
 from services.orchestrator.server import SignalServer
 from services.orchestrator.session import LedgerOp, SessionLog, dynamic_crc, fill_dynamic
 from shared import messages
-from shared.clock import NS_PER_S, monotonic_ns
+from shared.clock import NS_PER_S, monotonic_ns, next_deadline
 from shared.config import Config
 from shared.heartbeat import Heartbeat
 from shared.interrupt import InterruptWord
 from shared.layout import Cause, HeartbeatState, Lane, Mode, Process
-from shared.region import Region
+from shared.region import Region, open_for_service
 from shared.requests import RequestReceiver
 from shared.seqlock import SeqlockReader, SeqlockWriter
 from shared.stats import StatsWriter
@@ -297,16 +297,10 @@ class Orchestrator:
 
 
 async def _run(cfg: Config) -> int:
-    region = Region.open(
-        cfg.instance,
-        cfg.shm.max_areas,
-        area_names=cfg.physics.areas,
-        lock_memory=cfg.shm.lock_memory,
+    region = open_for_service(
+        cfg.instance, cfg.shm.max_areas, cfg.physics.areas, cfg.shm.lock_memory
     )
-    for err in region.pin_errors:
-        log.warning("%s", err)
     orch = Orchestrator(cfg, region)
-    region.view["heartbeats"][int(Process.ORCHESTRATOR)]["flags"] = int(region.pin_flags)
     server = SignalServer.from_config(cfg.signals, orch.inbox, orch, areas=cfg.physics.areas)
     await server.start()
     orch.server = server
@@ -332,12 +326,9 @@ async def _run(cfg: Config) -> int:
             now = monotonic_ns()
             orch.cycle(now - deadline)
             orch.maybe_checkpoint(now)
-            deadline += period
-            now = monotonic_ns()
-            if now > deadline:
-                missed = (now - deadline) // period + 1
+            deadline, missed = next_deadline(deadline, period, monotonic_ns())
+            if missed:
                 orch.stats.inc(orch.c_miss, missed)
-                deadline += missed * period
     finally:
         orch.hb.set_state(HeartbeatState.STOPPING)
         await server.stop()

@@ -35,12 +35,12 @@ from typing import Any
 from services.physics.backend import select_backend
 from services.physics.coefficients import Coefficients
 from services.physics.field import make_field
-from shared.clock import NS_PER_S, monotonic_ns, sleep_until
+from shared.clock import NS_PER_S, monotonic_ns, next_deadline, sleep_until
 from shared.config import Config
 from shared.heartbeat import Heartbeat
 from shared.interrupt import InterruptWord
 from shared.layout import Cause, HeartbeatState, Lane, Mode, Process, RegionFlags
-from shared.region import Region
+from shared.region import Region, open_for_service
 from shared.rt import RtResult, freeze_gc, set_affinity, set_sched_fifo, set_timer_slack, thaw_gc
 from shared.seqlock import SeqlockReader, SeqlockWriter
 from shared.stats import StatsWriter
@@ -240,27 +240,18 @@ class PhysicsLoop:
             s.observe_ns(h_tick, t1 - t0)
             s.observe_ns(h_late, lateness)
 
-            deadline += period
-            now = monotonic_ns()
-            if now > deadline:
-                missed = (now - deadline) // period + 1
+            deadline, missed = next_deadline(deadline, period, monotonic_ns())
+            if missed:
                 s.inc(c_miss, missed)
-                deadline += missed * period
         return tick
 
 
 def run(cfg: Config) -> int:
     """Entry point of ``engs physics``: runs until SIGTERM/SIGINT, returns 0."""
-    region = Region.open(
-        cfg.instance,
-        cfg.shm.max_areas,
-        area_names=cfg.physics.areas,
-        lock_memory=cfg.shm.lock_memory,
+    region = open_for_service(
+        cfg.instance, cfg.shm.max_areas, cfg.physics.areas, cfg.shm.lock_memory
     )
-    for err in region.pin_errors:
-        log.warning("%s", err)
     loop = PhysicsLoop(cfg, region)
-    region.view["heartbeats"][int(Process.PHYSICS)]["flags"] = int(region.pin_flags)
     if region.pin_flags & (RegionFlags.MLOCK_FAILED | RegionFlags.CUDA_REGISTER_FAILED):
         loop.stats.inc(loop.stats.counter("engs_physics_rt_setup_failures_total"))
     setup_realtime(cfg, loop.stats)

@@ -58,3 +58,23 @@ def test_gc_freeze_and_thaw() -> None:
     finally:
         thaw_gc()
     assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_next_deadline_skips_past_deadlines_on_the_grid() -> None:
+    from shared.clock import next_deadline
+
+    assert next_deadline(1000, 100, 1050) == (1100, 0)  # on time
+    assert next_deadline(1000, 100, 1100) == (1100, 0)  # exactly at the next deadline
+    assert next_deadline(1000, 100, 1101) == (1200, 1)  # overran one deadline
+    assert next_deadline(1000, 100, 1350) == (1400, 3)  # overran three: no burst
+    nxt, _ = next_deadline(1000, 100, 98_765)
+    assert (nxt - 1000) % 100 == 0 and nxt > 98_765  # same phase, in the future
+
+
+def test_sleep_until_returns_lateness() -> None:
+    from shared.clock import monotonic_ns, sleep_until
+
+    target = monotonic_ns() + 2_000_000
+    late = sleep_until(target, spin_ns=500_000)
+    assert late >= 0 and monotonic_ns() >= target
+    assert sleep_until(monotonic_ns() - 5_000) >= 5_000  # already past: returns at once
