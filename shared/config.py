@@ -270,8 +270,11 @@ class SerotoninConfig(_Section, frozen=True):
     """Serotonin events and the elasticity gate (seed 003 §4)."""
 
     nap_boost: _Level = 0.2
+    """S added when a nap completes (seed 003 §4.3: +0.2)."""
     goal_boost: _Level = 0.05
+    """S added per ``goal_complete`` signal (seed 003 §4.3: +0.05)."""
     security_drop: _Level = 0.5
+    """S removed per ``security_alert`` signal (seed 003 §4.3: 0.5)."""
     mania_boost: _Level = 0.3
     """Added once per oracle mania request (seed §9.2 'sedative')."""
     gate_gain: PosFloat = 5.0
@@ -292,7 +295,9 @@ class NorepinephrineConfig(_Section, frozen=True):
     relevance_slope: _NonNeg = 0.6
     """τ = base - slope·N; 0.6 reaches the panic lesion's τ = 0 at N = 1 (seed 0.3)."""
     relevance_floor: _Level = 0.0
+    """Lower clamp of the relevance gate τ(N)."""
     relevance_ceiling: _Level = 0.95
+    """Upper clamp of the relevance gate τ(N) (seed 003 §5.2: 0.95)."""
 
     def __post_init__(self) -> None:
         _check_order(
@@ -347,7 +352,9 @@ class MetabolismConfig(_Section, frozen=True):
     calibrate: bool = True
     """Run the start-up host benchmark; false: cost factor 1 (the reference host)."""
     thermal_target_c: float = 70.0
+    """Temperature (°C) above which the thermal cost multiplier rises (GAP-012)."""
     thermal_critical_c: float = 85.0
+    """Temperature (°C) at which the thermal multiplier reaches 2 (GAP-012: T_crit ≈ 85 °C)."""
     lock_ttl_s: PosFloat = 300.0
     """An uncommitted reservation is refunded after this many ENGS seconds."""
 
@@ -361,7 +368,9 @@ class NapConfig(_Section, frozen=True):
     """Nap: recharge below a low-ATP threshold (seed 003 §2.2, §8.3)."""
 
     enter_below: _Level = 0.15
+    """Enter a nap when the ATP ratio falls below this (seed 003 §8.3: 15 %)."""
     exit_at: _Level = 0.9
+    """Leave the nap once the ATP ratio has recharged to this."""
     recharge_per_s: Annotated[float, Meta(gt=0, le=1)] = 0.005
     """Net ATP-ratio gain per second while napping."""
     min_duration_s: _NonNeg = 30.0
@@ -391,6 +400,7 @@ class ReplayConfig(_Section, frozen=True):
     """Dream-weave replay buffer (seed 003 §8.1)."""
 
     capacity: Annotated[int, Meta(ge=1, le=1 << 20)] = 4096
+    """Experiences kept for dream-weave replay (oldest dropped)."""
     every_cycles: Annotated[int, Meta(ge=1)] = 10
     """Record every k-th awake cycle, plus every cycle with a reward, cue or novelty."""
     priority_floor: PosFloat = 1e-3
@@ -401,9 +411,13 @@ class PriorityConfig(_Section, frozen=True):
     """CRITICAL causes the ENGS raises, with hysteresis (seed 003 GAP-022)."""
 
     atp_exhausted_below: _Level = 0.05
+    """Raise ATP_EXHAUSTED below this ATP ratio (GAP-022: 5 %)."""
     atp_exhausted_clear_at: _Level = 0.10
+    """Clear ATP_EXHAUSTED at or above this ATP ratio (hysteresis)."""
     panic_above: _Level = 0.95
+    """Raise PANIC above this norepinephrine level (GAP-022: 0.95)."""
     panic_clear_below: _Level = 0.85
+    """Clear PANIC below this norepinephrine level (hysteresis)."""
 
     def __post_init__(self) -> None:
         _check_order(
@@ -419,6 +433,7 @@ class SessionLogConfig(_Section, frozen=True):
     """The orchestrator's bounded record of every cycle's inputs, for ``engs replay``."""
 
     enabled: bool = True
+    """Record every cycle's inputs for ``engs replay``."""
     segment_bytes: Annotated[int, Meta(ge=4096, le=1 << 34)] = 32 << 20
     """A segment is closed and a new one (with a fresh snapshot header) opened past this."""
     segments: Annotated[int, Meta(ge=1, le=1000)] = 4
@@ -481,6 +496,7 @@ class SignalsConfig(_Section, frozen=True):
     """The signal socket (served by the orchestrator)."""
 
     addr: str = "127.0.0.1:7411"
+    """TCP address of the signal socket, host:port ([v6]:port)."""
     unix_path: str | None = None
     """Optional Unix socket path (created mode 0600)."""
 
@@ -492,6 +508,7 @@ class MetricsConfig(_Section, frozen=True):
     """The Prometheus endpoint (served by the oracle)."""
 
     addr: str = "127.0.0.1:9411"
+    """Address of the oracle's /metrics and /healthz, host:port."""
 
     def __post_init__(self) -> None:
         _check_addr(self.addr)
@@ -524,6 +541,7 @@ class OracleConfig(_Section, frozen=True):
     scram_growth_factor: Annotated[float, Meta(gt=1)] = 100.0
     """SCRAM when V grows by more than this factor within ``scram_growth_window_s``."""
     scram_growth_window_s: Annotated[float, Meta(gt=0, le=3600)] = 1.0
+    """Window of the energy-growth SCRAM rule, s."""
     scram_growth_floor_per_node: PosFloat = 1.0
     """The growth test applies only from an energy per node at least this large."""
     scram_clear_s: Annotated[float, Meta(gt=0, le=3600)] = 1.0
@@ -531,9 +549,13 @@ class OracleConfig(_Section, frozen=True):
     scram_clear_ratio: Annotated[float, Meta(gt=0, le=1)] = 0.5
     """Healthy means V per node at most this fraction of the bound (hysteresis)."""
     atp_exhausted_below: Annotated[float, Meta(ge=0, le=1)] = 0.05
+    """Raise ATP_EXHAUSTED below this ATP ratio (GAP-022: 5 %)."""
     atp_clear_above: Annotated[float, Meta(ge=0, le=1)] = 0.10
+    """Clear ATP_EXHAUSTED at or above this ATP ratio."""
     panic_above: Annotated[float, Meta(ge=0, le=1)] = 0.95
+    """Raise PANIC above this norepinephrine level (GAP-022: 0.95)."""
     panic_clear_below: Annotated[float, Meta(ge=0, le=1)] = 0.85
+    """Clear PANIC below this norepinephrine level."""
     unstable_window_cycles: Annotated[int, Meta(ge=8, le=100_000)] = 500
     """Longest run of control cycles the empirical instability test fits."""
     unstable_min_run_cycles: Annotated[int, Meta(ge=3, le=100_000)] = 20
@@ -545,7 +567,11 @@ class OracleConfig(_Section, frozen=True):
     unstable_bound_eps: Annotated[float, Meta(gt=0, lt=0.5)] = 1.0e-3
     """A level within this of 0 or 1 is pinned at a bound."""
     unstable_clear_cycles: Annotated[int, Meta(ge=1, le=1_000_000)] = 100
+    """Clear the empirical UNSTABLE after this many states with no level pinned and no
+    divergent run."""
     anhedonia_below: Annotated[float, Meta(gt=0, le=1)] = 0.1
+    """Anhedonia when the moving average of D stays below this (seed 003 §9.1: 0.1) for
+    ``anhedonia_cycles`` states."""
     anhedonia_cycles: Annotated[int, Meta(ge=1, le=100_000_000)] = 1000
     """Control cycles the moving average of D must stay low (seed 003 §9.1: > 1000)."""
     anhedonia_ma_cycles: Annotated[int, Meta(ge=1, le=100_000)] = 100
@@ -555,6 +581,7 @@ class OracleConfig(_Section, frozen=True):
     mania_switches_per_s: PosFloat = 1.0
     """Context-switch rate (orchestrator counter) above which mania is declared."""
     mania_window_s: Annotated[float, Meta(gt=0, le=3600)] = 10.0
+    """Window over which the context-switch rate is measured, s."""
     mania_clear_ratio: Annotated[float, Meta(gt=0, le=1)] = 0.5
     """Mania ends when the rate falls below this fraction of the threshold."""
     mania_cooldown_s: Annotated[float, Meta(ge=0, le=86400)] = 30.0
@@ -580,6 +607,8 @@ class Config(_Section, frozen=True):
     """The whole configuration of one instance."""
 
     instance: Instance = "engs"
+    """Instance name: the region is /dev/shm/engs-<instance>; several instances can share
+    a host. Flag: ``--instance``."""
     shm: ShmConfig = msgspec.field(default_factory=ShmConfig)
     physics: PhysicsConfig = msgspec.field(default_factory=PhysicsConfig)
     orchestrator: OrchestratorConfig = msgspec.field(default_factory=OrchestratorConfig)
