@@ -9,17 +9,29 @@ oracle (watching until the end) — unlinks the region and exits 0.
 
 A child that exits with 2 (bad configuration) or 69 (not available) is not restarted:
 restarting cannot help, so the supervisor stops everything and exits with that code.
+
+Restarts are scheduled, not slept on: while one child waits out its backoff (0.25 s,
+doubling to 1.5 s, so a dead child is running again within 2 s of its death), the
+supervisor keeps beating its heartbeat and watching the others. Each child is started
+with a parent-death signal (SIGTERM): if the supervisor itself dies without stopping
+them (SIGKILL, the OOM killer), they stop cleanly instead of running on unsupervised,
+and the next ``engs up`` replaces their region as stale.
+
+Under docker compose there is no supervisor: Docker's restart policies and the
+healthchecks in :mod:`services.supervisor.healthcheck` take its place.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import fcntl
 import os
 import signal
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -36,6 +48,13 @@ from shared.stats import StatsWriter
 START_ORDER = (Process.PHYSICS, Process.ORCHESTRATOR, Process.ORACLE)
 STOP_ORDER = (Process.ORCHESTRATOR, Process.PHYSICS, Process.ORACLE)
 FATAL_EXIT_CODES = {2: "bad configuration", 69: "not available in this build"}
+#: Restart backoff: first delay, and the cap (with the 0.1 s watch period: back within 2 s).
+BACKOFF_FIRST_S = 0.25
+BACKOFF_MAX_S = 1.5
+#: A child that stayed up this long gets its backoff reset.
+BACKOFF_RESET_S = 30.0
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class InstanceBusy(EngsError):
@@ -48,8 +67,9 @@ class Child:
     argv: list[str]
     proc: asyncio.subprocess.Process | None = None
     restarts: int = 0
-    backoff_s: float = 0.25
+    backoff_s: float = BACKOFF_FIRST_S
     started_ns: int = 0
+    restart_at_ns: int | None = None  # a restart is scheduled for then
     pump: asyncio.Task[None] | None = None
     exit_codes: list[int] = field(default_factory=list)
 
@@ -83,6 +103,34 @@ def acquire_instance_lock(instance: str) -> IO[str]:
     f.write(str(os.getpid()))
     f.flush()
     return f
+
+
+def describe_exit(code: int) -> str:
+    """``exited with 1`` or ``was killed by SIGKILL`` (asyncio reports a signal as -N)."""
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with {code}"
+
+
+def _parent_death_signal(parent_pid: int) -> Callable[[], None]:
+    """A ``preexec_fn`` that makes the child receive SIGTERM when its parent dies.
+
+    Runs in the forked child before exec; the supervisor forks from its one (event-loop)
+    thread, whose exit is what the kernel watches. If the parent died before the prctl
+    took effect, the child is already orphaned: it exits at once.
+    """
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # libc's, already loaded
+    prctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong)
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+    return preexec
 
 
 def _pid_alive(pid: int) -> bool:
@@ -162,6 +210,7 @@ class Supervisor:
         common = ["--instance", cfg.instance] + (["--config", config_path] if config_path else [])
         self.children = {p: Child(p, [*base, p.name.lower(), *common]) for p in START_ORDER}
         self._stop = asyncio.Event()
+        self._preexec = _parent_death_signal(os.getpid())
         self.exit_code = 0
 
     def say(self, msg: str) -> None:
@@ -181,7 +230,9 @@ class Supervisor:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # our SIGINT from a terminal is ours to forward
+            preexec_fn=self._preexec,
         )
+        child.restart_at_ns = None
         child.started_ns = monotonic_ns()
         child.pump = asyncio.create_task(self._pump(child))
         self.say(f"started {child.name} (pid {child.proc.pid})")
@@ -213,6 +264,10 @@ class Supervisor:
                 proc = child.proc
                 if proc is None:
                     continue
+                if child.restart_at_ns is not None:
+                    if now >= child.restart_at_ns:
+                        await self._start(child)
+                    continue
                 why = None
                 if proc.returncode is not None:
                     code = proc.returncode
@@ -224,11 +279,11 @@ class Supervisor:
                         self.exit_code = code
                         self._stop.set()
                         return
-                    why = f"exited with {code}"
+                    why = describe_exit(code)
                 elif now - child.started_ns > self.start_grace_ns:
                     info = beats[child.process]
                     if info.age_s is not None and info.age_s * NS_PER_S > self.frozen_after_ns:
-                        why = f"heartbeat frozen for {info.age_s:.1f} s"
+                        why = f"heartbeat frozen for {info.age_s:.1f} s: killed it"
                         proc.kill()
                         await proc.wait()
                 if why is None:
@@ -236,24 +291,21 @@ class Supervisor:
                 if child.pump is not None:
                     await child.pump
                 delay = child.backoff_s
-                child.backoff_s = min(child.backoff_s * 2, 2.0)
+                child.backoff_s = min(child.backoff_s * 2, BACKOFF_MAX_S)
                 child.restarts += 1
                 stats.inc(restarts[child.process])
+                child.restart_at_ns = monotonic_ns() + int(delay * NS_PER_S)
                 self.say(
                     f"{child.name} {why}; restarting in {delay:.2f} s (restart {child.restarts})"
                 )
-                await asyncio.sleep(delay)
-                if self._stop.is_set():
-                    return
-                await self._start(child)
             # Reset the backoff of children that stayed up for a while.
             for child in self.children.values():
                 if (
                     child.proc
                     and child.proc.returncode is None
-                    and now - child.started_ns > 30 * NS_PER_S
+                    and now - child.started_ns > BACKOFF_RESET_S * NS_PER_S
                 ):
-                    child.backoff_s = 0.25
+                    child.backoff_s = BACKOFF_FIRST_S
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), 0.1)
 

@@ -1,0 +1,76 @@
+"""Container healthcheck of one ENGS process, judged from shared memory alone.
+
+Under docker compose there is no ``engs up``: Docker's restart policies and healthchecks
+take the supervisor's place, one container per service. The oracle answers ``/healthz``
+over HTTP; the physics and the orchestrator serve no HTTP (the physics must not), so
+their containers run this instead::
+
+    python -m services.supervisor.healthcheck physics|orchestrator [--config F] [--instance N]
+
+It attaches to the instance's region read-only in effect (no pinning, no writes), applies
+the oracle's liveness rule (:func:`services.oracle.liveness.liveness`, limits from the
+``[oracle]`` section) and exits 0 iff the verdict is ``alive``: the process beats *and*
+its published record is fresh (physics telemetry, orchestrator state). Anything else —
+no region, never started, still starting, dead, frozen, failed, stopped — exits 1. One
+line on stdout says why (Docker keeps it in ``docker inspect``'s health log). A bad
+configuration exits 2, like every ``engs`` command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from services.oracle.liveness import LivenessLimits, Verdict, liveness
+from shared.config import load_config
+from shared.errors import ConfigError, EngsError
+from shared.layout import Process
+from shared.region import Region
+
+CHECKED = (Process.PHYSICS, Process.ORCHESTRATOR)
+
+
+def check(process: Process, *, config: str | None = None, instance: str | None = None) -> str:
+    """The verdict line for ``process``; raises :class:`Unhealthy` unless it is alive."""
+    overrides = {"--instance": (("instance",), instance)} if instance else {}
+    cfg = load_config(config, overrides=overrides)
+    try:
+        region = Region.attach(cfg.instance, lock_memory=False, ready_timeout_s=1.0)
+    except EngsError as exc:
+        raise Unhealthy(str(exc)) from None
+    try:
+        verdict = liveness(region, limits=LivenessLimits.from_config(cfg.oracle))[process]
+    finally:
+        region.close()
+    if verdict.verdict is not Verdict.ALIVE:
+        raise Unhealthy(f"{verdict.verdict.value}: {verdict.detail}")
+    return f"alive: {verdict.detail}"
+
+
+class Unhealthy(Exception):
+    """The process is not doing its job; the message says why."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m services.supervisor.healthcheck",
+        description="Exit 0 iff the ENGS process is alive (heartbeat and output fresh).",
+    )
+    parser.add_argument("process", choices=[p.name.lower() for p in CHECKED])
+    parser.add_argument("--config", help="TOML file (default: ENGS_CONFIG, else built-ins)")
+    parser.add_argument("--instance", help="instance name (default: ENGS_INSTANCE or engs)")
+    args = parser.parse_args(argv)
+    try:
+        print(check(Process[args.process.upper()], config=args.config, instance=args.instance))
+    except ConfigError as exc:
+        print(f"healthcheck {args.process}: {exc}", file=sys.stderr)
+        return 2
+    except Unhealthy as exc:
+        print(f"unhealthy: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
