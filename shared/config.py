@@ -441,6 +441,258 @@ class SessionLogConfig(_Section, frozen=True):
     ``segments x segment_bytes``)."""
 
 
+# --- Area neurochemistry (services/orchestrator/areas): seeds 002 and 000, docs/areas.md ----
+
+NtName = Literal["DA", "5HT", "NE", "OXT", "TST", "HA", "ORX"]
+"""The seven neuromodulators (``shared.layout.NEUROMODULATORS``)."""
+AreaRole = Literal["sensory", "motor", "association", "limbic"]
+DriverSignal = Literal[
+    "dopamine", "serotonin", "norepinephrine", "atp", "cortisol", "boredom", "nap", "safety"
+]
+SiteName = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+_Frac = Annotated[float, Meta(gt=0, lt=1)]
+_PerNt = Annotated[list[Annotated[float, Meta(gt=0)]], Meta(min_length=7, max_length=7)]
+_PerNtLevel = Annotated[list[Annotated[float, Meta(gt=0, lt=1)]], Meta(min_length=7, max_length=7)]
+
+
+class NucleusSpec(_Section, frozen=True):
+    """An emitter nucleus: synthesises its neuromodulators at the rate its driver sets."""
+
+    name: SiteName
+    nt: Annotated[list[NtName], Meta(min_length=1)]
+    label: str = ""
+    cite: str = ""
+
+
+class ProjectionSpec(_Section, frozen=True):
+    """A projection source → target carrying some neuromodulators (seed 002 edge list)."""
+
+    source: SiteName
+    """A nucleus name (or a physics area name, for an area → area projection)."""
+    target: Annotated[str, Meta(pattern=r"^(\*|[a-z][a-z0-9_]{0,31})$")]
+    """A physics area name, an area role (sensory, motor, association, limbic) or ``*``."""
+    nt: list[NtName] = msgspec.field(default_factory=list)
+    """Neuromodulators carried; empty: every one the source synthesises."""
+    weight: Annotated[float, Meta(gt=0, le=10)] = 1.0
+    """Relative innervation density: the target rests at ``weight`` x the neuromodulator's
+    resting level (summed over the projections that reach it)."""
+    cite: str = ""
+
+
+class HomeostasisConfig(_Section, frozen=True):
+    """Seed 002's Homeostasis Module: online learning of the projection modulators."""
+
+    learning: bool = True
+    """Online gradient on (w, b), slow base-gain updates and saturation auto-reduction;
+    false freezes the module (transfer still runs)."""
+    lr: PosFloat = 1e-3
+    """Gradient-descent rate of the modulators' (w, b) per cycle (seed 002 §9: 1e-3)."""
+    gain_lr: PosFloat = 1e-4
+    """Rate of the base gains per cycle: the slow timescale (seed 002 §9: 1e-4)."""
+    alpha_coherence: _NonNeg = 1.0
+    """α1: weight of the DMN coherence gain in R_t (credited through eligibility traces)."""
+    alpha_band: _NonNeg = 1.0
+    """α2: weight of the band penalty Σ|band_err|."""
+    alpha_stability: _NonNeg = 0.1
+    """α3: weight of the stability penalty Σ|Δμ|."""
+    alpha_safety: _NonNeg = 10.0
+    """α4: R_t penalty per safety event (a hard ceiling or max-Δ clamp that acted)."""
+    beta_smooth: _NonNeg = 1.0
+    """β1: weight of L_smooth = Σ(s - s_prev)²."""
+    beta_sparsity: _NonNeg = 0.01
+    """β2: weight of L_sparsity = Σ s."""
+    beta_energy: _NonNeg = 0.01
+    """β3: weight of L_energy = Σ sent (normalised by the resting flow)."""
+    band_margin: Annotated[float, Meta(ge=0, lt=0.5)] = 0.45
+    """The loss pulls levels into the band shrunk by this fraction of its width at each end:
+    the sparsity and energy terms push s down inside the band, so the level rests at the
+    inner edge; 0.45 keeps that within 10 % of the half-width of the band centre."""
+    trace_tau_s: PosFloat = 2.0
+    """Time constant of the eligibility traces crediting delayed coherence gains."""
+    saturation_margin: _NonNeg = 0.1
+    """A level above ``upper band + margin`` counts as saturated (seed 002 §8)."""
+    saturation_cycles: Annotated[int, Meta(ge=1)] = 300
+    """T: saturation persisting this many consecutive cycles auto-reduces the base gains of
+    the projections feeding it."""
+    saturation_reduce: _Frac = 0.8
+    """Factor applied to those base gains."""
+    weight_init_std: _NonNeg = 0.1
+    """w ~ N(0, std) at start (seed 002 §6: 0.1)."""
+    weight_max: PosFloat = 10.0
+    """|w| and |b| are clipped to this."""
+    gain_min: _NonNeg = 0.0
+    gain_max: PosFloat = 4.0
+    """Base gains stay in [gain_min, gain_max]."""
+    s_max: PosFloat = 1.0
+    """Modulator scale s = σ(w·x + b)·s_max (seed 002 §9: 1, or 2 to amplify)."""
+
+    def __post_init__(self) -> None:
+        _check_order("gain_min", self.gain_min, "gain_max", self.gain_max)
+
+
+class ReceptorConfig(_Section, frozen=True):
+    """Seed 000's receptor homeostasis: density, sensitivity and release networks."""
+
+    learning: bool = True
+    """Train the three networks online on the composite loss; false freezes them."""
+    lr: PosFloat = 1e-4
+    """Gradient-descent rate per cycle (receptor regulation is slower than routing)."""
+    density_max: PosFloat = 2.0
+    sensitivity_max: PosFloat = 2.0
+    release_max: PosFloat = 2.0
+    """Output ranges (sigmoid x max); the networks start at 1 (the calibrated prior)."""
+    alpha: _NonNeg = 1.0
+    """α: weight of the local efficiency."""
+    beta_start: _NonNeg = 0.01
+    beta_end: _NonNeg = 0.5
+    """β of the cognitive (DMN) efficiency, annealed from small (seed 000: favour stability)."""
+    beta_tau_s: PosFloat = 120.0
+    """Time constant of the β annealing, in awake learning seconds."""
+    w_binding: _NonNeg = 0.5
+    """Weight of the binding fraction B̄ (sites in use, not wasted capacity)."""
+    w_activity: _NonNeg = 0.5
+    """w1: weight of the postsynaptic activity S̄ (physics per-area activity)."""
+    w_range: _NonNeg = 1.0
+    """w2: weight of RangeUtil (time of B̄ in its operating window)."""
+    w_saturation: _NonNeg = 1.0
+    """w3: weight of SatNT (spillover fraction)."""
+    w_noise: _NonNeg = 0.5
+    """w4: weight of NoiseLeak."""
+    w_energy: _NonNeg = 0.1
+    """w5: weight of the energy cost (density and release, L1)."""
+    v_coherence: _NonNeg = 1.0
+    v_utility: _NonNeg = 1.0
+    v_uncertainty: _NonNeg = 1.0
+    v_safety: _NonNeg = 0.5
+    v_calibration: _NonNeg = 1.0
+    """v1..v5 of Effcog = v1 ΔC + v2 ΔU + v3 ΔH + v4 S + v5 ΔCal."""
+    smooth: _NonNeg = 1.0
+    """λ1: temporal smoothness of ρ̂, ŝ, r̂."""
+    drift: _NonNeg = 1e-3
+    """λ2: drift of the parameters from their priors."""
+    homeostasis: _NonNeg = 2.0
+    """λ3: effective levels in their bands and population averages in range."""
+    range_low: _Level = 0.1
+    range_high: _Level = 0.6
+    """θ_low, θ_high: the operating window of the binding fraction B̄ (0.5 at rest): its top
+    keeps receptor capacity above the resting influx (dynamic range for phasic release)
+    against the B̄ reward and the energy cost."""
+    range_tau_s: PosFloat = 5.0
+    """Window of the reported RangeUtil (the loss uses its per-cycle term ψ(B̄))."""
+    regression_tau_s: PosFloat = 10.0
+    """Window of the running regression of S̄ on the receptor signals (NoiseLeak)."""
+    activity_tau_s: PosFloat = 60.0
+    """Running activity scale Ā in S̄ = activity / (activity + Ā)."""
+    trace_tau_s: PosFloat = 2.0
+    """Eligibility traces linking receptor states to later DMN outcomes."""
+    node_buckets: Annotated[int, Meta(ge=1, le=64)] = 8
+    """The DMN (CFG) node label is hashed into this many one-hot context features."""
+
+    def __post_init__(self) -> None:
+        _check_order("range_low", self.range_low, "range_high", self.range_high)
+
+
+class ConsolidationConfig(_Section, frozen=True):
+    """Sleep consolidation from dream-weave replay (seed 002 §5, seed 003 §8.1)."""
+
+    enabled: bool = True
+    every_cycles: Annotated[int, Meta(ge=1)] = 100
+    """While napping, one dream batch every this many cycles."""
+    batch: Annotated[int, Meta(ge=1, le=4096)] = 64
+    """Replay samples per dream batch."""
+    dream_noise: _NonNeg = 0.05
+    """Std of the counterfactual noise on replayed levels per unit of dream temperature."""
+    refit_rate: Annotated[float, Meta(gt=0, le=1)] = 0.5
+    """Fraction of the regression's base-gain correction applied per nap."""
+    prune_s: Annotated[float, Meta(ge=0, lt=1)] = 0.05
+    """An edge x NT whose mean s is below this fraction of s_max ..."""
+    prune_share: Annotated[float, Meta(ge=0, lt=1)] = 0.02
+    """... and whose share of its target's supply is below this, is pruned."""
+    chronic_fraction: _Frac = 0.5
+    """A band is chronically saturated (underfilled) when the level spent more than this
+    fraction of the recent awake time above (below) it."""
+    band_rate: Annotated[float, Meta(gt=0, le=1)] = 0.5
+    """Fraction of the way a chronic band moves towards the mean level per nap."""
+    band_drift_max: _NonNeg = 0.15
+    """A band centre never moves further than this from its configured resting level."""
+    stats_tau_s: PosFloat = 60.0
+    """Time constant of the awake statistics consolidation reads."""
+
+
+class AuditConfig(_Section, frozen=True):
+    """The in-memory transfer audit log (seed 002 §8): bounded, rotating, sampled."""
+
+    capacity: Annotated[int, Meta(ge=1, le=1 << 20)] = 4096
+    """Records kept; the oldest is overwritten."""
+    every_cycles: Annotated[int, Meta(ge=1)] = 10
+    """One sample every this many cycles ..."""
+    per_sample: Annotated[int, Meta(ge=0, le=4096)] = 4
+    """... of this many edge x NT transfers, round robin; capped transfers are always logged."""
+
+
+class AreasConfig(_Section, frozen=True):
+    """Per-area neurochemistry: emitter nuclei project into the physics areas (seed 002)
+    through learned modulators, with receptor homeostasis (seed 000). docs/areas.md."""
+
+    enabled: bool = True
+    """false: every area gets the global coefficients (no area model)."""
+    projections_file: str = ""
+    """TOML with ``[[nucleus]]`` and ``[[projection]]`` tables; empty: the shipped
+    ``services/orchestrator/areas/projections.toml``."""
+    nuclei: list[NucleusSpec] = msgspec.field(default_factory=list)
+    """Replace the file's nuclei when not empty."""
+    projections: list[ProjectionSpec] = msgspec.field(default_factory=list)
+    """Replace the file's projections when not empty."""
+    roles: dict[AreaName, AreaRole] = msgspec.field(default_factory=dict)
+    """Role of each physics area whose name is not itself a role."""
+    default_role: AreaRole = "association"
+    """Role of an area neither named after a role nor listed in ``roles``."""
+    drivers: dict[NtName, dict[DriverSignal, float]] = msgspec.field(default_factory=dict)
+    """Override rows of the driver matrix: nucleus firing = rest + Σ coefficient x (signal -
+    its resting value). Unlisted NTs keep the built-in rows (docs/areas.md)."""
+    seed: Annotated[int, Meta(ge=0, le=(1 << 63) - 1)] = 0
+    """Seed of the initial modulator and network weights."""
+    rest_levels: _PerNtLevel | None = None
+    """Resting level of each NT (NEUROMODULATORS order); None: coupling d_eq, s_eq, n_eq
+    and 0.5 for OXT, TST, HA, ORX. Also the centre of each NT's effect."""
+    band_half_width: Annotated[float, Meta(gt=0, lt=0.5)] = 0.1
+    """Target bands are rest ± this (seed 002 §9: 0.4-0.6 for a 0.5 rest)."""
+    clearance_per_s: _PerNt = msgspec.field(
+        default_factory=lambda: [10.0, 2.0, 10.0, 0.5, 0.05, 2.0, 0.5]
+    )
+    """Clearance rate of each NT in the areas, s⁻¹ (seed 002 §10 decay)."""
+    turnover_per_s: _PerNt = msgspec.field(
+        default_factory=lambda: [20.0, 5.0, 20.0, 2.0, 0.2, 5.0, 2.0]
+    )
+    """Turnover of the nuclei's pools (they follow their driver at this rate), s⁻¹."""
+    release_per_s: _PerNt = msgspec.field(
+        default_factory=lambda: [40.0, 8.0, 40.0, 2.0, 0.2, 8.0, 2.0]
+    )
+    """Largest fraction of a source's pool its projections can release per second."""
+    max_rate_per_s: _PerNt = msgspec.field(
+        default_factory=lambda: [5.0, 2.0, 5.0, 1.0, 0.5, 2.0, 1.0]
+    )
+    """Max |Δμ| per second per area and NT (seed 002 §8 safety limit)."""
+    ceiling: Annotated[
+        list[Annotated[float, Meta(gt=0, le=1)]], Meta(min_length=7, max_length=7)
+    ] = msgspec.field(default_factory=lambda: [1.0] * 7)
+    """Hard ceiling of each NT's level (unalterable by learning)."""
+    bind_fraction: _Frac = 0.3
+    """k_bind: fraction of the bound influx added to the level (seed 002 §9: 0.1-0.3)."""
+    rest_occupancy: _Frac = 0.5
+    """Receptor capacity is set so that the resting influx binds this fraction of it."""
+    edge_cap_factor: Annotated[float, Meta(gt=1)] = 4.0
+    """Per-edge cap on a cycle's transfer, as a multiple of its resting transfer."""
+    effect_gain: Annotated[float, Meta(gt=0, lt=1)] = 0.5
+    """a in the OXT, TST, HA, ORX multipliers 1 ± a·tanh(κ(x - rest))."""
+    effect_slope: PosFloat = 5.0
+    """κ in those multipliers."""
+    homeostasis: HomeostasisConfig = msgspec.field(default_factory=HomeostasisConfig)
+    receptors: ReceptorConfig = msgspec.field(default_factory=ReceptorConfig)
+    consolidation: ConsolidationConfig = msgspec.field(default_factory=ConsolidationConfig)
+    audit: AuditConfig = msgspec.field(default_factory=AuditConfig)
+
+
 class OrchestratorConfig(_Section, frozen=True):
     """The 100 Hz ENGS control loop (services/orchestrator)."""
 
@@ -449,6 +701,10 @@ class OrchestratorConfig(_Section, frozen=True):
     state_dir: str = ""
     """Directory for checkpoints and session logs; empty: ``$XDG_STATE_HOME/engs/<instance>``
     (default ``~/.local/state/engs/<instance>``)."""
+    exit_when_physics_lost_s: Annotated[float, Meta(ge=0, le=3600)] = 0.0
+    """Exit (status 3) once the physics, seen alive, has not beaten for this long; 0: never.
+    Under docker compose a crashed physics container comes back with a fresh /dev/shm, and
+    this makes the orchestrator restart into it (ops/engs/engs.toml sets 5 s)."""
     checkpoint_period_s: Annotated[float, Meta(ge=0.1, le=86_400)] = 10.0
     """Learned parameters and slow state are saved atomically this often and at
     shutdown; a kill -9 loses at most one period."""
@@ -465,6 +721,7 @@ class OrchestratorConfig(_Section, frozen=True):
     nap: NapConfig = msgspec.field(default_factory=NapConfig)
     replay: ReplayConfig = msgspec.field(default_factory=ReplayConfig)
     priorities: PriorityConfig = msgspec.field(default_factory=PriorityConfig)
+    areas: AreasConfig = msgspec.field(default_factory=AreasConfig)
 
     def __post_init__(self) -> None:
         m = self.coupling.matrix(self.metabolism.capacity_nmu)
@@ -519,6 +776,10 @@ class OracleConfig(_Section, frozen=True):
 
     poll_hz: Annotated[float, Meta(ge=200, le=10_000)] = 250.0
     """Polls per second, on absolute deadlines."""
+    exit_when_physics_lost_s: Annotated[float, Meta(ge=0, le=3600)] = 0.0
+    """Exit (status 3) once the physics, seen alive, has not beaten for this long; 0: never.
+    Under docker compose a crashed physics container comes back with a fresh /dev/shm, and
+    this makes the oracle restart into it (ops/engs/engs.toml sets 5 s)."""
     heartbeat_timeout_s: Annotated[float, Meta(gt=0, le=3600)] = 1.0
     """A running process whose heartbeat is older than this is DEAD."""
     startup_timeout_s: Annotated[float, Meta(gt=0, le=3600)] = 30.0

@@ -82,3 +82,34 @@ def read_heartbeats(region: Region, now_ns: int | None = None) -> list[Heartbeat
             )
         )
     return out
+
+
+class PeerLoss:
+    """Notices that a peer process, once seen alive, has been silent for too long.
+
+    Used under docker compose, where a crashed physics container comes back with a fresh
+    /dev/shm (it owns the IPC namespace): the orchestrator and oracle would otherwise
+    keep serving the old region forever. With ``after_s`` > 0 they exit instead, and the
+    container runtime restarts them into the physics' new namespace. Never fires for a
+    peer that has not been seen alive (a physics still starting), so nothing flaps.
+    """
+
+    def __init__(self, region: Region, peer: Process, after_s: float) -> None:
+        self.peer = peer
+        self.after_ns = int(after_s * NS_PER_S)
+        self._last = region.scalar(f"heartbeats[{int(peer)}].last_beat_ns")
+        self._state = region.scalar(f"heartbeats[{int(peer)}].state")
+        self.seen_alive = False
+
+    def lost(self, now_ns: int | None = None) -> bool:
+        """True once the peer, seen alive before, has not beaten for ``after_s``."""
+        if self.after_ns <= 0:
+            return False
+        now = monotonic_ns() if now_ns is None else now_ns
+        last = int(self._last[0])
+        state = HeartbeatState(int(self._state[0]))
+        fresh = last != 0 and now - last <= self.after_ns
+        if state in (HeartbeatState.RUNNING, HeartbeatState.SAFE_MODE) and fresh:
+            self.seen_alive = True
+            return False
+        return self.seen_alive and not fresh and state is not HeartbeatState.STOPPED

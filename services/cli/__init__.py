@@ -86,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(t)
     t.add_argument("--json", action="store_true", help="print JSON instead of a table")
     t.add_argument("--quick", action="store_true", help="a short run (for tests and CI)")
+    t = targets.add_parser("area", help="area neurochemistry cycle cost by projection count")
+    _common(t)
+    from services.orchestrator.areas.bench import add_arguments as area_arguments  # noqa: PLC0415
+
+    area_arguments(t)
     t = targets.add_parser("physics", help="field step throughput vs a memory-bandwidth bound")
     _common(t)
     from services.physics.bench import add_arguments  # noqa: PLC0415
@@ -176,6 +181,10 @@ def _replay(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _bench(cfg: Config, args: argparse.Namespace) -> int:
+    if args.target == "area":
+        from services.orchestrator.areas.bench import run_args as run_area  # noqa: PLC0415
+
+        return run_area(args, cfg)
     if args.target == "oracle":
         from services.oracle.bench import format_result  # noqa: PLC0415
         from services.oracle.bench import run as run_oracle  # noqa: PLC0415

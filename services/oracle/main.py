@@ -35,6 +35,7 @@ from services.oracle.watchdog import Watchdog
 from shared.clock import NS_PER_S, monotonic_ns
 from shared.config import Config, OracleConfig, parse_addr
 from shared.errors import WriterBusy
+from shared.heartbeat import PeerLoss
 from shared.layout import HeartbeatState, Process
 from shared.region import Region
 
@@ -89,6 +90,33 @@ def _on_signals(stop: threading.Event) -> Callable[[], None]:
     return restore
 
 
+EXIT_PHYSICS_LOST = 3
+
+
+def _watch_physics(region: Region, after_s: float, stop: threading.Event) -> threading.Event:
+    """With ``after_s`` > 0, a daemon thread that sets ``stop`` (and the returned event)
+    once the physics, seen alive, stays silent for ``after_s`` (see PeerLoss)."""
+    lost = threading.Event()
+    if after_s <= 0:
+        return lost
+    watch = PeerLoss(region, Process.PHYSICS, after_s)
+
+    def loop() -> None:
+        while not stop.wait(0.25):
+            if watch.lost():
+                log.error(
+                    "the physics has not beaten for %.1f s after being alive: exiting so "
+                    "the container restarts into its new IPC namespace",
+                    after_s,
+                )
+                lost.set()
+                stop.set()
+                return
+
+    threading.Thread(target=loop, name="physics-watch", daemon=True).start()
+    return lost
+
+
 def run(cfg: Config, *, stop: threading.Event | None = None) -> int:
     """Run the oracle until SIGTERM/SIGINT (or ``stop`` is set); 0 on a clean stop."""
     region = Region.open(
@@ -122,8 +150,11 @@ def run(cfg: Config, *, stop: threading.Event | None = None) -> int:
             server.url,
         )
         status = 0
+        lost = _watch_physics(region, cfg.oracle.exit_when_physics_lost_s, stop)
         try:
             watchdog.run(stop)
+            if lost.is_set():
+                status = EXIT_PHYSICS_LOST
         except Exception:
             log.exception("the oracle's poll loop failed")
             status = 1

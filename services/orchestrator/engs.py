@@ -27,6 +27,9 @@ One step, in order (docs/orchestrator.md §1)::
     clamp                  D, S, N to [0, 1] (ATP is kept in [0, capacity] by the ledger)
     causes                 ATP_EXHAUSTED / PANIC / UNSTABLE with hysteresis; a rising
                            cause (own or another lane's) revokes all metabolic locks
+    areas                  nuclei → projections → areas (seed 002), receptors (seed 000),
+                           learning awake, dream batches napping, consolidation on waking
+                           (:mod:`services.orchestrator.areas`, docs/areas.md)
     replay                 record the experience (awake; stride or salient)
     outputs                gates, drive, noise, flags for fill_state
 
@@ -44,11 +47,14 @@ import msgspec
 import numpy as np
 
 from services.orchestrator import checkpoint
+from services.orchestrator.areas.model import AreaNeurochemistry, AreasSnapshot, AreasStateError
 from services.orchestrator.boredom import Boredom, BoredomState
 from services.orchestrator.coupling import LinearStep, StabilityReport, analyse, restoring
 from services.orchestrator.critic import CriticState, Features, LinearTdCritic
 from services.orchestrator.dopamine import EnergyValue, EnergyValueState, per_cycle, td_error
 from services.orchestrator.events import (
+    AreaConsolidated,
+    AreaGainsReduced,
     CausesChanged,
     CuriosityGoal,
     Event,
@@ -71,12 +77,14 @@ from services.orchestrator.ledger import AtpLedger, LedgerState, Lock
 from services.orchestrator.metabolism import Calibration, MetabolicCosts, Operation, calibrate
 from services.orchestrator.nap import NapController, NapState
 from services.orchestrator.priorities import CauseMonitor, OracleLedger
-from services.orchestrator.replay import ReplayBatch, ReplayBuffer
+from services.orchestrator.replay import ReplayBatch, ReplayBuffer, ReplayState
 from shared.config import Config
 from shared.layout import Cause, Mode
 
 FORMAT = "engs-orchestrator"
-VERSION = 1
+VERSION = 2
+"""2: the area model and the replay buffer joined the snapshot (v1 snapshots are
+refused: they cannot restore the area state)."""
 
 #: NeurochemicalState.priority values (shared.layout.state_dtype).
 PRIORITY_HIGH = 1
@@ -161,6 +169,10 @@ class EngsSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     dmn_metrics: list[float]
     calibration: Calibration
     rng: RngState
+    areas: AreasSnapshot | None = None
+    """The area neurochemistry (None when ``orchestrator.areas.enabled`` is false)."""
+    replay: ReplayState | None = None
+    """The dream-weave replay buffer (consolidation samples it inside the step)."""
 
 
 class Engs:
@@ -209,6 +221,10 @@ class Engs:
         self.monitor = CauseMonitor(oc.priorities)
         self.oracle = OracleLedger()
         self.rng = np.random.Generator(np.random.PCG64(oc.seed))
+        #: Per-area neurochemistry (seeds 002, 000); None when ``areas.enabled`` is false.
+        self.area_chem: AreaNeurochemistry | None = (
+            AreaNeurochemistry(oc, self.areas) if oc.areas.enabled else None
+        )
         self._stress_decay = math.exp(-self.dt / oc.norepinephrine.stress_tau_s)
         self._cortisol_alpha = 1.0 - math.exp(-self.dt / oc.norepinephrine.cortisol_tau_s)
 
@@ -264,6 +280,8 @@ class Engs:
         if inputs.dmn is not None:
             self.dmn_metrics = dmn_metrics(self._dmn_report, inputs.dmn)
             self._dmn_report = inputs.dmn
+        if self.area_chem is not None:
+            self._areas(self.area_chem, inputs.dmn is not None, now, events)
         every = self._cfg.replay.every_cycles
         if not self.nap.napping and (
             self.cycle % every == 0 or reward != 0.0 or cue or inputs.novelty
@@ -272,6 +290,41 @@ class Engs:
         self._tel = None
         self._update_outputs()
         return StepResult(cycle=self.cycle, t_s=now, causes=int(active), events=tuple(events))
+
+    def _areas(
+        self, chem: AreaNeurochemistry, dmn_new: bool, now: float, events: list[Event]
+    ) -> None:
+        """Step the area neurochemistry on this cycle's levels; while napping it dreams
+        from the replay buffer with the ENGS's generator (deterministic)."""
+        activity = None
+        if self._tel is not None and self._tel_areas == self.n_areas:
+            activity = self._tel["area_activity"][: self.n_areas]
+        report = chem.step(
+            cycle=self.cycle,
+            levels=(self.dopamine, self.serotonin, self.norepinephrine, self.atp_ratio),
+            cortisol=self.cortisol,
+            boredom=self.boredom.level,
+            napping=self.nap.napping,
+            dmn=self.dmn_metrics,
+            dmn_new=dmn_new,
+            node=None if self._dmn_report is None else self._dmn_report.node,
+            activity=activity,
+            dream=self.dream_batch if len(self.replay) else None,
+            rng=self.rng,
+        )
+        if report.gains_reduced:
+            events.append(AreaGainsReduced(t_s=now, edges=report.gains_reduced))
+        if report.consolidation is not None:
+            c = report.consolidation
+            events.append(
+                AreaConsolidated(
+                    t_s=now,
+                    samples=c.samples,
+                    pruned=c.pruned,
+                    refit=c.refit,
+                    bands_moved=c.bands_moved,
+                )
+            )
 
     def _rescale(self, temperature_c: float | None) -> float:
         """The metabolic cost scale (host x thermal x lattice size). The coupling
@@ -509,8 +562,13 @@ class Engs:
         ``out``: 0-d array of ``shared.layout.state_dtype(max_areas)``. Writes the
         globals, gates, flags, priority, n_areas and the per-area rows; rows beyond
         ``n_areas`` are zeroed. Leaves ``seq``, ``t_calc_ns``, ``signal_id`` and
-        ``signal_t_ns`` to the publisher. Until the per-area neurochemistry (seed 002)
-        exists, every area gets the coefficients of the global levels.
+        ``signal_t_ns`` to the publisher.
+
+        Per-area rows: with the area model (``orchestrator.areas.enabled``), each area's
+        coefficients are the gates of its own effective levels and the other
+        modulators' multipliers (:meth:`AreaNeurochemistry.fill`, docs/areas.md), and
+        ``area_nt`` holds the seven effective levels; without it, every area gets the
+        coefficients of the global levels and ``area_nt`` their D, S, N.
         """
         n = self.n_areas
         if out["area_plasticity"].shape[0] < n:
@@ -532,25 +590,30 @@ class Engs:
         out["plasticity_gate"] = self.plasticity_gate
         out["elasticity_gate"] = self.elasticity_gate
         out["speed_gain"] = self.speed_gain
-        for field, value in (
-            ("area_plasticity", self.plasticity_gate),
-            ("area_elasticity", self.elasticity_gate),
-            ("area_speed", self.speed_gain),
-            ("area_damping", 1.0),
-            ("area_drive", self.drive),
-            ("area_noise", self.noise),
-        ):
-            col = out[field]
-            col[:n] = value
-            col[n:] = 0.0
-        stim = out["area_stimulus"]
-        stim[:n] = self._stimulus
-        stim[n:] = 0.0
         nt = out["area_nt"]
-        nt[:] = 0.0  # OXT, TST, HA, ORX are not modelled yet (seed 002 issue)
-        nt[:n, 0] = self.dopamine
-        nt[:n, 1] = self.serotonin
-        nt[:n, 2] = self.norepinephrine
+        if self.area_chem is not None:
+            self.area_chem.fill(out, self.drive, self.noise, self._stimulus)
+        else:
+            for field, value in (
+                ("area_plasticity", self.plasticity_gate),
+                ("area_elasticity", self.elasticity_gate),
+                ("area_speed", self.speed_gain),
+                ("area_damping", 1.0),
+                ("area_drive", self.drive),
+                ("area_noise", self.noise),
+            ):
+                out[field][:n] = value
+            out["area_stimulus"][:n] = self._stimulus
+            nt[:n] = 0.0
+            nt[:n, 0] = self.dopamine
+            nt[:n, 1] = self.serotonin
+            nt[:n, 2] = self.norepinephrine
+        for field in (
+            "area_plasticity", "area_elasticity", "area_speed", "area_damping",
+            "area_drive", "area_noise", "area_stimulus",
+        ):  # fmt: skip
+            out[field][n:] = 0.0
+        nt[n:] = 0.0
 
     def stability_report(self) -> StabilityReport:
         """Eigenvalues, Gershgorin margins and transient peak of the coupling matrix at
@@ -627,6 +690,8 @@ class Engs:
             dmn_metrics=list(self.dmn_metrics),
             calibration=self.calibration,
             rng=RngState.of(self.rng),
+            areas=None if self.area_chem is None else self.area_chem.state_dict(),
+            replay=self.replay.state(),
         )
 
     def load_state_dict(self, st: EngsSnapshot) -> None:
@@ -635,6 +700,7 @@ class Engs:
         if st.format != FORMAT or st.version != VERSION:
             raise checkpoint.CheckpointError(
                 f"expected a {FORMAT} v{VERSION} snapshot, got {st.format} v{st.version}"
+                + (" (from before the area model: it cannot be restored)" if st.version < 2 else "")
             )
         if st.n_areas != self.n_areas or st.n_features != self.features.n:
             raise checkpoint.CheckpointError(
@@ -644,6 +710,21 @@ class Engs:
         n = self.features.n
         if not len(st.critic.weights) == len(st.critic.traces) == len(st.critic.features) == n:
             raise checkpoint.CheckpointError(f"critic arrays must have {n} entries")
+        if (st.areas is None) != (self.area_chem is None):
+            raise checkpoint.CheckpointError(
+                "snapshot "
+                + ("has no" if st.areas is None else "has an")
+                + " area state, this ENGS "
+                + ("runs" if self.area_chem is not None else "does not run")
+                + " the area model (orchestrator.areas.enabled changed)"
+            )
+        try:  # everything that can refuse, before anything is changed
+            if self.area_chem is not None and st.areas is not None:
+                self.area_chem.load_state_dict(st.areas)
+            if st.replay is not None:
+                self.replay.load_state(st.replay)
+        except (AreasStateError, ValueError) as exc:
+            raise checkpoint.CheckpointError(f"unusable snapshot: {exc}") from None
         self.ledger.load_state(st.ledger)
         self.cycle = st.cycle
         lv = st.levels

@@ -84,6 +84,27 @@ class OracleApplied(_Event, tag="oracle_applied", frozen=True):
     request_id: int
 
 
+class AreaGainsReduced(_Event, tag="area_gains_reduced", frozen=True):
+    """Area levels stayed saturated longer than ``saturation_cycles``: the base gains
+    of the projections feeding them were reduced (seed 002 §8)."""
+
+    edges: int
+    """Edge x NT gains reduced."""
+
+
+class AreaConsolidated(_Event, tag="area_consolidated", frozen=True):
+    """A nap ended and the area model consolidated what it dreamt (seed 002 §5)."""
+
+    samples: int
+    """Replayed experiences the regression used."""
+    pruned: int
+    """Edge x NT entries pruned."""
+    refit: int
+    """Base gains refitted."""
+    bands_moved: int
+    """Target bands re-centred."""
+
+
 Event = (
     CuriosityGoal
     | MetabolicWarning
@@ -93,6 +114,8 @@ Event = (
     | LocksRevoked
     | CausesChanged
     | OracleApplied
+    | AreaGainsReduced
+    | AreaConsolidated
 )
 
 

@@ -48,6 +48,8 @@ class DmnReport(msgspec.Struct, frozen=True):
     uncertainty: float
     safety_penalty: float
     calibration_gap: float
+    node: str | None = None
+    """The CFG node the metrics were computed at (the area model's context, seed 000)."""
 
 
 def dmn_metrics(prev: DmnReport | None, cur: DmnReport) -> tuple[float, ...]:
@@ -164,7 +166,8 @@ class InputAccumulator:
 
     def set_dmn(self, report: DmnReport) -> None:
         for f in report.__struct_fields__:
-            _finite(f"dmn.{f}", getattr(report, f))
+            if f != "node":  # a label, not a metric
+                _finite(f"dmn.{f}", getattr(report, f))
         self._dmn = report
 
     def request_oracle(self, kind: Literal["anhedonia", "mania"], request_id: int) -> None:
@@ -197,6 +200,7 @@ class InputAccumulator:
                         uncertainty=signal.uncertainty,
                         safety_penalty=signal.safety_penalty,
                         calibration_gap=signal.calibration_gap,
+                        node=signal.node,
                     )
                 )
             case messages.GoalComplete():

@@ -44,7 +44,7 @@ from services.orchestrator.session import LedgerOp, SessionLog, dynamic_crc, fil
 from shared import messages
 from shared.clock import NS_PER_S, monotonic_ns, next_deadline
 from shared.config import Config
-from shared.heartbeat import Heartbeat
+from shared.heartbeat import Heartbeat, PeerLoss
 from shared.interrupt import InterruptWord
 from shared.layout import Cause, HeartbeatState, Lane, Mode, Process
 from shared.region import Region, open_for_service
@@ -54,6 +54,7 @@ from shared.stats import StatsWriter
 
 log = logging.getLogger("engs.orchestrator")
 
+EXIT_PHYSICS_LOST = 3
 PRIORITY_HIGH = 1
 PRIORITY_CRITICAL = 2
 #: Oracle request kinds (shared.layout.REQUEST_KINDS) → the dynamics' request names.
@@ -313,6 +314,8 @@ async def _run(cfg: Config) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     period = round(NS_PER_S / cfg.orchestrator.cycle_hz)
+    physics = PeerLoss(region, Process.PHYSICS, cfg.orchestrator.exit_when_physics_lost_s)
+    status = 0
     orch.hb.set_state(HeartbeatState.RUNNING)
     deadline = monotonic_ns() + period
     try:
@@ -326,6 +329,14 @@ async def _run(cfg: Config) -> int:
             now = monotonic_ns()
             orch.cycle(now - deadline)
             orch.maybe_checkpoint(now)
+            if physics.lost(now):
+                log.error(
+                    "the physics has not beaten for %.1f s after being alive: exiting so "
+                    "the container restarts into its new IPC namespace",
+                    cfg.orchestrator.exit_when_physics_lost_s,
+                )
+                status = EXIT_PHYSICS_LOST
+                break
             deadline, missed = next_deadline(deadline, period, monotonic_ns())
             if missed:
                 orch.stats.inc(orch.c_miss, missed)
@@ -336,7 +347,7 @@ async def _run(cfg: Config) -> int:
         orch.hb.set_state(HeartbeatState.STOPPED)
         region.close()
     log.info("orchestrator stopped at cycle %d (seq %d)", orch.engs.cycle, orch.seq)
-    return 0
+    return status
 
 
 def run(cfg: Config) -> int:

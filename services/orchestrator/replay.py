@@ -19,8 +19,10 @@ What is recorded (one row per experience; the learning code of a later issue rea
 them): the ENGS cycle, the critic features φ(s), the reward, the TD error, the levels
 [D, S, N, A], per-area activity from telemetry and the latest DMN metrics (seed 000:
 the cognitive outcomes credit is assigned to). Rows live in preallocated ring arrays;
-recording allocates nothing. The buffer is not checkpointed: it refills within
-minutes, and keeping it out keeps checkpoints small.
+recording allocates nothing. The buffer is checkpointed (:meth:`ReplayBuffer.state`,
+bytes-exact, only the filled rows): the area model's sleep consolidation samples it
+inside the step, so a restart or ``engs replay`` that began with an empty buffer would
+dream other dreams and diverge at the first nap (docs/areas.md).
 
 Writer: the control cycle (``add``); ``sample`` is called by the nap's learning code on
 the same thread, with the ENGS's seeded generator (deterministic).
@@ -31,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from services.orchestrator.inputs import N_DMN
@@ -59,6 +62,24 @@ class ReplayBatch:
     """Latest DMN metrics at recording, shape (n, 5) (inputs.DMN_FIELDS order)."""
     beta: float
     noise_temperature: float
+
+
+class ReplayState(msgspec.Struct, frozen=True, kw_only=True):
+    """The filled rows of a :class:`ReplayBuffer` (slots 0..size-1), as raw little-endian
+    bytes (base64 in JSON), and the ring position."""
+
+    capacity: int
+    n_features: int
+    n_areas: int
+    next: int
+    size: int
+    cycle: bytes
+    features: bytes
+    reward: bytes
+    td_error: bytes
+    levels: bytes
+    activity: bytes
+    dmn: bytes
 
 
 class ReplayBuffer:
@@ -103,6 +124,48 @@ class ReplayBuffer:
         self._dmn[i] = dmn
         self._next = (i + 1) % self.capacity
         self._size = min(self._size + 1, self.capacity)
+
+    def _arrays(self) -> dict[str, np.ndarray[Any, Any]]:
+        return {
+            "cycle": self._cycle, "features": self._features, "reward": self._reward,
+            "td_error": self._td, "levels": self._levels, "activity": self._activity,
+            "dmn": self._dmn,
+        }  # fmt: skip
+
+    def state(self) -> ReplayState:
+        """The filled rows and ring position, bytes-exact."""
+        n = self._size
+        rows = {k: np.ascontiguousarray(a[:n]).tobytes() for k, a in self._arrays().items()}
+        return ReplayState(
+            capacity=self.capacity,
+            n_features=self._features.shape[1],
+            n_areas=self._activity.shape[1],
+            next=self._next,
+            size=n,
+            **rows,
+        )
+
+    def load_state(self, st: ReplayState) -> None:
+        """Restore :meth:`state` of a buffer of the same shape; ValueError otherwise."""
+        shape = (self.capacity, self._features.shape[1], self._activity.shape[1])
+        if (st.capacity, st.n_features, st.n_areas) != shape:
+            raise ValueError(
+                f"replay state of capacity {st.capacity}, {st.n_features} features, "
+                f"{st.n_areas} areas; this buffer has {shape[0]}, {shape[1]}, {shape[2]}"
+            )
+        if not (0 <= st.size <= self.capacity and 0 <= st.next < self.capacity):
+            raise ValueError(f"replay state size {st.size} / next {st.next} out of range")
+        decoded = {}
+        for name, arr in self._arrays().items():
+            data: bytes = getattr(st, name)
+            row = arr[0].nbytes
+            if len(data) != st.size * row:
+                raise ValueError(f"replay state `{name}`: {len(data)} bytes for {st.size} rows")
+            decoded[name] = np.frombuffer(data, dtype=arr.dtype).reshape((st.size, *arr.shape[1:]))
+        for name, arr in self._arrays().items():
+            arr[: st.size] = decoded[name]
+            arr[st.size :] = 0
+        self._next, self._size = st.next, st.size
 
     def probabilities(self, beta: float) -> F64Array:
         """P(i) over the filled slots 0..len-1 (slot order, not age order)."""

@@ -94,3 +94,20 @@ def test_heartbeat_age_uses_the_shared_monotonic_clock(region: Region) -> None:
     hb.set_state(HeartbeatState.RUNNING)
     assert read_heartbeats(region)[Process.ORACLE].alive
     assert HIST_BOUNDS_NS[0] == 25_000
+
+
+def test_peer_loss_needs_the_peer_seen_alive_first(region: Region) -> None:
+    from shared.heartbeat import PeerLoss
+
+    watch = PeerLoss(region, Process.PHYSICS, after_s=0.5)
+    t = monotonic_ns()
+    assert not watch.lost(t + 10_000_000_000)  # never started: never "lost"
+    hb = Heartbeat(region, Process.PHYSICS)
+    hb.set_state(HeartbeatState.RUNNING)
+    t = monotonic_ns()
+    assert not watch.lost(t) and watch.seen_alive
+    assert not watch.lost(t + 400_000_000)
+    assert watch.lost(t + 600_000_000)
+    hb.set_state(HeartbeatState.STOPPED)  # a clean stop is not a loss
+    assert not watch.lost(monotonic_ns() + 600_000_000)
+    assert not PeerLoss(region, Process.PHYSICS, after_s=0).lost(t + 10**12)  # disabled

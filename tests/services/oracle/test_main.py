@@ -121,3 +121,35 @@ def test_engs_oracle_names_an_address_it_cannot_bind(region: Region, tmp_path: P
         f"engs oracle: cannot serve metrics on 127.0.0.1:{port}: Address already in use"
     )
     assert oracle_state(region) == HeartbeatState.FAILED
+
+
+def test_exits_3_when_the_physics_is_lost(region: Region, tmp_path: Path) -> None:
+    """With exit_when_physics_lost_s set (the compose configuration), an oracle whose
+    physics was alive and went silent exits 3 so its container restarts into the
+    physics' new IPC namespace; it never fires before the physics was seen alive."""
+    from shared.heartbeat import Heartbeat
+
+    cfg = tmp_path / "lost.toml"
+    cfg.write_text(
+        "[shm]\nmax_areas = 8\nlock_memory = false\n\n"
+        "[oracle]\npoll_hz = 200\nheartbeat_timeout_s = 0.5\nexit_when_physics_lost_s = 0.3\n",
+        encoding="utf-8",
+    )
+    proc = start_oracle(region, cfg, free_port())
+    try:
+        time.sleep(1.0)  # no physics yet: must keep running
+        assert proc.poll() is None
+        hb = Heartbeat(region, Process.PHYSICS)
+        hb.set_state(HeartbeatState.RUNNING)
+        end = time.monotonic() + 1.0
+        while time.monotonic() < end:  # alive for a second
+            hb.beat()
+            time.sleep(0.02)
+        assert proc.poll() is None
+        assert proc.wait(timeout=20) == 3  # then silent: lost
+        _, err = proc.communicate(timeout=5)
+        assert "the physics has not beaten for 0.3 s after being alive" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=5)

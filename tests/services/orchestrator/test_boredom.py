@@ -11,7 +11,12 @@ from services.orchestrator.boredom import Boredom, logit
 from services.orchestrator.events import CuriosityGoal
 from services.orchestrator.inputs import CycleInputs
 from shared.layout import Mode
-from tests.services.orchestrator.helpers import FakeTelemetry, make_config, make_engs
+from tests.services.orchestrator.helpers import (
+    GLOBAL_ONLY,
+    FakeTelemetry,
+    make_config,
+    make_engs,
+)
 
 DT = 0.01
 
@@ -45,7 +50,7 @@ def test_the_threshold_choice_moves_only_k() -> None:
 def test_idle_engs_crosses_the_threshold_after_600_s_of_ticks() -> None:
     """60 000 cycles of a static field (10 physics ticks each at 1 kHz): one curiosity
     goal, at 600 s ± 1 %, naming the area with the largest metric gradient."""
-    engs = make_engs()
+    engs = make_engs(GLOBAL_ONLY)
     tel = FakeTelemetry(engs, entropy_bits=11.5, metric_grad=(0.1, 0.7, 0.3, 0.7))
     goals: list[tuple[float, CuriosityGoal]] = []
     tel_s = 0.0

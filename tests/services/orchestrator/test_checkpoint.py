@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from services.orchestrator.checkpoint import CheckpointError, load_checkpoint, write_atomic
-from services.orchestrator.engs import Engs, EngsSnapshot
+from services.orchestrator.engs import VERSION, Engs, EngsSnapshot
 from services.orchestrator.inputs import CycleInputs, DmnReport, Stimulus
 from tests.services.orchestrator.helpers import FakeTelemetry, make_engs
 
@@ -101,8 +101,11 @@ def test_unusable_checkpoints_are_refused(tmp_path: Path) -> None:
     ):
         engs.load_checkpoint(str(path))
     newer = msgspec.structs.replace(engs.state_dict(), version=99)
-    with pytest.raises(CheckpointError, match="expected a engs-orchestrator v1 snapshot"):
+    with pytest.raises(CheckpointError, match=f"expected a engs-orchestrator v{VERSION} snapshot"):
         engs.load_state_dict(newer)
+    older = msgspec.structs.replace(engs.state_dict(), version=1)
+    with pytest.raises(CheckpointError, match="from before the area model: it cannot be restored"):
+        engs.load_state_dict(older)
 
 
 def test_write_atomic_replaces_and_leaves_no_temp(tmp_path: Path) -> None:

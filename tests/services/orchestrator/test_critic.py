@@ -10,7 +10,7 @@ import pytest
 
 from services.orchestrator.critic import Features, LinearTdCritic
 from services.orchestrator.inputs import CycleInputs, Stimulus
-from tests.services.orchestrator.helpers import make_config, make_engs
+from tests.services.orchestrator.helpers import GLOBAL_ONLY, make_config, make_engs
 
 DT = 0.01
 
@@ -61,7 +61,7 @@ def _conditioning(value_model: str) -> tuple[list[float], list[float], float]:
     """Cue at t = 0, reward 0.5 s later, random 2-6 s trials (seed 11). Returns the δ at
     the cue and at the reward per trial, and the summed δ around the expected reward
     time in one final omission trial."""
-    engs = make_engs({"orchestrator.dopamine.value_model": value_model})
+    engs = make_engs({**GLOBAL_ONLY, "orchestrator.dopamine.value_model": value_model})
     rng = np.random.default_rng(11)
     at_cue, at_reward = [], []
     for _ in range(120):

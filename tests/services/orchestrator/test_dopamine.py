@@ -9,7 +9,7 @@ import pytest
 
 from services.orchestrator.dopamine import EnergyValue, per_cycle, td_error
 from services.orchestrator.inputs import CycleInputs
-from tests.services.orchestrator.helpers import DECOUPLED, FakeTelemetry, make_engs
+from tests.services.orchestrator.helpers import DECOUPLED, GLOBAL_ONLY, FakeTelemetry, make_engs
 
 DT = 0.01
 
@@ -54,6 +54,7 @@ def _steady_dopamine(gamma_per_s: float, cycles: int) -> float:
     engs = make_engs(
         {
             **DECOUPLED,
+            **GLOBAL_ONLY,
             "orchestrator.dopamine.value_model": "energy",
             "orchestrator.dopamine.gamma": gamma_per_s,
         }

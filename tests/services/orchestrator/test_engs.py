@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from services.orchestrator.engs import Engs
 from services.orchestrator.events import CausesChanged, LocksRevoked, NapEnded, NapStarted
-from services.orchestrator.gates import plasticity_gate
+from services.orchestrator.gates import elasticity_gate, plasticity_gate, speed_gain
 from services.orchestrator.inputs import CycleInputs, OracleRequest, Stimulus
 from shared.layout import N_NT, Cause, Mode, state_dtype
 from tests.services.orchestrator.helpers import FakeTelemetry, make_engs
@@ -34,16 +35,29 @@ def test_fill_state_writes_globals_gates_and_area_rows() -> None:
     assert out["speed_gain"] == 1.0 + engs.norepinephrine**2
     assert out["relevance_gate"] == pytest.approx(0.6 - 0.6 * engs.norepinephrine)
     assert out["flags"] == 0 and out["priority"] == 1
-    # Every area gets the global coefficients until per-area neurochemistry exists.
-    np.testing.assert_allclose(out["area_plasticity"][:n], out["plasticity_gate"], rtol=1e-7)
-    np.testing.assert_allclose(out["area_elasticity"][:n], out["elasticity_gate"], rtol=1e-7)
-    np.testing.assert_allclose(out["area_speed"][:n], out["speed_gain"], rtol=1e-7)
-    assert out["area_damping"][:n].tolist() == [1.0] * n
-    assert out["area_drive"][:n].tolist() == [1.0] * n
-    assert out["area_stimulus"][:n].tolist() == [0.0, 0.0, 3.5, 0.0]
-    np.testing.assert_allclose(out["area_nt"][:n, 0], engs.dopamine, rtol=1e-7)
-    np.testing.assert_allclose(out["area_nt"][:n, 2], engs.norepinephrine, rtol=1e-7)
-    assert out["area_nt"][:n, 3:].tolist() == [[0.0] * (N_NT - 3)] * n
+    # Per-area rows: the gates.py gates of each area's own effective levels (area_nt),
+    # and the other modulators' multipliers 1 ± 0.5 tanh(5 (x - 0.5)) (docs/areas.md).
+    assert engs.area_chem is not None
+    x = engs.area_chem.x
+    np.testing.assert_allclose(out["area_nt"][:n], x, rtol=1e-6)
+    assert out["area_nt"].shape[1] == N_NT
+    for a in range(n):
+        da, sht, ne, oxt, tst, ha, orx = (float(v) for v in x[a])
+        fields = ("area_plasticity", "area_elasticity", "area_speed", "area_damping",
+                  "area_drive", "area_noise")  # fmt: skip
+        row = {f: float(out[f][a]) for f in fields}
+        assert row["area_plasticity"] == pytest.approx(plasticity_gate(da, 0.5, 5.0), rel=1e-6)
+        assert row["area_elasticity"] == pytest.approx(elasticity_gate(sht, 0.5, 5.0), rel=1e-6)
+        assert row["area_speed"] == pytest.approx(speed_gain(ne), rel=1e-6)
+        assert row["area_damping"] == pytest.approx(1 - 0.5 * math.tanh(5 * (orx - 0.5)), rel=1e-6)
+        assert row["area_drive"] == pytest.approx(1 + 0.5 * math.tanh(5 * (ha - 0.5)), rel=1e-6)
+        assert row["area_noise"] == pytest.approx(1 - 0.5 * math.tanh(5 * (oxt - 0.5)), rel=1e-6)
+        stim = 3.5 * (1 + 0.5 * math.tanh(5 * (tst - 0.5))) if a == 2 else 0.0
+        assert float(out["area_stimulus"][a]) == pytest.approx(stim, rel=1e-6)
+    # Resting levels follow the innervation of projections.toml: dopamine is sparse in
+    # sensory cortex, dense in the limbic system, so their plasticity differs.
+    assert x[0, 0] < x[1, 0] < x[3, 0]
+    assert out["area_plasticity"][0] < out["area_plasticity"][3]
     for field in ("area_plasticity", "area_stimulus", "area_noise", "area_nt"):
         assert not out[field][n:].any(), field  # rows beyond n_areas are zero
     # The stimulus is one-shot: gone in the next cycle's state.

@@ -241,3 +241,22 @@ def test_kill_9_restores_from_the_checkpoint(system: Instance) -> None:
     out, _ = again.communicate(timeout=15)
     assert again.returncode == 0
     assert f"restored {ckpt} (cycle {saved['cycle']})" in out
+
+
+def test_exits_3_when_the_physics_is_lost(system: Instance) -> None:
+    """exit_when_physics_lost_s (set under docker compose): a physics killed for good
+    makes the orchestrator exit 3, so its container restarts into the new namespace."""
+    text = system.cfg.read_text(encoding="utf-8").replace(
+        "[orchestrator]\n", "[orchestrator]\nexit_when_physics_lost_s = 0.3\n"
+    )
+    system.cfg.write_text(text, encoding="utf-8")
+    phys = system.start("physics")
+    _region(system)
+    orch = system.start("orchestrator")
+    _wait(lambda: _connectable(system), "the signal socket")
+    time.sleep(0.5)
+    assert orch.poll() is None
+    phys.kill()
+    assert orch.wait(timeout=20) == 3
+    out, _ = orch.communicate(timeout=5)
+    assert "the physics has not beaten for 0.3 s after being alive" in out

@@ -62,8 +62,12 @@ def test_full_nap_cycle() -> None:
     assert engs.try_reserve(1.0, "during nap") is None
     engs.fill_state(out)
     assert out["flags"] & Mode.NAP
-    assert out["area_drive"][0] == pytest.approx(0.2)
-    assert out["area_noise"][0] == pytest.approx(2.0 - 1.5 * engs.dopamine)
+    # (the area model multiplies the base drive and noise by each area's histamine and
+    # oxytocin effects, docs/areas.md; divide them out to see the nap's base values)
+    assert engs.area_chem is not None
+    fx = engs.area_chem.effects
+    assert out["area_drive"][0] == pytest.approx(0.2 * fx.drive_gain[0])
+    assert out["area_noise"][0] == pytest.approx((2.0 - 1.5 * engs.dopamine) * fx.noise_gain[0])
     res = engs.step(CycleInputs(), tel.next())
     warnings = [e for e in res.events if isinstance(e, MetabolicWarning)]
     assert len(warnings) == 1 and warnings[0].reason == "napping"
@@ -93,7 +97,9 @@ def test_full_nap_cycle() -> None:
     assert lock is not None and engs.commit(lock.id)
     engs.fill_state(out)
     assert not out["flags"] & Mode.NAP
-    assert out["area_drive"][0] == 1.0 and out["area_noise"][0] == 1.0
+    fx = engs.area_chem.effects
+    assert out["area_drive"][0] == pytest.approx(1.0 * fx.drive_gain[0])
+    assert out["area_noise"][0] == pytest.approx(1.0 * fx.noise_gain[0])
 
 
 def test_dream_batch_during_a_nap() -> None:
