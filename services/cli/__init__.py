@@ -5,8 +5,10 @@ command takes ``--config FILE`` (``ENGS_CONFIG``) and ``--instance NAME``
 (``ENGS_INSTANCE``). Runs in the user's process; each service it starts owns its own
 package under ``services/``.
 
-Exit codes: 0 success, 1 a runtime failure (e.g. no running instance), 2 bad usage or
-configuration, 69 (EX_UNAVAILABLE) a command this build does not provide yet.
+Exit codes: 0 success, 1 a runtime failure (e.g. no running instance, a failed
+validation prediction), 2 bad usage or configuration, 3 a service that lost its physics
+(``exit_when_physics_lost_s``), 69 something this machine cannot provide (e.g.
+``ENGS_BACKEND=cupy`` without a usable GPU; ``engs up`` does not restart such a child).
 """
 
 from __future__ import annotations
@@ -19,15 +21,10 @@ from collections.abc import Callable, Sequence
 import msgspec
 
 from shared.config import Config, load_config
-from shared.errors import ConfigError, EngsError
+from shared.errors import ConfigError, EngsError, NotAvailable
 
 EX_USAGE = 2
-EX_UNAVAILABLE = 69
-
-#: Commands whose service has not landed yet, and the issue that brings it.
-_PENDING = {
-    "validate": "the validation suite (issue #9, Validation)",
-}
+EX_UNAVAILABLE = 69  # something this machine cannot provide (e.g. backend = "cupy", no GPU)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -96,7 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     from services.physics.bench import add_arguments  # noqa: PLC0415
 
     add_arguments(t)
-    add("validate", "run the neuro-psychometric validation assays")
+    p = add("validate", "run the neuro-psychometric validation assays")
+    from services.validate.main import add_arguments as validate_arguments  # noqa: PLC0415
+
+    validate_arguments(p)
     p = add("replay", "re-run a recorded session log headless and check it bit for bit")
     p.add_argument("log", help="a session log segment (session-<instance>-NNNNNN.log)")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -119,18 +119,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         cfg = _config(args)
-        handler = _HANDLERS.get(args.command)
-        if handler is None:
-            print(
-                f"engs {args.command}: not available in this build yet: "
-                f"{_PENDING[args.command]} has not landed. Nothing was started.",
-                file=sys.stderr,
-            )
-            return EX_UNAVAILABLE
-        return handler(cfg, args)
+        return _HANDLERS[args.command](cfg, args)
     except ConfigError as exc:
         print(f"engs {args.command}: {exc}", file=sys.stderr)
         return EX_USAGE
+    except NotAvailable as exc:
+        print(f"engs {args.command}: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
     except EngsError as exc:
         print(f"engs {args.command}: {exc}", file=sys.stderr)
         return 1
@@ -174,6 +169,12 @@ def _send(cfg: Config, args: argparse.Namespace) -> int:
     return run(cfg, args)
 
 
+def _validate(cfg: Config, args: argparse.Namespace) -> int:
+    from services.validate.main import run_args  # noqa: PLC0415
+
+    return run_args(cfg, args)
+
+
 def _replay(cfg: Config, args: argparse.Namespace) -> int:
     from services.cli.replay import run  # noqa: PLC0415
 
@@ -212,6 +213,7 @@ _HANDLERS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "oracle": _oracle,
     "send": _send,
     "replay": _replay,
+    "validate": _validate,
     "status": _status,
     "bench": _bench,
 }

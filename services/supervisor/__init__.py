@@ -7,7 +7,8 @@ or whose heartbeat freezes (within 2 s, with backoff, and says so), and on SIGIN
 stops them in order — orchestrator (no new signals, last state published), physics, then
 oracle (watching until the end) — unlinks the region and exits 0.
 
-A child that exits with 2 (bad configuration) or 69 (not available) is not restarted:
+A child that exits with 2 (bad configuration) or 69 (not available on this machine, e.g.
+the CuPy backend demanded without a GPU) is not restarted:
 restarting cannot help, so the supervisor stops everything and exits with that code.
 
 Restarts are scheduled, not slept on: while one child waits out its backoff (0.25 s,
@@ -47,7 +48,7 @@ from shared.stats import StatsWriter
 #: Start order; shutdown is ORCHESTRATOR, PHYSICS, ORACLE.
 START_ORDER = (Process.PHYSICS, Process.ORCHESTRATOR, Process.ORACLE)
 STOP_ORDER = (Process.ORCHESTRATOR, Process.PHYSICS, Process.ORACLE)
-FATAL_EXIT_CODES = {2: "bad configuration", 69: "not available in this build"}
+FATAL_EXIT_CODES = {2: "bad configuration", 69: "not available on this machine"}
 #: Restart backoff: first delay, and the cap (with the 0.1 s watch period: back within 2 s).
 BACKOFF_FIRST_S = 0.25
 BACKOFF_MAX_S = 1.5

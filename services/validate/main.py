@@ -1,0 +1,222 @@
+"""``engs validate [--out DIR] [--quick]``: the neuro-psychometric profile (seed 003 GAP-029).
+
+Runs the seven assays headless on the real step functions (:mod:`services.validate.sim`),
+writes ``report.md``, ``report.json`` and the PNG plots into ``--out``, prints one line
+per prediction, and exits 1 if any prediction fails (0 if all pass). ``--quick`` runs
+every assay in seconds (CI); the default, full run takes minutes. Progress goes to
+stderr. Plots need matplotlib (the ``validate`` extra); without it the text report is
+still written and the command says so.
+
+The CLI wiring (``services.cli``) calls :func:`add_arguments` on the ``validate``
+sub-parser and :func:`run_args` with the loaded configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from services.validate import (
+    causality,
+    foraging,
+    homeostasis,
+    lesions,
+    plots,
+    risk,
+    rpe,
+    stability,
+)
+from services.validate.report import AssayResult, Prediction, write_report
+from services.validate.runner import Progress
+from services.validate.sim import assay_shape
+from shared.config import Config
+
+ASSAYS = ("lesions", "rpe", "risk", "foraging", "causality", "stability", "homeostasis")
+DEFAULT_OUT = "engs-validation"
+EX_FAILED = 1
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        default=DEFAULT_OUT,
+        help=f"directory for report.md, report.json and the plots (default: {DEFAULT_OUT})",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a short run of every assay (seconds each; CI)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, metavar="N", help="seed offset of every run (default 0)"
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=min(4, os.cpu_count() or 1),
+        metavar="N",
+        help="processes for independent runs (default: CPUs, at most 4)",
+    )
+    parser.add_argument(
+        "--only",
+        metavar="ASSAY",
+        action="append",
+        choices=ASSAYS,
+        help="run only this assay (repeatable); default: all",
+    )
+
+
+def _params(quick: bool) -> dict[str, Any]:
+    mods = {
+        "lesions": lesions,
+        "rpe": rpe,
+        "risk": risk,
+        "foraging": foraging,
+        "causality": causality,
+        "stability": stability,
+        "homeostasis": homeostasis,
+    }
+    return {name: (m.Params.quick() if quick else m.Params()) for name, m in mods.items()}
+
+
+def run_assays(
+    cfg: Config,
+    *,
+    quick: bool,
+    seed: int = 0,
+    jobs: int = 1,
+    only: tuple[str, ...] | list[str] | None = None,
+    progress: Progress | None = None,
+) -> list[AssayResult]:
+    """Run the selected assays (all by default) in order; an assay that raises is
+    reported as one failed prediction carrying the error (the others still run)."""
+    params = _params(quick)
+    progress = progress or Progress()
+    selected = [a for a in ASSAYS if only is None or a in only]
+    runners: dict[str, Callable[[], AssayResult]] = {
+        "lesions": lambda: lesions.run(
+            cfg, params["lesions"], seed=seed, jobs=jobs, progress=progress
+        ),
+        "rpe": lambda: rpe.run(cfg, params["rpe"], seed=seed, jobs=jobs, progress=progress),
+        "risk": lambda: risk.run(cfg, params["risk"], seed=seed, jobs=jobs, progress=progress),
+        "foraging": lambda: foraging.run(
+            cfg, params["foraging"], seed=seed, jobs=jobs, progress=progress
+        ),
+        "causality": lambda: causality.run(
+            cfg,
+            params["causality"],
+            seed=seed,
+            jobs=jobs,
+            progress=progress,
+            lesion_params=params["lesions"],
+        ),
+        "stability": lambda: stability.run(
+            cfg, params["stability"], seed=seed, jobs=jobs, progress=progress
+        ),
+        "homeostasis": lambda: homeostasis.run(
+            cfg, params["homeostasis"], seed=seed, jobs=jobs, progress=progress
+        ),
+    }
+    results = []
+    for name in selected:
+        progress.note(f"{name}: started")
+        t0 = time.monotonic()
+        try:
+            result = runners[name]()
+        except Exception as exc:
+            traceback.print_exc()
+            result = AssayResult(
+                name=name,
+                title=name,
+                method="",
+                predictions=[
+                    Prediction(
+                        id=f"{name}.ran",
+                        statement="The assay runs to completion.",
+                        criterion="no exception",
+                        measured=f"{type(exc).__name__}: {exc}",
+                        passed=False,
+                    )
+                ],
+                elapsed_s=time.monotonic() - t0,
+            )
+        passed = sum(p.passed for p in result.predictions)
+        progress.note(
+            f"{name}: done in {result.elapsed_s:.1f} s, "
+            f"{passed}/{len(result.predictions)} predictions pass"
+        )
+        results.append(result)
+    return results
+
+
+def run_args(cfg: Config, args: argparse.Namespace) -> int:
+    """Run the suite as ``engs validate`` does; returns the exit code."""
+    t0 = time.monotonic()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ok, why = plots.available()
+    plots_note = ""
+    if not ok:
+        plots_note = (
+            f"matplotlib is not installed ({why}): no plots were drawn. Install the extra "
+            "with `pip install 'engs[validate]'` (or `.[validate]`) and run again."
+        )
+        print(f"engs validate: {plots_note} The text report is still written.", file=sys.stderr)
+    progress = Progress()
+    results = run_assays(
+        cfg,
+        quick=args.quick,
+        seed=args.seed,
+        jobs=max(1, args.jobs),
+        only=args.only,
+        progress=progress,
+    )
+    if ok:
+        for r in results:
+            try:
+                r.plots = plots.render(r, out)
+            except Exception as exc:  # a plot must not lose the verdicts
+                traceback.print_exc()
+                print(f"engs validate: plotting {r.name} failed: {exc}", file=sys.stderr)
+    oc = cfg.orchestrator
+    meta = {
+        "quick": bool(args.quick),
+        "seed": args.seed,
+        "elapsed_s": time.monotonic() - t0,
+        "lattice": "x".join(str(n) for n in assay_shape(cfg)),
+        "ticks_per_cycle": max(1, round(cfg.physics.tick_hz / oc.cycle_hz)),
+        "value_model": oc.dopamine.value_model,
+        "physics": {
+            "wave_speed": cfg.physics.wave_speed,
+            "damping": cfg.physics.damping,
+            "drive_hz": cfg.physics.drive_hz,
+            "plasticity_rate": cfg.physics.plasticity_rate,
+            "elasticity_rate": cfg.physics.elasticity_rate,
+            "configured_shape": list(cfg.physics.shape),
+        },
+        "area_model": _area_model_enabled(cfg),
+        "plots": ok,
+        "plots_note": plots_note,
+    }
+    write_report(out, results, meta)
+    total = sum(len(r.predictions) for r in results)
+    failed = 0
+    for r in results:
+        for p in r.predictions:
+            failed += not p.passed
+            print(f"{'PASS' if p.passed else 'FAIL'}  {p.id}: {p.measured}")
+    print(
+        f"{total - failed}/{total} predictions pass ({time.monotonic() - t0:.0f} s); "
+        f"report: {out / 'report.md'}"
+    )
+    return EX_FAILED if failed else 0
+
+
+def _area_model_enabled(cfg: Config) -> bool | None:
+    areas = getattr(cfg.orchestrator, "areas", None)
+    return None if areas is None else bool(getattr(areas, "enabled", False))

@@ -1,0 +1,173 @@
+"""Each assay's verdicts are computed from the simulation: the same assay, run again with
+the mechanism it tests replaced, must fail where it passed.
+
+Every test runs the assay twice with the same (reduced) parameters and seed — intact and
+with one mechanism flipped — and checks the verdict of the prediction that depends on it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from services.validate import (
+    causality,
+    foraging,
+    homeostasis,
+    lesions,
+    risk,
+    rpe,
+    stability,
+)
+from services.validate.report import AssayResult
+from services.validate.sim import Constant, Mechanisms, Sim, derive_config
+from shared.config import Config, CouplingConfig, load_config
+
+JOBS = 2
+
+
+@pytest.fixture(scope="module")
+def cfg() -> Config:
+    return load_config(env={})
+
+
+def verdict(result: AssayResult, pid: str) -> bool:
+    (p,) = [p for p in result.predictions if p.id == pid]
+    return p.passed
+
+
+def test_lesion_d_needs_the_dopamine_gate(cfg: Config) -> None:
+    params = lesions.Params(settle_s=1.0, learn_s=5.0, relearn_s=0.5, conditions=("D=0",))
+    intact = lesions.run(cfg, params, jobs=JOBS)
+    flipped = lesions.run(
+        cfg, params, jobs=JOBS, mechanisms=Mechanisms(plasticity_gate=Constant(1.0))
+    )
+    assert [p.id for p in intact.predictions] == ["lesion.D.no_adaptation"]
+    assert verdict(intact, "lesion.D.no_adaptation")
+    # with the gate constant, D = 0 no longer stops plasticity: the pattern is learned
+    assert not verdict(flipped, "lesion.D.no_adaptation")
+    assert flipped.numbers["D=0"]["peak_accuracy"] > intact.numbers["D=0"]["peak_accuracy"]
+
+
+def test_lesion_n_needs_the_relevance_gate(cfg: Config) -> None:
+    params = lesions.Params(settle_s=0.5, learn_s=4.0, relearn_s=0.5, conditions=("control", "N=1"))
+    intact = lesions.run(cfg, params, jobs=JOBS)
+    flipped = lesions.run(
+        cfg, params, jobs=JOBS, mechanisms=Mechanisms(relevance_gate=Constant(0.6))
+    )
+    assert verdict(intact, "lesion.N.admits_irrelevant")
+    assert not verdict(flipped, "lesion.N.admits_irrelevant")
+    assert flipped.numbers["N=1"]["irrelevant_admitted"] == 0
+
+
+def test_rpe_signatures_need_the_learned_critic(cfg: Config) -> None:
+    params = rpe.Params(probabilities=(0.5, 1.0), trials=6, probe_trials=6, trial_s=(1.4, 1.6))
+    intact = rpe.run(cfg, params, jobs=JOBS)
+    flipped = rpe.run(cfg, params, jobs=JOBS, mechanisms=Mechanisms(zero_value=True))
+    assert verdict(intact, "rpe.burst_unexpected")
+    assert verdict(intact, "rpe.omission_dip")
+    # V ≡ 0: δ = R — the burst stays, nothing is predicted, so nothing is missed
+    assert verdict(flipped, "rpe.burst_unexpected")
+    assert not verdict(flipped, "rpe.omission_dip")
+    assert not verdict(flipped, "rpe.transfer_to_cue")
+    assert not verdict(flipped, "rpe.critic_beats_energy")
+
+
+def test_risk_needs_serotonins_elasticity_gate(cfg: Config) -> None:
+    params = risk.Params(trials=30)
+    intact = risk.run(cfg, params, jobs=JOBS)
+    flipped = risk.run(cfg, params, jobs=JOBS, mechanisms=Mechanisms(elasticity_gate=Constant(0.5)))
+    assert verdict(intact, "risk.serotonin_shifts_choice")
+    assert not verdict(flipped, "risk.serotonin_shifts_choice")
+
+
+def test_patch_leaving_needs_the_novelty_relief(cfg: Config) -> None:
+    params = foraging.Params(visits=4, travel_s=(0.25, 0.5))
+    intact = foraging.run(cfg, params, jobs=JOBS)
+    flipped = foraging.run(cfg, params, jobs=JOBS, mechanisms=Mechanisms(novelty_relief=False))
+    assert verdict(intact, "foraging.richer_longer_residence")
+    assert not verdict(flipped, "foraging.richer_longer_residence")
+
+
+def test_granger_needs_the_dopamine_gate(cfg: Config) -> None:
+    params = causality.Params(duration_s=8.0, settle_s=1.0)
+    intact = causality.run(cfg, params, jobs=JOBS, entropy=False)
+    flipped = causality.run(
+        cfg, params, jobs=JOBS, entropy=False, mechanisms=Mechanisms(plasticity_gate=Constant(1.0))
+    )
+    pid = "causality.dopamine_granger_causes_metric"
+    assert verdict(intact, pid)
+    assert not verdict(flipped, pid)
+
+
+def test_stability_needs_a_stable_coupling(cfg: Config) -> None:
+    params = stability.Params(decay_s=20.0, settle_s=1.0, step_s=1.0)
+    intact = stability.run(cfg, params, jobs=JOBS)
+    flipped = stability.run(cfg, params, jobs=JOBS, coupling=CouplingConfig(kappa_sa=0.05))
+    for pid in ("stability.matrix_stable", "stability.margin", "stability.unstable_refused"):
+        assert verdict(intact, pid), pid
+    assert not verdict(flipped, "stability.matrix_stable")
+    assert not verdict(flipped, "stability.margin")
+    assert not verdict(flipped, "stability.engs_decays")  # refused: it never runs
+
+
+class GainHomeostat:
+    """A minimal homeostatic mechanism for the test: a per-area 'receptor density' ρ that
+    integrates the activity error (a - set point) / set point at ``rate`` per second and
+    scales the area's drive by √ρ (synaptic scaling, Turrigiano 2008)."""
+
+    name = "test gain homeostat"
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.rho: np.ndarray[Any, Any] | None = None
+        self.set_point: np.ndarray[Any, Any] | None = None
+        self.cycles = 0
+
+    def install(self, sim: Sim) -> None:
+        self.rho = np.ones(sim.n_areas)
+        sim.controllers.append(self._control)
+
+    def freeze(self, sim: Sim) -> None:
+        self.rate = 0.0
+
+    def _control(self, sim: Sim) -> None:
+        assert self.rho is not None
+        n = sim.n_areas
+        a = np.asarray(sim.tel["area_activity"][:n], dtype=float)
+        self.cycles += 1
+        if self.cycles == 100:  # 1 s in: the set point is the settled activity
+            self.set_point = a.copy()
+        if self.set_point is not None:
+            self.rho += self.rate * (self.set_point - a) / self.set_point * sim.dt
+        sim.state["area_drive"][:n] *= np.sqrt(self.rho)
+
+    def density(self, sim: Sim, area: int) -> float | None:
+        return None if self.rho is None else float(self.rho[area])
+
+
+def test_homeostasis_detects_a_working_mechanism_and_its_absence(cfg: Config) -> None:
+    # The plug-in homeostat on a well-damped field (physics.damping = 5 /s: no drive
+    # resonance, see the stability assay) passes; the same homeostat with its learning
+    # rate at 0 fails every prediction that needs the mechanism.
+    damped = derive_config(cfg, {"physics.damping": 5.0})
+    params = homeostasis.Params(settle_s=1.5, low_s=4.0, after_s=4.0)
+    intact = homeostasis.run(damped, params, homeostat=GainHomeostat(rate=1.5))
+    flipped = homeostasis.run(damped, params, homeostat=GainHomeostat(rate=0.0))
+    ids = ("homeostasis.activity_recovers", "homeostasis.density_up",
+           "homeostasis.overshoot_and_return")  # fmt: skip
+    assert verdict(intact, "homeostasis.activity_falls")
+    for pid in ids:
+        assert verdict(intact, pid), pid
+        assert not verdict(flipped, pid), pid
+
+
+def test_homeostasis_without_a_density_model_says_so(cfg: Config) -> None:
+    no_areas = derive_config(cfg, {"orchestrator.areas.enabled": False})
+    params = homeostasis.Params(settle_s=2.0, low_s=2.0, after_s=2.0)
+    result = homeostasis.run(no_areas, params)
+    assert result.numbers["homeostat"] is None
+    assert not verdict(result, "homeostasis.density_up")
+    assert "mechanism absent" in result.predictions[2].measured
