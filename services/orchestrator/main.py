@@ -108,16 +108,22 @@ class Orchestrator:
         self.signal_t = int(self.rec["signal_t_ns"])
         self.request_id = 0
         self.server: SignalServer | None = None
+        # One worker thread for the disk: checkpoints and finished session segments.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="disk")
         self.session: SessionLog | None = None
         sl = cfg.orchestrator.session_log
         if sl.enabled:
             self.session = SessionLog(
-                self.dir, cfg.instance, cfg, segment_bytes=sl.segment_bytes, segments=sl.segments
+                self.dir,
+                cfg.instance,
+                cfg,
+                segment_bytes=sl.segment_bytes,
+                segments=sl.segments,
+                finisher=self._executor,
             )
         if self.seq == 0:  # nothing published yet: report the dynamics' starting levels
             self.engs.fill_state(self.rec)
         self._snapshot = self._make_snapshot()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
         self._checkpoint_due = 0
         self._pending_ckpt: Any = None
         s = self.stats

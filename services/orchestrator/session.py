@@ -24,6 +24,7 @@ import struct
 import time
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -106,7 +107,11 @@ class SessionLog:
         *,
         segment_bytes: int,
         segments: int,
+        finisher: Executor | None = None,
     ) -> None:
+        """``finisher``: where a full segment is flushed, fsynced and closed on rotation,
+        so the control cycle that rotates never waits on the disk (inline if None)."""
+        self.finisher = finisher
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.prefix = f"session-{instance}-"
@@ -135,7 +140,12 @@ class SessionLog:
 
     def open_segment(self, engs: Engs) -> Path:
         """Start a new segment whose header snapshots ``engs`` as it is now."""
-        self.close()
+        if self._file is not None:
+            old, self._file = self._file, None
+            if self.finisher is not None:
+                self.finisher.submit(_finish, old)
+            else:
+                _finish(old)
         path = self.dir / f"{self.prefix}{self._next_index:06d}.log"
         self._next_index += 1
         self._file = path.open("wb", buffering=1 << 16)
@@ -180,10 +190,15 @@ class SessionLog:
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
+            _finish(self._file)
             self._file = None
+
+
+def _finish(f: BinaryIO) -> None:
+    """Make a segment durable and close it."""
+    f.flush()
+    os.fsync(f.fileno())
+    f.close()
 
 
 def _tel_bytes(tel: np.ndarray[Any, Any] | None) -> bytes | None:
