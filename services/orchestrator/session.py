@@ -141,11 +141,11 @@ class SessionLog:
     def open_segment(self, engs: Engs) -> Path:
         """Start a new segment whose header snapshots ``engs`` as it is now."""
         if self._file is not None:
-            old, self._file = self._file, None
+            full, self._file = self._file, None
             if self.finisher is not None:
-                self.finisher.submit(_finish, old)
+                self.finisher.submit(_finish, full)
             else:
-                _finish(old)
+                _finish(full)
         path = self.dir / f"{self.prefix}{self._next_index:06d}.log"
         self._next_index += 1
         self._file = path.open("wb", buffering=1 << 16)
