@@ -101,8 +101,13 @@ class PhysicsConfig(_Section, frozen=True):
     """g_min: lower clamp of every edge conductance (dimensionless, ≤ 1)."""
     conductance_max: PosFloat = 4.0
     """g_max: upper clamp of every edge conductance (dimensionless, ≥ 1)."""
-    drive_hz: Annotated[float, Meta(gt=0, le=10_000)] = 10.0
-    """Carrier frequency of the sustained drive e^{iωt}, in Hz."""
+    drive_hz: Annotated[float, Meta(gt=0, le=10_000)] | None = None
+    """Carrier frequency of the sustained drive e^{iωt}, in Hz (unspecified in the seeds);
+    must be below tick_hz / 2 (Nyquist). None: tick_hz / 4 (250 Hz at 1 kHz), chosen from
+    the computed mode spectrum (services/physics/modes.py, docs/physics.md §13): the CFL
+    guard keeps every mode at or below tick_hz / 6 for any metric and speed gain, so a
+    carrier between that ceiling and tick_hz / 2 never resonates; tick_hz / 4 sits
+    tick_hz / 12 (83 Hz at 1 kHz, ~5000 linewidths at γ₀ = 0.1 s⁻¹) above it."""
     noise_amplitude: Annotated[float, Meta(ge=0)] = 0.01
     """σ: background-noise force density in field units · s^-3/2; ``area_noise``
     multiplies it."""
@@ -138,6 +143,11 @@ class PhysicsConfig(_Section, frozen=True):
         """The physics time step in seconds: one tick."""
         return 1.0 / self.tick_hz
 
+    @property
+    def carrier_hz(self) -> float:
+        """The drive's carrier frequency in Hz: ``drive_hz``, or tick_hz / 4 when unset."""
+        return self.tick_hz / 4.0 if self.drive_hz is None else self.drive_hz
+
     def __post_init__(self) -> None:
         if len(set(self.areas)) != len(self.areas):
             dup = sorted({a for a in self.areas if self.areas.count(a) > 1})
@@ -146,6 +156,11 @@ class PhysicsConfig(_Section, frozen=True):
             raise ValueError(
                 f"`areas`: {len(self.areas)} areas cannot split a first axis of "
                 f"{self.shape[0]} nodes"
+            )
+        if self.drive_hz is not None and self.drive_hz >= self.tick_hz / 2:
+            raise ValueError(
+                f"`drive_hz` < tick_hz / 2 expected (the Nyquist frequency: a faster carrier "
+                f"aliases), got {self.drive_hz} and tick_hz {self.tick_hz}"
             )
         if not self.conductance_min <= 1.0 <= self.conductance_max:
             raise ValueError(

@@ -80,7 +80,7 @@ class PhysicsParams:
             lam0=cfg.elasticity_rate,
             g_min=cfg.conductance_min,
             g_max=cfg.conductance_max,
-            omega=2.0 * math.pi * cfg.drive_hz,
+            omega=2.0 * math.pi * cfg.carrier_hz,
             sigma=cfg.noise_amplitude,
             seed=cfg.seed,
             entropy_exact_max_nodes=cfg.entropy_exact_max_nodes,

@@ -194,7 +194,7 @@ def run_args(cfg: Config, args: argparse.Namespace) -> int:
         "physics": {
             "wave_speed": cfg.physics.wave_speed,
             "damping": cfg.physics.damping,
-            "drive_hz": cfg.physics.drive_hz,
+            "drive_hz": cfg.physics.carrier_hz,
             "plasticity_rate": cfg.physics.plasticity_rate,
             "elasticity_rate": cfg.physics.elasticity_rate,
             "configured_shape": list(cfg.physics.shape),

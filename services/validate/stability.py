@@ -19,7 +19,9 @@ the rest at rest) applied to the field with Hebbian plasticity on, against the s
 with the metric frozen (plasticity and elasticity gates 0). Its peak field energy
 relative to the pre-step level says whether metric learning can drive the field into
 runaway ("epileptic seizure", GAP-005); the mean conductance at the peak and the
-lattice's cavity modes f_n = n·v₀·√ḡ / L along the area axis are reported with it.
+drive's distance from the lattice's forced modes (the area-axis spectrum as the leapfrog
+rings it, swept over the speed gains N can set; :mod:`services.physics.modes`) is reported
+with it.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from services.orchestrator.coupling import analyse, expm, spectral_abscissa
 from services.orchestrator.engs import Engs
 from services.orchestrator.inputs import CycleInputs
 from services.orchestrator.metabolism import Calibration
+from services.physics.modes import drive_detuning, mode_frequencies_hz
 from services.validate.report import AssayResult, Prediction
 from services.validate.runner import Progress, pmap
 from services.validate.sim import Constant, Mechanisms, Sim, derive_config
@@ -181,19 +184,28 @@ def field_step(
 
 
 def cavity_modes(cfg: Config, g: float, speed: float = 1.0) -> dict[str, Any]:
-    """Modes along the area axis, f_n = n·v₀·s·√g / L, at mean conductance g and speed
-    gain s (the published ``area_speed``), and where the drive frequency falls."""
+    """Where the drive falls among the forced (area-axis) modes of the configured lattice
+    (:mod:`services.physics.modes`) at mean conductance ``g``: at the published speed gain
+    ``speed``, and swept over the speed gains norepinephrine can set (1 + N², 1 … 2)."""
     p = cfg.physics
-    length = p.shape[0]
-    f1 = p.wave_speed * speed * math.sqrt(g) / length
-    n = p.drive_hz / f1
+    shape = list(p.shape)
+    here = drive_detuning(
+        shape, p.wave_speed, p.tick_hz, p.carrier_hz, p.damping, (speed, speed), (g, g)
+    )
+    swept = drive_detuning(
+        shape, p.wave_speed, p.tick_hz, p.carrier_hz, p.damping, (1.0, 2.0), (g, g)
+    )
+    f1 = float(mode_frequencies_hz(shape, p.wave_speed * speed, p.dt, g, (0,))[0])
     return {
         "fundamental_hz": f1,
-        "drive_hz": p.drive_hz,
-        "drive_over_fundamental": n,
-        "nearest_mode_detuning_hz": abs(round(n) - n) * f1,
+        "drive_hz": p.carrier_hz,
+        "drive_over_fundamental": p.carrier_hz / f1,
+        "nearest_mode_detuning_hz": here.distance_hz,
+        "swept_detuning_hz": swept.distance_hz,
+        "swept_linewidths": swept.linewidths,
+        "spectrum_ceiling_hz": swept.ceiling_hz,
         "linewidth_hz": p.damping / (2 * math.pi),
-        "quality_factor": 2 * math.pi * p.drive_hz / p.damping if p.damping > 0 else math.inf,
+        "quality_factor": 2 * math.pi * p.carrier_hz / p.damping if p.damping > 0 else math.inf,
     }
 
 
@@ -322,9 +334,10 @@ def run(
             f"plasticity (t = {plastic['peak_t_s']:.1f} s after the step, mean g "
             f"{plastic['g_at_peak']:.2f}), {frozen['peak_over_implied']:.1f}x with the metric "
             f"frozen (g = 1); drive {modes['drive_hz']:g} Hz = "
-            f"{modes_g1['drive_over_fundamental']:.2f} x the area-axis fundamental at g = 1 "
-            f"(nearest mode {modes_g1['nearest_mode_detuning_hz']:.2f} Hz away), quality factor "
-            f"ω/γ = {modes['quality_factor']:.0f}",
+            f"{modes_g1['drive_over_fundamental']:.2f} x the area-axis fundamental at g = 1, "
+            f"{modes_g1['swept_detuning_hz']:.1f} Hz "
+            f"({modes_g1['swept_linewidths']:.0f} linewidths) from every forced mode over "
+            f"speed gains 1 … 2 (spectrum ceiling {modes_g1['spectrum_ceiling_hz']:.1f} Hz)",
             passed=plastic["peak_over_implied"] <= f and frozen["peak_over_implied"] <= f,
             numbers={
                 "plastic_peak_over_implied": plastic["peak_over_implied"],

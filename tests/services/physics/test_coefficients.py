@@ -77,7 +77,7 @@ def test_tick_table_units() -> None:
     np.testing.assert_allclose(t.table[:, COL["DAMP"]], np.exp([-0.1e-3, -0.3e-3]), rtol=1e-6)
     np.testing.assert_allclose(t.table[:, COL["ETA_H"]], [0.0, 1e-3], rtol=1e-6)
     # first tick of a drive 1.5: Ψ += 1.5 e^{iω h}
-    w = 2 * math.pi * 10.0 * 1e-3
+    w = 2 * math.pi * cfg.carrier_hz * 1e-3
     np.testing.assert_allclose(t.table[1, COL["SHIFT_RE"]], 1.5 * math.cos(w), rtol=1e-6)
     np.testing.assert_allclose(t.table[1, COL["SHIFT_IM"]], 1.5 * math.sin(w), rtol=1e-6)
     np.testing.assert_allclose(t.inv_s2, [0.25, 4.0])

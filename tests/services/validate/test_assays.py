@@ -113,6 +113,17 @@ def test_stability_needs_a_stable_coupling(cfg: Config) -> None:
     assert not verdict(flipped, "stability.engs_decays")  # refused: it never runs
 
 
+def test_field_bounded_needs_an_off_resonant_carrier(cfg: Config) -> None:
+    # the same input step with the former 10 Hz carrier, which sits within 1 Hz of a
+    # cavity mode of the 64-row lattice (services/physics/modes.py), rings far above it
+    params = stability.Params(decay_s=1.0, settle_s=1.0, step_s=4.0)
+    pid = "stability.field_bounded_under_input"
+    intact = stability.run(cfg, params, jobs=JOBS)
+    resonant = stability.run(derive_config(cfg, {"physics.drive_hz": 10.0}), params, jobs=JOBS)
+    assert verdict(intact, pid)
+    assert not verdict(resonant, pid)
+
+
 class GainHomeostat:
     """A minimal homeostatic mechanism for the test: a per-area 'receptor density' ρ that
     integrates the activity error (a - set point) / set point at ``rate`` per second and
