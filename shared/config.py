@@ -607,6 +607,31 @@ class ReceptorConfig(_Section, frozen=True):
         _check_order("range_low", self.range_low, "range_high", self.range_high)
 
 
+class ScalingConfig(_Section, frozen=True):
+    """Activity-dependent receptor scaling: each area's drive sensitivity is a receptor
+    density that homeostasis moves to hold the area's activity at its set point
+    (synaptic scaling, Turrigiano 2008; services/orchestrator/areas/receptors.py)."""
+
+    enabled: bool = True
+    """false: the published drive is the input itself (no saturation, no scaling)."""
+    tau_s: PosFloat = 120.0
+    """Homeostatic time constant: ln activity relaxes to ln set point at 1/tau_s. Slow
+    against learning (a pattern presented for tens of seconds is not scaled away) and
+    fast enough to restore a deprived area within minutes of ENGS time."""
+    headroom: Annotated[float, Meta(gt=1, le=10)] = 1.15
+    """A_max / awake drive: the largest drive amplitude the receptors can pass, as a
+    multiple of the calibrated awake drive. Activity (|Ψ|² ∝ A²) can then never exceed
+    headroom² x its set point, whatever the density: it bounds the overshoot."""
+    setpoint_s: PosFloat = 2.0
+    """The set point is the mean awake activity over this long after start-up."""
+    arousal_gain: _NonNeg = 2.0
+    """k in norepinephrine's response gain G_NE = e^{k (x_NE - rest_NE)} (1 at rest; at
+    the default k = 2 and rest 0.3: 0.55 at NE 0, 4.1 at NE 1). 0: no arousal gain."""
+    density_min: Annotated[float, Meta(gt=0, le=1)] = 0.25
+    density_max: Annotated[float, Meta(ge=1)] = 4.0
+    """Clamp of the density relative to its calibrated value."""
+
+
 class ConsolidationConfig(_Section, frozen=True):
     """Sleep consolidation from dream-weave replay (seed 002 §5, seed 003 §8.1)."""
 
@@ -704,6 +729,7 @@ class AreasConfig(_Section, frozen=True):
     """κ in those multipliers."""
     homeostasis: HomeostasisConfig = msgspec.field(default_factory=HomeostasisConfig)
     receptors: ReceptorConfig = msgspec.field(default_factory=ReceptorConfig)
+    scaling: ScalingConfig = msgspec.field(default_factory=ScalingConfig)
     consolidation: ConsolidationConfig = msgspec.field(default_factory=ConsolidationConfig)
     audit: AuditConfig = msgspec.field(default_factory=AuditConfig)
 

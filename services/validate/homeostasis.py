@@ -86,11 +86,17 @@ class EngsAreaHomeostat:
                 setattr(self._model, flag, False)
 
     def density(self, sim: Sim, area: int) -> float | None:
+        """The density of the receptors the area's drive passes through (activity
+        scaling, relative to calibration); a model without them: the density networks'
+        output summed over the receptor types of the area's site."""
         from services.orchestrator.areas.receptors import DENSITY  # noqa: PLC0415
 
         m = self._model
         if not 0 <= area < int(m.n_areas):
             return None
+        scaling = getattr(m, "scaling", None)
+        if scaling is not None and scaling.cfg.enabled:
+            return float(scaling.density[area])
         return float(np.asarray(m.nets.y)[DENSITY, int(m.n0) + area].sum())
 
 
@@ -102,19 +108,21 @@ def find_homeostat(sim: Sim) -> Homeostat | None:
 @dataclass(frozen=True)
 class Params:
     settle_s: float = 5.0
-    low_s: float = 30.0
-    after_s: float = 30.0
+    low_s: float = 240.0
+    """Two time constants of the ENGS's activity scaling (τ = 120 s, docs/areas.md §7a):
+    homeostatic scaling is slow against learning, so its protocol is long."""
+    after_s: float = 300.0
     low_gain: float = 0.5
     area: int = 1
     drop: float = 0.2
     recovery: float = 0.5
+    recovery_band: float = 0.2
+    """Activity at the end of the deprivation within this fraction of its set point."""
+    overshoot_max: float = 0.5
+    """Peak after the return at most this fraction above the set point."""
     density_change: float = 0.05
     overshoot: float = 0.05
     tolerance: float = 0.1
-
-    @classmethod
-    def quick(cls) -> Params:
-        return cls(settle_s=3.0, low_s=8.0, after_s=8.0)
 
 
 @dataclass
@@ -273,14 +281,16 @@ def run(
             id="homeostasis.activity_recovers",
             statement="During the deprivation, homeostasis brings the area's activity back "
             "towards its set point.",
-            criterion=f">= {p.recovery:g} of the drop recovered by the end of the deprivation, "
-            f"and >= {p.recovery / 2:g} more than with the homeostat frozen (the mechanism, "
-            "not the field, does the work)",
+            criterion=f"by the end of the deprivation activity is within {p.recovery_band:.0%} "
+            f"of its set point, >= {p.recovery:g} of the drop is recovered, and >= "
+            f"{p.recovery / 2:g} more than with the homeostat frozen (the mechanism, not the "
+            "field, does the work)",
             measured=f"recovered {100 * r['recovered_fraction']:.0f} % of the drop (activity "
             f"{r['activity_after_step']:.3f} -> {r['activity_end_of_deprivation']:.3f}, set "
             f"point {r['set_point']:.3f})"
             + (f"; frozen {100 * fr:.0f} %" if f is not None else f"; {absent}"),
             passed=f is not None
+            and abs(r["activity_end_of_deprivation"] / r["set_point"] - 1.0) <= p.recovery_band
             and r["recovered_fraction"] >= p.recovery
             and r["recovered_fraction"] - fr >= p.recovery / 2,
             numbers={"recovered_fraction": r["recovered_fraction"], "frozen": fr},
@@ -302,15 +312,16 @@ def run(
             id="homeostasis.overshoot_and_return",
             statement="When the input returns, the raised density makes activity overshoot its "
             "set point; then activity and density re-adjust to baseline.",
-            criterion=f"peak activity after the return >= {1 + p.overshoot:g} x the set point and "
-            f"{p.overshoot:g} above the frozen run's; at the end activity within "
+            criterion=f"peak activity after the return >= {1 + p.overshoot:g} x the set point "
+            f"(and <= {1 + p.overshoot_max:g} x: proportionate) and {p.overshoot:g} above the "
+            "frozen run's; at the end activity within "
             f"{p.tolerance:g} of the set point and density within {p.tolerance:g} (of baseline) "
             "of the sham run's",
             measured=f"peak {100 * r['overshoot_fraction']:+.0f} % (frozen "
             f"{100 * fo:+.0f} %), end {100 * r['end_error_fraction']:+.0f} %"
             + (f", density end {d_end:.4g} vs sham {s_end:.4g}" if have_density else f"; {absent}"),
             passed=have_density
-            and r["overshoot_fraction"] >= p.overshoot
+            and p.overshoot <= r["overshoot_fraction"] <= p.overshoot_max
             and r["overshoot_fraction"] - fo >= p.overshoot
             and abs(r["end_error_fraction"]) <= p.tolerance
             and abs(d_end - s_end) <= p.tolerance * d_base,

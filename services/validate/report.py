@@ -132,6 +132,14 @@ def to_markdown(results: list[AssayResult], meta: dict[str, Any]) -> str:
         + (f"; {len(failed)} fail.**" if failed else ".**"),
         "",
     ]
+    if meta.get("not_run"):
+        lines += [
+            "> `--quick` runs fewer assays, each at full strength, so every verdict it "
+            "reports is the full run's. Not run here: "
+            + ", ".join(f"`{a}`" for a in meta["not_run"])
+            + ".",
+            "",
+        ]
     if meta.get("plots_note"):
         lines += [f"> {meta['plots_note']}", ""]
     lines += ["| assay | prediction | verdict | measured |", "|---|---|---|---|"]

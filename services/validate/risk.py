@@ -55,10 +55,6 @@ class Params:
     risky_payoff: float = 1.0
     risky_p: float = 0.5
 
-    @classmethod
-    def quick(cls) -> Params:
-        return cls(trials=60)
-
 
 @dataclass
 class ChoiceRun:

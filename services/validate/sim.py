@@ -31,8 +31,13 @@ Interventions:
   it is replaced.
 * Input drive (:attr:`Sim.drive_gain`, :attr:`Sim.drive_extra`): the environment's
   sustained input to an area. The live service has no such signal (its only per-area
-  input is the one-shot ``stimulus``); the harness models sensory input as the area's
-  drive amplitude, ``area_drive = gain · published + extra``.
+  input is the one-shot ``stimulus``); the harness models sensory input as a multiple of
+  the published drive plus an extra, ``u = gain · drive + extra``. With the area model on,
+  u is handed to it (``AreaNeurochemistry.input_gain`` / ``input_extra``) before the cycle,
+  so it passes through the areas' receptors — their saturating response and activity
+  scaling (:class:`services.orchestrator.areas.receptors.ActivityScaling`) — as any input
+  would; without it the published drive is rescaled, ``area_drive = gain · published +
+  extra``.
 * Controllers: callables run on the finished record each cycle — the hook through
   which a mechanism that is not (yet) inside ENGS can be plugged into the loop.
 
@@ -202,6 +207,8 @@ class Sim:
         self._scram_left = 0
         self._scram_clear = self.config.physics.scram_clear_ticks
         self.result = StepResult(cycle=0, t_s=0.0, causes=0)
+        chem = getattr(self.engs, "area_chem", None)
+        self._chem: Any = chem if hasattr(chem, "input_gain") else None
         self._apply_clamp_to_engs()
 
     # ------------------------------------------------------------------ the cycle
@@ -221,14 +228,19 @@ class Sim:
         self.result = self.engs.step(inputs, tel)
         self._apply_clamp_to_engs()
         st = self.state
+        chem = self._chem
+        if chem is not None:
+            chem.input_gain[:] = self.drive_gain
+            chem.input_extra[:] = self.drive_extra
         self.engs.fill_state(st)
         self.seq += 1
         st["seq"] = self.seq
         self._apply_clamp_to_record()
         self._apply_mechanisms()
         n = self.n_areas
-        drive = st["area_drive"]
-        drive[:n] = drive[:n] * self.drive_gain + self.drive_extra
+        if chem is None:
+            drive = st["area_drive"]
+            drive[:n] = drive[:n] * self.drive_gain + self.drive_extra
         for controller in self.controllers:
             controller(self)
         critical = self.result.causes != 0 or self._scram_left > 0

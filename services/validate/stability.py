@@ -60,10 +60,6 @@ class Params:
     step_input: float = 0.8
     runaway_factor: float = 3.0
 
-    @classmethod
-    def quick(cls) -> Params:
-        return cls(decay_s=60.0, settle_s=3.0, step_s=8.0)
-
 
 def _bisect(f: Any, stable_at: float, unstable_at: float, iters: int = 60) -> float:
     """The parameter value between a stable and an unstable point where the spectral

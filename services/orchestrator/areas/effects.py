@@ -12,7 +12,8 @@ norepinephrine nuclei one to one; the rows of the other four follow the physiolo
 in docs/areas.md (:data:`DEFAULT_DRIVERS`; overridable per NT in config).
 
 **Effects** (area effective level x → per-area multipliers of the physics). No
-passenger chemicals: every NT changes exactly one published coefficient.
+passenger chemicals: every NT changes exactly one published coefficient, except NE, which
+also sets the gain of the area's response to its input (issue 13, the arousal inverted U).
 
 =====  ================  =================================================  ==============
 NT     coefficient       multiplier                                         source
@@ -20,6 +21,7 @@ NT     coefficient       multiplier                                         sour
 DA     area_plasticity   1 + tanh(κ_D (x - D_eq))  (gates.plasticity_gate)  seed 003 §3.3
 5HT    area_elasticity   0.5 + 0.5 tanh(κ_S (x - S_eq))  (elasticity_gate)  seed 003 §4.1
 NE     area_speed        1 + x²  (gates.speed_gain: 1/s_eff)                GAP-005
+NE     response gain     e^{k (x - rest)} on the drive's receptors          adaptive gain
 HA     area_drive        drive x (1 + a tanh(κ (x - rest)))                 wake drive
 ORX    area_damping      1 - a tanh(κ (x - rest))                           arousal stability
 OXT    area_noise        noise x (1 - a tanh(κ (x - rest)))                 signal-to-noise
@@ -142,6 +144,10 @@ class Effects:
         self.damping = one.copy()
         self.noise_gain = one.copy()
         self.stimulus_gain = one.copy()
+        self._k_ne = oc.areas.scaling.arousal_gain
+        self.response_gain = one.copy()
+        """G_NE = e^{k (x_NE - rest_NE)}: norepinephrine's gain on the response to input
+        (receptors.ActivityScaling; Servan-Schreiber, Printz & Cohen 1990)."""
 
     def update(self, x: F64Array) -> None:
         r, a, k = self._rest, self._a, self._k
@@ -152,3 +158,4 @@ class Effects:
         self.damping = modulation(x[:, ORX], r[ORX], a, k, -1.0)
         self.noise_gain = modulation(x[:, OXT], r[OXT], a, k, -1.0)
         self.stimulus_gain = modulation(x[:, TST], r[TST], a, k, +1.0)
+        self.response_gain = np.exp(self._k_ne * (x[:, NE] - r[NE]))

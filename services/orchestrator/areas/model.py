@@ -6,13 +6,15 @@
                                           ▲ s: modulators (Homeostasis Module)
                                           ▲ r̂, ρ̂, ŝ: receptor networks (seed 000)
     areas ──x = ŝ·μ──▶ effects ──▶ per-area physics coefficients (:meth:`fill`)
+    input ──receptor density ρ (activity scaling)──▶ area drive (:meth:`fill`) ──▶ activity ─┐
+          ▲──────────────────────── homeostasis: ρ holds activity at its set point ◀────────┘
 
 One :meth:`step`, in order: drivers from the global levels → context and the three
 receptor networks → modulator features and s → transfer (levels μ⁺) → effective levels
 and their effects → R_t and the other metrics → (awake) Homeostasis Module and receptor
 learning (one descent step over all learned arrays), saturation safeguard, running
-statistics → activity regression → (napping) dream batches, consolidation when the nap
-ends → audit sample → remember this cycle.
+statistics → activity regression and (awake) activity scaling → (napping) dream batches,
+consolidation when the nap ends → audit sample → remember this cycle.
 
 Calibration (construction): the nuclei's store sizes and the base gains are solved so
 that, at the ENGS's resting state, every area rests at its configured level (the NT's
@@ -61,6 +63,7 @@ from services.orchestrator.areas.receptors import (
     RELEASE,
     SENSITIVITY,
     ActivityRegression,
+    ActivityScaling,
     LocalInputs,
     LocalObjective,
     Nets,
@@ -86,7 +89,7 @@ from shared.layout import N_NT
 F64Array = np.ndarray[Any, np.dtype[np.float64]]
 
 AREAS_FORMAT = "engs-areas"
-AREAS_VERSION = 1
+AREAS_VERSION = 2  # 2: activity scaling (issue 13)
 CALIBRATION_ITERATIONS = 200
 CALIBRATION_TOL = 1e-9
 #: Rest of the DMN metrics (inputs.DMN_FIELDS): no change, fully safe.
@@ -266,6 +269,15 @@ class AreaNeurochemistry:
         self.act_seen = np.zeros(na, dtype=bool)
         self.act_alpha = float(1.0 - np.exp(-self.dt / rc.activity_tau_s))
         self.activity = np.zeros(na)
+        self.scaling = ActivityScaling(ac.scaling, na, oc.nap.awake_drive, self.dt)
+        """Each area's drive sensitivity and its activity homeostasis (receptors.py)."""
+        self.input_gain = np.ones(na)
+        self.input_extra = np.zeros(na)
+        """The environment's input to each area: u = drive x HA gain x input_gain +
+        input_extra (field units) is what the receptors transduce. The live service has no
+        sensory input of its own (1 and 0: the published drive is the input); a client
+        that models one (the validation harness) sets these before a cycle."""
+        self._u = np.zeros(na)
         self.sat_count = np.zeros((na, N_NT), dtype=np.int64)
         # Awake statistics consolidation reads.
         self.stats_alpha = float(1.0 - np.exp(-self.dt / cc.stats_tau_s))
@@ -441,6 +453,8 @@ class AreaNeurochemistry:
             self._awake_stats()
         if activity is not None:
             self._observe_activity(activity)
+            if not napping:
+                self.scaling.observe(activity, self.receptor_learning)
         consolidation = self._nap(napping, dream, rng, cortisol, boredom)
         tgt_after = fl.post.reshape(-1)[kin.idx_tgt].reshape(fl.sent.shape)
         self.audit.observe(cycle, kin.mask > 0, ~fl.edge_ok, mods.s, fl.sent, fl.mu_src, tgt_after)
@@ -764,7 +778,11 @@ class AreaNeurochemistry:
         out["area_elasticity"][:n] = ef.elasticity
         out["area_speed"][:n] = ef.speed
         out["area_damping"][:n] = ef.damping
-        out["area_drive"][:n] = drive * ef.drive_gain
+        u = self._u
+        np.multiply(ef.drive_gain, drive, out=u)
+        u *= self.input_gain
+        u += self.input_extra
+        self.scaling.respond(u, out["area_drive"][:n], ef.response_gain)
         out["area_noise"][:n] = noise * ef.noise_gain
         out["area_stimulus"][:n] = stimulus * ef.stimulus_gain
         out["area_nt"][:n] = self.x
@@ -788,7 +806,7 @@ class AreaNeurochemistry:
             "dream.mu_c": dr.mu_c, "dream.mu2": dr.mu2, "dream.share": dr.share,
             "dream.samples": dr.samples,
         }  # fmt: skip
-        return arrays | self.params.arrays() | self.regression.arrays()
+        return arrays | self.params.arrays() | self.regression.arrays() | self.scaling.arrays()
 
     def state_dict(self) -> AreasSnapshot:
         """Every evolving array, bytes-exact."""

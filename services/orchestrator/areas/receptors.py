@@ -65,7 +65,7 @@ from typing import Any
 import numpy as np
 
 from services.orchestrator.areas.transfer import Flows, Kinetics
-from shared.config import ReceptorConfig
+from shared.config import ReceptorConfig, ScalingConfig
 from shared.layout import N_NT
 
 F64Array = np.ndarray[Any, np.dtype[np.float64]]
@@ -369,3 +369,127 @@ class ActivityRegression:
             "reg.suu": self.suu, "reg.suy": self.suy, "reg.sy": self.sy, "reg.syy": self.syy,
             "reg.n": self.n, "reg.beta": self.beta, "reg.noise_leak": self.noise_leak,
         }  # fmt: skip
+
+
+#: Floor of the response's log-sensitivity G in the homeostatic step (x ≈ 2.7 at 0.1 x
+#: the linear G): deeper in saturation the density would have to move without bound.
+G_FLOOR = 0.1
+
+
+class ActivityScaling:
+    """Activity-dependent receptor scaling: what each area's drive passes through.
+
+    Seed 000's networks regulate receptor density against *neuromodulator* signalling; they
+    have no handle on the area's activity (issue 13: after a drive step-down activity never
+    returned). This is the receptor population that does: each area's postsynaptic receptor
+    density ρ_a sets how strongly its input drives it, and homeostasis moves ρ_a to hold
+    the area's activity at a set point — synaptic scaling (Turrigiano et al. 1998, Nature
+    391:892; Turrigiano 2008, Cell 135:422), written as the integral controller of O'Leary
+    & Wyllie 2011 (J Physiol 589:2347) on ln ρ.
+
+    Response (per area, field units): the drive amplitude the physics receives for input u
+    (the published drive, times the environment's input where one is given)::
+
+        A = A_max · tanh(ρ · u / A_max),    A_max = headroom · u_0
+
+    linear (A ≈ ρu) for small inputs and saturating at A_max: receptor binding and the
+    downstream response saturate. Norepinephrine multiplies the slope: ρ → G_NE·ρ with
+    G_NE = e^{k (x_NE − rest_NE)} from the area's effective NE level (1 at rest), the
+    catecholamine gain of Servan-Schreiber, Printz & Cohen 1990 (Science 249:892) that
+    Aston-Jones & Cohen 2005 (Annu Rev Neurosci 28:403) build adaptive gain on: at low
+    arousal the response to every input is weak and graded (the taught input barely
+    stands out), at high arousal every input — relevant or not — drives its area towards
+    saturation, so the taught input no longer stands out either.
+    ρ_0 = (A_max/u_0)·artanh(u_0/A_max) is the calibrated density at which the awake
+    drive u_0 passes unchanged (A(u_0) = u_0), so with the density at its calibration the
+    published drive equals the unscaled one. ``density`` reports ρ/ρ_0.
+
+    Homeostasis (awake only; paused while napping, when low drive is the point)::
+
+        d ln ρ / dt = clip(ln(a* / a), -1, 1) / (τ · G),   G = ∂ln a / ∂ln ρ = 4x / sinh 2x
+
+    with a the area's activity (telemetry ``area_activity``, mean |Ψ|² ≈ A²), x = ρu/A_max
+    the operating point of the response (G = 2 in the linear range, smaller in saturation,
+    floored at ``G_FLOOR``) and a* the set point: the mean awake activity over the first
+    ``setpoint_s`` (a fixed target, as a neuron's target rate is). Dividing by the
+    response's own log-sensitivity makes ln a relax towards ln a* at the one rate 1/τ
+    wherever the response operates (a plain integrator slows down by 1/G in saturation:
+    tried, the return after a deprivation took > 10 minutes). Because |Ψ|² can never
+    exceed A_max², the activity after any deprivation and return stays below
+    headroom² · a* (the overshoot bound, up to the field's own transient at the area's
+    borders), and a deprived area recovers as far as A_max allows. ``learning`` False
+    freezes ρ (the flip test: no recovery).
+
+    Writer: :class:`.model.AreaNeurochemistry` (one thread); arrays are float64 (A,).
+    """
+
+    def __init__(self, cfg: ScalingConfig, n_areas: int, awake_drive: float, dt: float) -> None:
+        self.cfg = cfg
+        self.dt = dt
+        self.a_max = cfg.headroom * max(awake_drive, 1e-12)
+        x = min(awake_drive / self.a_max, 1.0 - 1e-12)
+        self.rho0 = cfg.headroom * math.atanh(x)
+        self.log_density = np.zeros(n_areas)
+        """ln(ρ/ρ_0) per area."""
+        self.set_point = np.zeros(n_areas)
+        self.seen_s = np.zeros(1)
+        """Awake seconds observed (the set point is averaged over the first setpoint_s)."""
+        self._rho = np.full(n_areas, self.rho0)
+        self._x = np.full(n_areas, self.rho0 * awake_drive / self.a_max)
+        """The response's operating point x = ρu/A_max of the last :meth:`respond`."""
+        self._lo = math.log(cfg.density_min)
+        self._hi = math.log(cfg.density_max)
+
+    @property
+    def density(self) -> np.ndarray[Any, np.dtype[np.float64]]:
+        """ρ/ρ_0 per area (1 at calibration)."""
+        out: np.ndarray[Any, np.dtype[np.float64]] = np.exp(self.log_density)
+        return out
+
+    def respond(
+        self,
+        u: np.ndarray[Any, Any],
+        out: np.ndarray[Any, Any],
+        gain: np.ndarray[Any, Any] | None = None,
+    ) -> None:
+        """The drive amplitude for input ``u`` (A,), written into ``out`` (A,); ``gain``
+        (A,): the arousal gain G_NE multiplying ρ (None: 1)."""
+        if not self.cfg.enabled:
+            out[...] = u
+            return
+        np.multiply(np.exp(self.log_density), self.rho0 / self.a_max, out=self._rho)
+        if gain is not None:
+            self._rho *= gain
+        np.multiply(self._rho, np.asarray(u, dtype=np.float64), out=self._x)
+        out[...] = self.a_max * np.tanh(self._x)
+
+    def observe(self, activity: np.ndarray[Any, Any], learning: bool) -> None:
+        """One awake cycle's per-area activity: the set point while it is being
+        measured, then (``learning``) one homeostatic step of ln ρ."""
+        if not self.cfg.enabled:
+            return
+        act = np.asarray(activity, dtype=np.float64)
+        if act.shape != self.set_point.shape or not np.all(np.isfinite(act)):
+            return  # a SCRAMmed or foreign record
+        if self.seen_s[0] < self.cfg.setpoint_s:
+            n = self.seen_s[0] / self.dt
+            self.set_point += (act - self.set_point) / (n + 1.0)
+            self.seen_s[0] += self.dt
+            return
+        if not learning:
+            return
+        ok = (act > 0.0) & (self.set_point > 0.0)
+        err = np.log(np.where(ok, self.set_point, 1.0) / np.where(ok, act, 1.0))
+        np.clip(err, -1.0, 1.0, out=err)
+        x = np.clip(np.abs(self._x), 1e-6, 20.0)
+        gain = np.maximum(4.0 * x / np.sinh(2.0 * x), G_FLOOR)
+        self.log_density += err * (self.dt / self.cfg.tau_s) / gain
+        np.clip(self.log_density, self._lo, self._hi, out=self.log_density)
+
+    def arrays(self) -> dict[str, np.ndarray[Any, Any]]:
+        return {
+            "scaling.log_density": self.log_density,
+            "scaling.set_point": self.set_point,
+            "scaling.seen_s": self.seen_s,
+            "scaling.x": self._x,
+        }

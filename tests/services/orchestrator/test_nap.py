@@ -63,10 +63,13 @@ def test_full_nap_cycle() -> None:
     engs.fill_state(out)
     assert out["flags"] & Mode.NAP
     # (the area model multiplies the base drive and noise by each area's histamine and
-    # oxytocin effects, docs/areas.md; divide them out to see the nap's base values)
+    # oxytocin effects and passes the drive through its receptors' response, docs/areas.md
+    # §7a; undo them to see the nap's base values)
     assert engs.area_chem is not None
-    fx = engs.area_chem.effects
-    assert out["area_drive"][0] == pytest.approx(0.2 * fx.drive_gain[0])
+    fx, sc = engs.area_chem.effects, engs.area_chem.scaling
+    slope = sc.rho0 * float(sc.density[0]) * fx.response_gain[0] / sc.a_max
+    u = math.atanh(float(out["area_drive"][0]) / sc.a_max) / slope
+    assert u == pytest.approx(0.2 * fx.drive_gain[0], rel=1e-5)
     assert out["area_noise"][0] == pytest.approx((2.0 - 1.5 * engs.dopamine) * fx.noise_gain[0])
     res = engs.step(CycleInputs(), tel.next())
     warnings = [e for e in res.events if isinstance(e, MetabolicWarning)]
@@ -97,8 +100,10 @@ def test_full_nap_cycle() -> None:
     assert lock is not None and engs.commit(lock.id)
     engs.fill_state(out)
     assert not out["flags"] & Mode.NAP
-    fx = engs.area_chem.effects
-    assert out["area_drive"][0] == pytest.approx(1.0 * fx.drive_gain[0])
+    fx, sc = engs.area_chem.effects, engs.area_chem.scaling
+    slope = sc.rho0 * float(sc.density[0]) * fx.response_gain[0] / sc.a_max
+    u = math.atanh(float(out["area_drive"][0]) / sc.a_max) / slope
+    assert u == pytest.approx(1.0 * fx.drive_gain[0], rel=1e-5)
     assert out["area_noise"][0] == pytest.approx(1.0 * fx.noise_gain[0])
 
 

@@ -175,6 +175,23 @@ def test_homeostasis_detects_a_working_mechanism_and_its_absence(cfg: Config) ->
         assert not verdict(flipped, pid), pid
 
 
+def test_homeostasis_needs_the_engs_own_receptor_scaling(cfg: Config) -> None:
+    # The ENGS's own activity scaling (areas/receptors.py), run at a 10 x shorter time
+    # constant so a short protocol fits: it passes; the same run with receptor learning
+    # off (the flip) recovers nothing.
+    fast = derive_config(cfg, {"orchestrator.areas.scaling.tau_s": 8.0})
+    params = homeostasis.Params(settle_s=3.0, low_s=25.0, after_s=30.0)
+    intact = homeostasis.run(fast, params, jobs=JOBS)
+    frozen = derive_config(fast, {"orchestrator.areas.receptors.learning": False})
+    flipped = homeostasis.run(frozen, params, jobs=JOBS)
+    for pid in ("homeostasis.activity_falls", "homeostasis.activity_recovers",
+                "homeostasis.density_up", "homeostasis.overshoot_and_return"):  # fmt: skip
+        assert verdict(intact, pid), pid
+    assert verdict(flipped, "homeostasis.activity_falls")
+    for pid in ("homeostasis.activity_recovers", "homeostasis.density_up"):
+        assert not verdict(flipped, pid), pid
+
+
 def test_homeostasis_without_a_density_model_says_so(cfg: Config) -> None:
     no_areas = derive_config(cfg, {"orchestrator.areas.enabled": False})
     params = homeostasis.Params(settle_s=2.0, low_s=2.0, after_s=2.0)

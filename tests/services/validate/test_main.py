@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from services.validate import main, plots, risk
+from services.validate import main, plots, risk, stability
 from shared.config import load_config
 
 
@@ -25,9 +25,9 @@ def test_quick_run_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     doc = json.loads((out / "report.json").read_text())
     stdout, stderr = capsys.readouterr()
     assert doc["schema"] == "engs-validate" and doc["quick"] is True
-    assert [a["name"] for a in doc["assays"]] == list(main.ASSAYS)
+    assert [a["name"] for a in doc["assays"]] == list(main.QUICK_ASSAYS)
     preds = [p for a in doc["assays"] for p in a["predictions"]]
-    assert len(preds) == doc["predictions_total"] >= 25
+    assert len(preds) == doc["predictions_total"] >= 15
     # the exit code, the JSON and the printed lines all say the same thing
     failed = [p["id"] for p in preds if not p["passed"]]
     assert doc["predictions_failed"] == len(failed)
@@ -39,12 +39,31 @@ def test_quick_run_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     # plots: every one listed exists, is a PNG and is referenced by report.md
     md = (out / "report.md").read_text()
     names = [name for a in doc["assays"] for name in a["plots"]]
-    assert len(names) >= 7
+    assert len(names) >= 4
     for name in names:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({name})" in md
     for p in preds:
         assert f"`{p['id']}`" in md
+    for name in set(main.ASSAYS) - set(main.QUICK_ASSAYS):
+        assert f"`{name}`" in md.split("Not run here:", 1)[1].split("\n", 1)[0]
+
+
+def test_quick_selects_assays_and_never_weakens_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a quick verdict must be the full run's verdict: the same parameters, fewer assays
+    assert main.selected_assays(True, None) == list(main.QUICK_ASSAYS)
+    assert main.selected_assays(False, None) == list(main.ASSAYS)
+    assert main.selected_assays(True, ["stability", "rpe"]) == ["stability"]
+    seen: list[object] = []
+
+    def spy(*args: object, **kwargs: object) -> None:
+        seen.append(args[1])
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(stability, "run", spy)
+    for quick in (True, False):
+        main.run_assays(load_config(env={}), quick=quick, only=["stability"])
+    assert seen == [stability.Params(), stability.Params()]
 
 
 def test_without_matplotlib_the_text_report_is_still_written(

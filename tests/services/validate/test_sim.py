@@ -13,7 +13,15 @@ from services.orchestrator.metabolism import Calibration
 from services.physics.backend import numpy_backend
 from services.physics.coefficients import Coefficients
 from services.physics.field import make_field
-from services.validate.sim import Clamp, Constant, Mechanisms, Sim, assay_shape, running_mean
+from services.validate.sim import (
+    Clamp,
+    Constant,
+    Mechanisms,
+    Sim,
+    assay_shape,
+    derive_config,
+    running_mean,
+)
 from shared.config import Config, load_config
 from shared.layout import Cause, state_dtype, telemetry_dtype
 
@@ -111,10 +119,27 @@ def test_mechanism_replacement_and_input_drive(cfg: Config) -> None:
     sim.cycle()
     n = sim.n_areas
     np.testing.assert_allclose(sim.state["area_elasticity"][:n], 0.25)
-    base = np.zeros((), state_dtype(sim.config.shm.max_areas))
-    sim.engs.fill_state(base)
-    expected = base["area_drive"][:n] * 0.5 + np.array([0.0, 0.2] + [0.0] * (n - 2))
-    np.testing.assert_allclose(sim.state["area_drive"][:n], expected, rtol=1e-6)
+    # the input u = 0.5 x drive + extra passes through the areas' receptors (the area
+    # model's ActivityScaling), as any input would
+    chem = sim.engs.area_chem
+    assert chem is not None
+    extra = np.array([0.0, 0.2] + [0.0] * (n - 2))
+    np.testing.assert_allclose(chem.input_gain, 0.5)
+    np.testing.assert_allclose(chem.input_extra, extra)
+    sc, fx = chem.scaling, chem.effects
+    u = sim.engs.drive * fx.drive_gain * 0.5 + extra
+    expected = sc.a_max * np.tanh(sc.rho0 * sc.density * fx.response_gain * u / sc.a_max)
+    np.testing.assert_allclose(sim.state["area_drive"][:n], expected, rtol=1e-5)
+    # without the area model the published drive itself is rescaled
+    plain = Sim(derive_config(cfg, {"orchestrator.areas.enabled": False}))
+    plain.drive_gain[:] = 0.5
+    plain.drive_extra[:] = extra
+    plain.cycle()
+    base = np.zeros((), state_dtype(plain.config.shm.max_areas))
+    plain.engs.fill_state(base)
+    np.testing.assert_allclose(
+        plain.state["area_drive"][:n], base["area_drive"][:n] * 0.5 + extra, rtol=1e-6
+    )
 
 
 def test_zero_value_critic_gives_the_reward_as_the_error(cfg: Config) -> None:

@@ -140,8 +140,11 @@ def test_ceilings_and_max_delta_hold_for_adversarial_inputs(
         n = m.n_areas
         assert np.all((out["area_plasticity"][:n] >= 0) & (out["area_plasticity"][:n] <= 2))
         assert np.all((out["area_speed"][:n] >= 1) & (out["area_speed"][:n] <= 2))
-        for f in ("area_damping", "area_drive", "area_noise", "area_stimulus"):
+        for f in ("area_damping", "area_noise", "area_stimulus"):
             assert np.all((out[f][:n] >= 0.5 - 1e-6) & (out[f][:n] <= 1.5 + 1e-6)), f
+        # the drive passes the receptors' saturating response: never above A_max
+        a_max = m.scaling.a_max
+        assert np.all((out["area_drive"][:n] > 0) & (out["area_drive"][:n] <= a_max + 1e-6))
 
 
 _MODEL = make_model()
