@@ -264,21 +264,41 @@ class DopamineConfig(_Section, frozen=True):
     """κ in the plasticity gate 1 + tanh(κ(D - D_eq)) (seed has κ = 1)."""
     emergency_impulse: _Level = 0.5
     """Dopamine added once per oracle anhedonia request (seed §9.1 emergency stimulus)."""
+    negative_gain: Annotated[float, Meta(gt=0, le=1)] = 0.33
+    """Phasic dopamine encodes a negative δ at this fraction of a positive one (Bayer
+    & Glimcher 2005: a pause below ~5 Hz baseline firing cannot mirror a burst of
+    ~15 Hz above it). The critic learns from δ itself; D and the read-outs see this."""
+    reward_rate_tau_s: PosFloat = 20.0
+    """Time constant of R̄, the average reward rate (tonic dopamine, Niv et al. 2007)."""
+    tonic_gain: Annotated[float, Meta(ge=0, le=0.5)] = 0.3
+    """How far a saturating R̄ raises D's equilibrium above D_eq (a negative R̄ lowers
+    it): ΔD_eq = tonic_gain·tanh(R̄ / reward_rate_scale)."""
+    reward_rate_scale: PosFloat = 1.0
+    """R̄ (reward per second) at which the tonic shift reaches tanh(1) = 76 % of its
+    maximum."""
 
 
 class CriticConfig(_Section, frozen=True):
-    """Learned critic: linear TD(λ) over energy, entropy and cue microstimuli."""
+    """Learned critic: linear TD(λ) over the centred field energy and entropy and the
+    time since each cue (docs/orchestrator.md §3, services/orchestrator/critic.py)."""
 
-    alpha: Annotated[float, Meta(gt=0, le=1)] = 0.1
-    """Step size, divided by the number of features."""
-    trace_lambda: Annotated[float, Meta(ge=0, le=1)] = 0.5
+    alpha: Annotated[float, Meta(gt=0, le=1)] = 0.15
+    """Step size per unit of eligibility (traces are bounded to [-1, 1])."""
+    trace_lambda: Annotated[float, Meta(ge=0, le=1)] = 0.9
     """λ per second of the eligibility trace; per cycle λ**(1/cycle_hz)."""
-    microstimuli: Annotated[int, Meta(ge=1, le=64)] = 10
-    """Number of cue microstimuli (Ludvig, Sutton & Kehoe 2008)."""
-    cue_tau_s: PosFloat = 1.0
-    """Decay time constant of the cue memory trace the microstimuli tile."""
-    microstimulus_width: PosFloat = 0.08
-    """σ of each microstimulus over trace height."""
+    field_alpha: Annotated[float, Meta(ge=0, le=1)] = 0.003
+    """Step size of the two dense field features (energy, entropy), learned by TD(0)."""
+    time_resolution: Annotated[float, Meta(ge=0.01, le=1)] = 0.1
+    """Relative width of the cue time bins: each is at least one cycle wide and spans
+    e^{resolution} of its start time (scalar timing: 10 % → 0.3 s at 3 s)."""
+    time_max_s: Annotated[float, Meta(gt=0, le=60)] = 6.0
+    """How long a cue is remembered: its bins end here (a longer CS–US interval is
+    not predicted)."""
+    delta_bound: PosFloat = 2.0
+    """|δ| of the learning signal is clipped here (the largest error a reward at the
+    socket's bound, 1, can make against a value of -1)."""
+    baseline_tau_s: PosFloat = 30.0
+    """Time constant of the running entropy mean the entropy feature is centred on."""
 
 
 class SerotoninConfig(_Section, frozen=True):
@@ -341,9 +361,23 @@ class BoredomConfig(_Section, frozen=True):
     """Subjective seconds taken off the clock per unit of lesser novelty (GAP-036)."""
     relief_reward: _NonNeg = 1.0
     """Intrinsic reward per unit of boredom relieved by novelty (seed §6.3 step 4)."""
+    intake_tau_s: PosFloat = 0.4
+    """Time constant of the local reward intake rate ρ (the MVT's marginal rate)."""
+    opportunity_gain: _NonNeg = 4.0
+    """c in the opportunity-cost boredom σ(logit θ + c·ln(R̄/ρ)): how sharply B rises
+    once the local intake ρ falls below the average rate R̄ (0: no opportunity cost)."""
+    opportunity_min_rate: PosFloat = 0.005
+    """R̄ (reward per second) below which there is no opportunity cost to weigh."""
+    rearm: Annotated[float, Meta(gt=0, lt=1)] = 0.7
+    """A curiosity goal is re-armed once B has fallen below this level (hysteresis: a
+    rate hovering at R̄ does not fire goals on every fluctuation)."""
+    goal_retry_s: PosFloat = 5.0
+    """While the opportunity cost holds B at or above the threshold, a goal is retried
+    every this many ENGS seconds."""
 
     def __post_init__(self) -> None:
         _check_order("start", self.start, "threshold", self.threshold)
+        _check_order("rearm", self.rearm, "threshold", self.threshold)
 
 
 class MetabolismConfig(_Section, frozen=True):

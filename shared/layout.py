@@ -295,7 +295,9 @@ def state_dtype(max_areas: int) -> np.dtype[Any]:
     ``spectral_abscissa`` is max Re λ of the (cost-scaled) coupling matrix the dynamics
     integrate with, in s⁻¹: < 0 is stable; the oracle raises UNSTABLE at >= 0.
     Global levels are the ENGS state (seed 003 GAP-005 x = [D, S, N, ATP] plus cortisol
-    and boredom), all in [0, 1] except ``atp_reserve`` (NMU) and ``td_error``.
+    and boredom), all in [0, 1] except ``atp_reserve`` (NMU), ``td_error`` (the critic's
+    bounded δ), ``phasic_dopamine`` (δ with negative errors compressed) and
+    ``reward_rate`` (R̄, the average reward per second: tonic dopamine).
     Per-area arrays hold ``n_areas`` valid rows; rows beyond are zero and ignored.
     The per-area coefficients are dimensionless multipliers of the physics' own base
     constants (the physics owns units; the orchestrator owns neurochemistry):
@@ -327,6 +329,8 @@ def state_dtype(max_areas: int) -> np.dtype[Any]:
             ("cortisol", "<f8"),
             ("boredom", "<f8"),
             ("td_error", "<f8"),
+            ("phasic_dopamine", "<f8"),  # δ with negative errors compressed
+            ("reward_rate", "<f8"),  # R̄, tonic dopamine: average reward per second
             ("relevance_gate", "<f8"),
             ("plasticity_gate", "<f8"),
             ("elasticity_gate", "<f8"),

@@ -34,6 +34,7 @@ import struct
 from typing import Annotated, Literal, TypeAlias
 
 import msgspec
+import msgspec.inspect
 from msgspec import Meta, Struct
 
 #: Largest frame payload or JSON line (without its newline), in bytes.
@@ -233,6 +234,40 @@ TAG: dict[type[_Request], str] = {cls: str(cls.__struct_config__.tag) for cls in
 
 
 # ---------------------------------------------------------------------------
+# The bounds, for callers that bypass the decoder
+
+
+def field_bounds(cls: type[Struct], name: str) -> tuple[float, float]:
+    """The closed range [lo, hi] a request's float field accepts, read from its
+    annotation: the one place each input's bound is written. The library API
+    (:class:`services.orchestrator.inputs.InputAccumulator`) checks direct calls with
+    it, so the socket and a program calling the dynamics directly accept the same
+    values. Raises TypeError for a field that is not a bounded float."""
+    info = msgspec.inspect.type_info(cls)
+    if not isinstance(info, msgspec.inspect.StructType):
+        raise TypeError(f"{cls!r} is not a msgspec Struct")
+    for f in info.fields:
+        if f.name == name:
+            t = f.type
+            if isinstance(t, msgspec.inspect.FloatType) and t.ge is not None and t.le is not None:
+                return float(t.ge), float(t.le)
+            break
+    raise TypeError(f"{cls.__name__}.{name} is not a float with a closed range")
+
+
+def check_field(cls: type[Struct], name: str, value: float) -> float:
+    """``value`` as a float if it is finite and within ``cls.name``'s bounds, else
+    ValueError naming the field the way the socket's errors do
+    (``Expected `float` in [-1.0, 1.0], got 2.0 - at `reward.value```)."""
+    lo, hi = field_bounds(cls, name)
+    v = float(value)
+    if not lo <= v <= hi:  # False for NaN; ±inf fails one of two finite bounds
+        tag = cls.__struct_config__.tag
+        raise ValueError(f"Expected `float` in [{lo}, {hi}], got {value!r} - at `{tag}.{name}`")
+    return v
+
+
+# ---------------------------------------------------------------------------
 # Replies
 
 
@@ -257,6 +292,12 @@ class StateSnapshot(Struct, frozen=True, kw_only=True):
     atp_reserve: float
     cortisol: float
     boredom: float
+    reward_rate: float = 0.0
+    """R̄, the average reward per second: tonic dopamine (Niv et al. 2007)."""
+    phasic_dopamine: float = 0.0
+    """The phasic response: δ, negative errors compressed (Bayer & Glimcher 2005)."""
+    td_error: float = 0.0
+    """δ, the critic's bounded TD error (the learning signal)."""
     mode: list[str] = msgspec.field(default_factory=list)
     """``shared.layout.Mode`` names set, lowercase."""
     interrupts: list[str] = msgspec.field(default_factory=list)

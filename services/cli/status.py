@@ -22,7 +22,8 @@ from shared.seqlock import SeqlockReader
 
 _GLOBALS = (
     "dopamine", "serotonin", "norepinephrine", "atp_ratio", "atp_reserve", "cortisol",
-    "boredom", "td_error", "relevance_gate", "plasticity_gate", "elasticity_gate", "speed_gain",
+    "boredom", "td_error", "phasic_dopamine", "reward_rate", "relevance_gate",
+    "plasticity_gate", "elasticity_gate", "speed_gain",
 )  # fmt: skip
 _AREA_COEFFS = (
     "area_plasticity", "area_elasticity", "area_speed", "area_damping", "area_drive",
@@ -193,7 +194,11 @@ def render(snap: dict[str, Any]) -> str:
             f"            D {st['dopamine']:.3f}  S {st['serotonin']:.3f}  "
             f"N {st['norepinephrine']:.3f}  ATP {st['atp_ratio'] * 100:.1f}% "
             f"({st['atp_reserve']:.1f} NMU)  cortisol {st['cortisol']:.3f}  "
-            f"boredom {st['boredom']:.3f}  δ {st['td_error']:+.3f}"
+            f"boredom {st['boredom']:.3f}"
+        )
+        lines.append(
+            f"            dopamine: tonic R̄ {st['reward_rate']:.3f}/s  "
+            f"phasic {st['phasic_dopamine']:+.3f}  δ {st['td_error']:+.3f}"
         )
         if st["areas"]:
             lines.append(

@@ -92,6 +92,16 @@ STATE_GAUGES: tuple[tuple[str, str, str], ...] = (
     ("engs_norepinephrine", "norepinephrine", "Global norepinephrine level N in [0, 1]."),
     ("engs_atp_ratio", "atp_ratio", "ATP budget as a fraction of its capacity."),
     ("engs_boredom", "boredom", "Boredom level in [0, 1]."),
+    (
+        "engs_average_reward_rate",
+        "reward_rate",
+        "Tonic dopamine: the average reward rate R-bar, reward per second (Niv et al. 2007).",
+    ),
+    (
+        "engs_dopamine_phasic",
+        "phasic_dopamine",
+        "Phasic dopamine: the TD error, negative errors compressed (Bayer & Glimcher 2005).",
+    ),
     ("engs_cortisol", "cortisol", "Cortisol (stress) level in [0, 1]."),
     (
         "engs_coupling_spectral_abscissa",

@@ -82,9 +82,11 @@ from shared.config import Config
 from shared.layout import Cause, Mode
 
 FORMAT = "engs-orchestrator"
-VERSION = 2
+VERSION = 3
 """2: the area model and the replay buffer joined the snapshot (v1 snapshots are
-refused: they cannot restore the area state)."""
+refused: they cannot restore the area state). 3: the critic's time cells, the average
+reward rate and the opportunity-cost boredom (issue #12; v2 critics cannot be mapped
+onto the new features)."""
 
 #: NeurochemicalState.priority values (shared.layout.state_dtype).
 PRIORITY_HIGH = 1
@@ -105,6 +107,8 @@ class Levels(msgspec.Struct, frozen=True):
     td_error_energy: float
     td_error_critic: float
     energy_value_prev: float
+    phasic_dopamine: float
+    reward_rate: float
 
 
 class TelemetryMemory(msgspec.Struct, frozen=True):
@@ -206,13 +210,16 @@ class Engs:
         self.linear = LinearStep(oc.coupling, mb.capacity_nmu, self.dt)
         self._gamma = per_cycle(oc.dopamine.gamma, self.dt)
         self.energy_value = EnergyValue(oc.dopamine.energy_tau_s, self.dt)
-        self.features = Features(oc.critic, self.dt)
+        self.features = Features(oc.critic, self.n_areas, self.dt)
         self.critic = LinearTdCritic(
             self.features.n, oc.critic, self._gamma, per_cycle(oc.critic.trace_lambda, self.dt)
         )
         self._phi = np.zeros(self.features.n)
         self._phi_next = np.zeros(self.features.n)
-        self.features.build(self._phi, 0.0, 0.0, cue=False, reward=False)
+        self._phi.fill(0.0)  # φ(s) before the first cycle: no cue, no field
+        self._cues: list[int] = []
+        self._reward_rate_alpha = 1.0 - math.exp(-self.dt / oc.dopamine.reward_rate_tau_s)
+        self._d_clearance = oc.coupling.lambda_d
         self.boredom = Boredom(oc.boredom, self.dt)
         self.nap = NapController(oc.nap)
         self.replay = ReplayBuffer(
@@ -236,6 +243,12 @@ class Engs:
         self.td_error = 0.0  # δ that drove D (the configured value model)
         self.td_error_energy = 0.0  # δ of the seed's energy value
         self.td_error_critic = 0.0  # δ of the learned critic
+        #: The phasic dopamine signal: δ, with negative errors compressed (Bayer &
+        #: Glimcher 2005); what D integrates and what a recording would show.
+        self.phasic_dopamine = 0.0
+        #: R̄, the average reward rate in reward per second: tonic dopamine (Niv, Daw,
+        #: Joel & Dayan 2007), kept apart from the phasic signal.
+        self.reward_rate = 0.0
         self._v_prev = 0.0
         self._last_tick: int | None = None
         self._energy = 0.0
@@ -267,10 +280,12 @@ class Engs:
         events: list[Event] = []
         subjective_s = self._observe(telemetry)
         scale = self._rescale(inputs.temperature_c)
-        relief = self._boredom(inputs.novelty, subjective_s, now, events)
+        relief = self._boredom_relief(inputs.novelty)
         cue = self._stimuli(inputs)
         reward = inputs.reward + self._cfg.boredom.relief_reward * relief
-        phi = self._value(reward, cue)
+        phi = self._value(reward, inputs.reward != 0.0)
+        self._average_reward(reward)
+        self._boredom_advance(subjective_s, now, events)
         self._stress(inputs.stress)
         d, s, n = self._levels(inputs, now, events)
         self._metabolism(scale, now, events)
@@ -338,12 +353,25 @@ class Engs:
             self._stability = None
         return scale
 
-    def _boredom(
-        self, novelty: tuple[float, ...], subjective_s: float, now: float, events: list[Event]
-    ) -> float:
-        """Novelty first (what it relieves is paid as intrinsic reward), then the clock
-        advances by this cycle's subjective time, except in naps; returns the relief."""
-        relief = self.boredom.novelty(novelty)
+    def _boredom_relief(self, novelty: tuple[float, ...]) -> float:
+        """Novelty first: what it relieves of the idle clock is paid as intrinsic reward
+        (§6.3 step 4); returns the relief."""
+        return self.boredom.novelty(novelty)
+
+    def _average_reward(self, reward: float) -> None:
+        """R̄ ← R̄ + (1 - e^{-dt/τ_R})(R/dt - R̄): the exponential mean of the reward
+        rate over every cycle, idle and travelling ones included (the MVT's environment
+        average, Charnov 1976; tonic dopamine, Niv et al. 2007). R: this cycle's total
+        reward, the critic's (extrinsic + relief). R̄ starts at 0 and is not corrected
+        for its short history: with no knowledge of the environment yet the forager
+        overstays in its first patch rather than leaving at once (a mean over the
+        elapsed time is always above a decaying patch's current rate)."""
+        self.reward_rate += self._reward_rate_alpha * (reward / self.dt - self.reward_rate)
+        self.boredom.observe_intake(reward, self.reward_rate)
+
+    def _boredom_advance(self, subjective_s: float, now: float, events: list[Event]) -> None:
+        """The boredom clock advances by this cycle's subjective time, except in naps; a
+        curiosity goal is due when B (idle clock or opportunity cost) reaches θ."""
         if not self.nap.napping:
             if self._tel is not None:
                 self.boredom.observe_entropy(
@@ -351,32 +379,42 @@ class Engs:
                 )
             if self.boredom.advance(subjective_s):
                 events.append(self._curiosity_goal(now))
-        return relief
 
     def _stimuli(self, inputs: CycleInputs) -> bool:
-        """This cycle's one-shot stimuli per area; returns whether there was a cue (any
-        stimulus is one, for the critic's microstimuli)."""
+        """This cycle's one-shot stimuli per area; returns whether there was a cue. A
+        stimulus of positive amplitude into area c is an onset of the critic's cue
+        channel c."""
         self._stimulus.fill(0.0)
+        self._cues.clear()
         for st in inputs.stimuli:
             if not 0 <= st.area < self.n_areas:
                 raise ValueError(f"stimulus area {st.area} outside 0..{self.n_areas - 1}")
             self._stimulus[st.area] += st.amplitude
-        return bool(inputs.stimuli)
+            if st.amplitude > 0.0 and st.area not in self._cues:
+                self._cues.append(st.area)
+        return bool(self._cues)
 
-    def _value(self, reward: float, cue: bool) -> np.ndarray[Any, Any]:
+    def _value(self, reward: float, outcome: bool) -> np.ndarray[Any, Any]:
         """Both values and their TD errors (§3.1); the config picks which drives D
-        (ARCHITECTURE §6.10). The critic learns on s → s'. Returns φ(s)."""
+        (ARCHITECTURE §6.10). The critic learns on s → s'; an extrinsic reward
+        (``outcome``) ends the running cues' episodes (critic.py). Returns φ(s)."""
         v_next = self.energy_value.update(self._energy)
         h_frac = self._entropy_bits / max(1.0, math.log2(max(self._n_nodes, 2)))
         h_frac = min(1.0, max(0.0, h_frac))
-        self.features.build(self._phi_next, v_next, h_frac, cue, reward != 0.0)
-        self.td_error_critic = self.critic.update(self._phi, reward, self._phi_next)
-        self.td_error_energy = td_error(reward, v_next, self._v_prev, self._gamma)
+        self.features.build(self._phi_next, v_next, h_frac, self._cues, outcome)
+        cells = self.features.cells
+        self.td_error_critic = self.critic.update(
+            self._phi, reward, self._phi_next, cells.ended if cells.any_ended else None
+        )
+        bound = self.critic.delta_bound
+        raw = td_error(reward, v_next, self._v_prev, self._gamma)
+        self.td_error_energy = max(-bound, min(bound, raw))
         self._v_prev = v_next
         phi = self._phi
         self._phi, self._phi_next = self._phi_next, self._phi
         critic = self._cfg.dopamine.value_model == "critic"
         self.td_error = self.td_error_critic if critic else self.td_error_energy
+        self.phasic_dopamine = phasic(self.td_error, self._cfg.dopamine.negative_gain)
         return phi
 
     def _stress(self, report: float | None) -> None:
@@ -388,15 +426,27 @@ class Engs:
         self, inputs: CycleInputs, now: float, events: list[Event]
     ) -> tuple[float, float, float]:
         """D, S, N after one cycle (GAP-005 in deviation form): the exact linear step,
-        F_nl and the stress drive as Euler terms, then this cycle's impulses (β·δ,
-        serotonin events, oracle requests). Not yet clamped."""
+        F_nl, the stress drive and the tonic reward-rate drive as Euler terms, then this
+        cycle's impulses (β·phasic dopamine, serotonin events, oracle requests). Not yet
+        clamped.
+
+        The tonic drive λ_D·ΔD_eq with ΔD_eq = tonic_gain·tanh(R̄/scale) moves D's
+        resting level with the average reward rate (Niv et al. 2007): the equilibrium
+        of the D row shifts by ΔD_eq (exactly, with the cross-couplings at rest). The
+        phasic impulses β·δ_DA ride on top and decay at λ_D (seed §3.2)."""
         oc = self._cfg
         c = oc.coupling
         a = self.ledger.available_nmu / self.ledger.capacity_nmu
         d, s, n = self.dopamine, self.serotonin, self.norepinephrine
         ld, ls, ln, self._atp_linear = self.linear.advance(d, s, n, a)
         rho, dt = c.restoring_gain, self.dt
-        d_new = ld + dt * restoring(d, c.d_eq, rho) + oc.dopamine.beta * self.td_error
+        dp = oc.dopamine
+        tonic = dp.tonic_gain * math.tanh(self.reward_rate / dp.reward_rate_scale)
+        d_new = (
+            ld
+            + dt * (restoring(d, c.d_eq, rho) + self._d_clearance * tonic)
+            + dp.beta * self.phasic_dopamine
+        )
         s_new = (
             ls
             + dt * restoring(s, c.s_eq, rho)
@@ -586,6 +636,8 @@ class Engs:
         out["cortisol"] = self.cortisol
         out["boredom"] = self.boredom.level
         out["td_error"] = self.td_error
+        out["phasic_dopamine"] = self.phasic_dopamine
+        out["reward_rate"] = self.reward_rate
         out["relevance_gate"] = self.relevance_gate
         out["plasticity_gate"] = self.plasticity_gate
         out["elasticity_gate"] = self.elasticity_gate
@@ -663,6 +715,8 @@ class Engs:
                 td_error_energy=self.td_error_energy,
                 td_error_critic=self.td_error_critic,
                 energy_value_prev=self._v_prev,
+                phasic_dopamine=self.phasic_dopamine,
+                reward_rate=self.reward_rate,
             ),
             telemetry=TelemetryMemory(
                 last_tick=self._last_tick,
@@ -677,8 +731,8 @@ class Engs:
                 weights=self.critic.weights.tolist(),
                 traces=self.critic.traces.tolist(),
                 features=self._phi.tolist(),
-                cue_trace=self.features.cue_trace,
-                reward_trace=self.features.reward_trace,
+                cue_elapsed_s=self.features.cells.elapsed_s(),
+                baselines=[None if math.isnan(b) else float(b) for b in self.features.baselines],
             ),
             boredom=self.boredom.state(),
             ledger=self.ledger.state(),
@@ -710,6 +764,14 @@ class Engs:
         n = self.features.n
         if not len(st.critic.weights) == len(st.critic.traces) == len(st.critic.features) == n:
             raise checkpoint.CheckpointError(f"critic arrays must have {n} entries")
+        if len(st.critic.baselines) != len(self.features.baselines):
+            raise checkpoint.CheckpointError(
+                f"critic baselines must have {len(self.features.baselines)} entries"
+            )
+        if len(st.critic.cue_elapsed_s) != self.n_areas:
+            raise checkpoint.CheckpointError(
+                f"critic cue clocks must have {self.n_areas} entries (one per area)"
+            )
         if (st.areas is None) != (self.area_chem is None):
             raise checkpoint.CheckpointError(
                 "snapshot "
@@ -736,6 +798,7 @@ class Engs:
         self.cortisol, self.stress = lv.cortisol, lv.stress
         self.td_error, self.td_error_energy = lv.td_error, lv.td_error_energy
         self.td_error_critic, self._v_prev = lv.td_error_critic, lv.energy_value_prev
+        self.phasic_dopamine, self.reward_rate = lv.phasic_dopamine, lv.reward_rate
         tm = st.telemetry
         self._last_tick = tm.last_tick
         self._energy, self._entropy_bits = tm.energy, tm.entropy_bits
@@ -745,8 +808,8 @@ class Engs:
         self.critic.weights[:] = st.critic.weights
         self.critic.traces[:] = st.critic.traces
         self._phi[:] = st.critic.features
-        self.features.cue_trace = st.critic.cue_trace
-        self.features.reward_trace = st.critic.reward_trace
+        self.features.cells.load_elapsed_s(st.critic.cue_elapsed_s)
+        self.features.baselines[:] = [math.nan if b is None else b for b in st.critic.baselines]
         self.boredom.load_state(st.boredom)
         self.nap.load_state(st.nap)
         self.monitor.active = Cause(st.causes)
@@ -768,6 +831,13 @@ class Engs:
     def load_checkpoint(self, path: str) -> None:
         """Restore from ``path``; FileNotFoundError if absent, CheckpointError if unusable."""
         self.load_state_dict(checkpoint.load_checkpoint(path, EngsSnapshot))
+
+
+def phasic(delta: float, negative_gain: float) -> float:
+    """The phasic dopamine response to a TD error: linear in a positive δ, compressed
+    by ``negative_gain`` for a negative one (Bayer & Glimcher 2005, Neuron 47:129: the
+    firing rate cannot fall as far below its ~5 Hz baseline as a burst rises above it)."""
+    return delta if delta >= 0.0 else negative_gain * delta
 
 
 def _clamp01(x: float) -> float:

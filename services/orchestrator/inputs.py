@@ -18,8 +18,11 @@ which also resets it. The combination rules live here, once; within one cycle:
 * dmn: latest report wins; the ENGS differences successive reports (seed 000);
 * oracle requests: each id once (the step applies an id at most once, ever).
 
-Values are checked here (finite, in range) so bad input never reaches the dynamics;
-the socket layer checks them first and answers with the field path. The accumulator
+Values are checked here (finite, in range) so bad input never reaches the dynamics,
+against the same bounds the socket's decoder enforces: each is written once, on the
+message's field in :mod:`shared.messages`, and read from there
+(:func:`shared.messages.check_field`). A program driving the dynamics directly can
+send no value the socket would refuse (issue #12: 1e6 rewards once passed here). The accumulator
 lives on the event loop's thread and is not thread-safe (asyncio handlers do not
 interleave inside a method). :class:`CycleInputs` is a msgspec Struct so that a replay
 tool can record and re-feed a run.
@@ -133,13 +136,13 @@ class InputAccumulator:
         self._causes = 0
 
     def add_reward(self, value: float) -> None:
-        self._reward += _finite("reward.value", value, -1e6, 1e6)
+        self._reward += messages.check_field(messages.Reward, "value", value)
 
     def set_stress(self, value: float) -> None:
-        self._stress = _finite("stress.value", value, 0.0, 1.0)
+        self._stress = messages.check_field(messages.Stress, "value", value)
 
     def add_novelty(self, entropy: float) -> None:
-        self._novelty.append(_finite("novelty.entropy", entropy, 0.0, 1.0))
+        self._novelty.append(messages.check_field(messages.Novelty, "entropy", entropy))
 
     def add_stimulus(self, area: str | int, amplitude: float) -> None:
         if isinstance(area, str):
@@ -155,7 +158,7 @@ class InputAccumulator:
                 raise ValueError(
                     f"`stimulus.area` must be in 0..{len(self._area_index) - 1}, got {area}"
                 )
-        amp = _finite("stimulus.amplitude", amplitude, -1e6, 1e6)
+        amp = messages.check_field(messages.Stimulus, "amplitude", amplitude)
         self._stimulus[idx] = self._stimulus.get(idx, 0.0) + amp
 
     def add_goal_complete(self) -> None:
@@ -167,7 +170,7 @@ class InputAccumulator:
     def set_dmn(self, report: DmnReport) -> None:
         for f in report.__struct_fields__:
             if f != "node":  # a label, not a metric
-                _finite(f"dmn.{f}", getattr(report, f))
+                messages.check_field(messages.Dmn, f, getattr(report, f))
         self._dmn = report
 
     def request_oracle(self, kind: Literal["anhedonia", "mania"], request_id: int) -> None:

@@ -2,25 +2,26 @@
 
 Seed 003 GAP-029: "'Boredom' drive should trigger exploration when local rewards
 deplete … Curve should match Marginal Value Theorem predictions" (Charnov 1976, Theor.
-Pop. Biol. 9:129). The forager sits in a patch whose finds arrive as a Poisson process
-of rate f(t) = f₀·e^{−t/τ} (t: time in the patch; f₀ = ``rich_rate`` or ``poor_rate``,
-patch types alternating). Each find is sent to the ENGS as a reward of ``find_reward``
-and a novelty event of entropy ``find_novelty`` (GAP-036: a discovery; above 0.5 it
-resets the boredom clock, below it buys ``partial_boost_s``·entropy). The forager
-leaves when the ENGS emits a curiosity goal (boredom crossed its threshold, seed
-§6.3), travels ``travel_s`` (no finds) and arrives in a fresh patch, itself a novelty
-event of entropy ``arrival_novelty``. Two environments differ only in travel time.
+Pop. Biol. 9:129). The forager sits in a patch whose cumulative gain is
+g(t) = G(1 − e^{−t/τ}) (t: time in the patch, τ = ``depletion_s``), paid to the ENGS as
+a reward of g(t + dt) − g(t) every cycle; it arrives with a novelty event of entropy
+``arrival_novelty``, leaves when the ENGS emits a curiosity goal (boredom crossed its
+threshold, seed §6.3) and travels ``travel`` seconds with no intake to the next, fresh
+patch. Nothing tells the ENGS the travel time or the gain: it sees only the rewards.
 
-Time scale: the boredom model is calibrated to 600 s of idle subjective time (GAP-036);
-the assay scales ``boredom.idle_s`` to ``idle_s`` and ``partial_boost_s`` by the same
-factor, which leaves the model's dimensionless behaviour unchanged (B is a function of
-u/idle_s; relief per unit novelty is the same fraction of idle_s). Find rates are in
-the scaled time.
+The MVT's optimum for this gain function solves g'(t*) = g(t*)/(T + t*), which does not
+depend on G: t* = 2.86, 5.73 and 9.68 s for T = 1, 5 and 20 s at τ = 5 s. The
+mechanism under test is boredom's opportunity cost (services/orchestrator/boredom.py):
+leave when the local intake ρ falls below the average reward rate R̄ (tonic dopamine).
 
-MVT reference: with gain G(t) = f₀τ(1 − e^{−t/τ}) per patch, the optimal residence
-times (t_rich, t_poor) maximise the long-run rate (½G_r + ½G_p)/(T + ½t_r + ½t_p)
-(grid search); the qualitative predictions are that residence grows with travel time
-and with patch richness, and that every patch is left at the same marginal rate R*.
+Environments (each from a fresh system): homogeneous patches of gain 1 at the shortest
+and longest travel times; at the middle travel time, patches of gain ``gains`` (low and
+high, separate environments) — residence must not depend on G, and both count for that
+travel time; and a mixed environment that alternates rich and poor patches (G =
+``gains``) — the MVT's richer-patch prediction (every patch is left at the same
+marginal rate, so a richer one is kept longer). Patches entered in the first
+``warmup_s`` of an environment (3 time constants of R̄: it is still learning the
+environment) are not scored; ``patches`` are scored after it.
 """
 
 from __future__ import annotations
@@ -46,103 +47,100 @@ TITLE = "4. Exploration/exploitation: boredom-driven patch leaving vs the Margin
 
 @dataclass(frozen=True)
 class Params:
-    travel_s: tuple[float, float] = (0.25, 2.0)
-    visits: int = 16
-    rich_rate: float = 480.0
-    poor_rate: float = 240.0
-    depletion_s: float = 1.5
-    idle_s: float = 1.0
-    find_reward: float = 0.002
-    find_novelty: float = 0.5
+    travel_s: tuple[float, ...] = (1.0, 5.0, 20.0)
+    gains: tuple[float, float] = (0.5, 2.0)
+    depletion_s: float = 5.0
+    patches: int = 6
+    warmup_s: float = 60.0
     arrival_novelty: float = 1.0
-    max_residence_s: float = 30.0
+    max_residence_s: float = 60.0
+    tolerance: float = 0.25
+    gain_tolerance: float = 0.10
 
     @classmethod
     def quick(cls) -> Params:
-        return cls(visits=6)
+        return cls(patches=4)
+
+
+@dataclass(frozen=True)
+class Env:
+    travel_s: float
+    gains: tuple[float, ...]  # patch gains, cycled
 
 
 @dataclass
 class Visit:
-    rich: bool
+    gain: float
     residence_s: float
-    finds: int
-    rate_at_leave: float  # f(t) when the forager left (finds/s)
     left: bool  # False: hit max_residence_s without a curiosity goal
+    rate_at_leave: float  # g'(t) when it left, reward/s
+    reward_rate: float  # R̄ the ENGS held when it left
+
+
+def charnov(travel_s: float, depletion_s: float) -> float:
+    """t* of g(t) = G(1 - e^{-t/τ}): the root of e^{-t/τ}(T + t)/τ = 1 - e^{-t/τ}
+    (bisection; the left side minus the right falls through 0 once)."""
+    lo, hi = 1e-6, 100.0 * depletion_s
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        e = math.exp(-mid / depletion_s)
+        if e * (travel_s + mid) / depletion_s > 1.0 - e:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
 
 
 def run_environment(
     cfg: Config,
     params: Params,
-    travel_s: float,
+    env: Env,
     mechanisms: Mechanisms | None,
     seed: int,
     progress: Progress | None = None,
 ) -> list[Visit]:
-    bc = cfg.orchestrator.boredom
-    scale = params.idle_s / bc.idle_s
-    sim = Sim(
-        cfg,
-        seed=seed,
-        mechanisms=mechanisms,
-        overrides={
-            "orchestrator.boredom.idle_s": params.idle_s,
-            "orchestrator.boredom.partial_boost_s": bc.partial_boost_s * scale,
-        },
-    )
-    rng = np.random.default_rng([seed, round(travel_s * 1000), 0xF0A6])
+    sim = Sim(cfg, seed=seed, mechanisms=mechanisms)
     dt = sim.dt
-    travel = round(travel_s / dt)
+    tau = params.depletion_s
+    travel = round(env.travel_s / dt)
     max_cycles = round(params.max_residence_s / dt)
     visits: list[Visit] = []
     sim.run(round(0.5 / dt))
-    arrive = CycleInputs(novelty=(params.arrival_novelty,))
-    for v in range(params.visits):
-        rich = v % 2 == 0
-        f0 = params.rich_rate if rich else params.poor_rate
-        finds = 0
+    v = 0
+    while len(visits) < params.patches:
+        gain = env.gains[v % len(env.gains)]
+        v += 1
+        scored = sim.t_s >= params.warmup_s
         left = False
         k = 0
-        rate = f0
         while k < max_cycles:
             t = k * dt
-            rate = f0 * math.exp(-t / params.depletion_s)
-            n = int(rng.poisson(rate * dt))
-            if k == 0:
-                inp = arrive
-            elif n:
-                inp = CycleInputs(reward=params.find_reward * n, novelty=(params.find_novelty,) * n)
-            else:
-                inp = CycleInputs()
-            finds += n
-            res = sim.cycle(inp)
+            r = gain * (math.exp(-t / tau) - math.exp(-(t + dt) / tau))
+            novelty = (params.arrival_novelty,) if k == 0 else ()
+            res = sim.cycle(CycleInputs(reward=r, novelty=novelty))
             k += 1
             if k > 1 and any(isinstance(e, CuriosityGoal) for e in res.events):
                 left = True
                 break
-        visits.append(Visit(rich, k * dt, finds, rate, left))
+        stay = k * dt
+        if scored:
+            rate = gain / tau * math.exp(-stay / tau)
+            visits.append(Visit(gain, stay, left, rate, sim.engs.reward_rate))
         sim.run(travel)
         if progress is not None:
-            progress.update(NAME, f"travel {travel_s:g} s visit", v + 1, params.visits)
+            progress.update(NAME, f"travel {env.travel_s:g} s patch", len(visits), params.patches)
     return visits
 
 
-def mvt_optimum(params: Params, travel_s: float) -> dict[str, float]:
-    """Charnov's optimum for the mixed environment: residence per patch type and R*."""
-    tau = params.depletion_s
-    grid = np.linspace(0.05, 8 * tau, 400)
-
-    def gain(f0: float, t: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        return f0 * tau * (1.0 - np.exp(-t / tau))
-
-    tr, tp = np.meshgrid(grid, grid, indexing="ij")
-    rate = (
-        0.5
-        * (gain(params.rich_rate, tr) + gain(params.poor_rate, tp))
-        / (travel_s + 0.5 * (tr + tp))
-    )
-    i, j = np.unravel_index(int(np.argmax(rate)), rate.shape)
-    return {"rich_s": float(grid[i]), "poor_s": float(grid[j]), "rate": float(rate[i, j])}
+def _envs(params: Params) -> list[Env]:
+    """Gain 1 at every travel time but the middle one; the middle one runs at the low
+    and the high gain instead (the two count together for its residence), then the
+    mixed environment."""
+    mid = params.travel_s[len(params.travel_s) // 2]
+    lo, hi = params.gains
+    envs = [Env(t, (1.0,)) for t in params.travel_s if t != mid]
+    envs += [Env(mid, (lo,)), Env(mid, (hi,)), Env(mid, (hi, lo))]
+    return envs
 
 
 def run(
@@ -155,78 +153,118 @@ def run(
     mechanisms: Mechanisms | None = None,
 ) -> AssayResult:
     t0 = time.monotonic()
-    short_t, long_t = params.travel_s
-    calls = [(cfg, params, t, mechanisms, seed, progress) for t in params.travel_s]
-    envs = dict(zip(params.travel_s, pmap(run_environment, calls, jobs), strict=True))
+    envs = _envs(params)
+    calls = [(cfg, params, e, mechanisms, seed, progress) for e in envs]
+    results = pmap(run_environment, calls, jobs)
+    mixed = len(envs) - 1
+    by_travel: dict[float, list[Visit]] = {}
+    for e, r in zip(envs[:mixed], results[:mixed], strict=True):
+        by_travel.setdefault(e.travel_s, []).extend(r)
 
-    def res(t: float, rich: bool | None = None) -> np.ndarray[Any, Any]:
-        return np.array(
-            [v.residence_s for v in envs[t] if rich is None or v.rich == rich], dtype=float
-        )
+    def stays(i: int, gain: float | None = None) -> np.ndarray[Any, Any]:
+        return np.array([v.residence_s for v in results[i] if gain is None or v.gain == gain])
 
+    lo, hi = params.gains
     numbers: dict[str, Any] = {}
-    for t, visits in envs.items():
-        total = sum(v.residence_s for v in visits) + len(visits) * t
-        numbers[f"travel_{t:g}s"] = {
-            "residence_rich_s": float(res(t, True).mean()),
-            "residence_poor_s": float(res(t, False).mean()),
-            "residence_s": float(res(t).mean()),
-            "mvt_optimum": mvt_optimum(params, t),
-            "switches_per_min": 60.0 * len(visits) / total,
-            "finds_per_s": sum(v.finds for v in visits) / total,
-            "rate_at_leave_rich": float(np.mean([v.rate_at_leave for v in visits if v.rich])),
-            "rate_at_leave_poor": float(np.mean([v.rate_at_leave for v in visits if not v.rich])),
-            "visits_without_leaving": sum(not v.left for v in visits),
+    mvt_ok = True
+    per_travel = {}
+    for t in params.travel_s:
+        visits = by_travel[t]
+        best = charnov(t, params.depletion_s)
+        got = float(np.mean([v.residence_s for v in visits]))
+        per_travel[f"{t:g}"] = {
+            "residence_s": got,
+            "charnov_s": best,
+            "ratio": got / best,
+            "left_every_patch": all(v.left for v in visits),
+            "rate_at_leave": float(np.mean([v.rate_at_leave for v in visits])),
+            "reward_rate": float(np.mean([v.reward_rate for v in visits])),
         }
-    travel_test = welch_t(res(long_t), res(short_t))
-    rich_all = np.concatenate([res(t, True) for t in params.travel_s])
-    poor_all = np.concatenate([res(t, False) for t in params.travel_s])
-    rich_test = welch_t(rich_all, poor_all)
+        mvt_ok &= abs(got / best - 1.0) <= params.tolerance and all(v.left for v in visits)
+    numbers["per_travel"] = per_travel
+    short = np.array([v.residence_s for v in by_travel[min(params.travel_s)]])
+    long_ = np.array([v.residence_s for v in by_travel[max(params.travel_s)]])
+    travel_test = welch_t(long_, short)
+    travel_means = [per_travel[f"{t:g}"]["residence_s"] for t in params.travel_s]
+    travel_ok = bool(np.all(np.diff(travel_means) > 0) and travel_test.p_value < 0.05)
+    low, high = stays(mixed - 2), stays(mixed - 1)
+    gain_ratio = float(high.mean() / low.mean())
+    gain_ok = abs(gain_ratio - 1.0) <= params.gain_tolerance and all(
+        v.left for i in (mixed - 2, mixed - 1) for v in results[i]
+    )
+    rich, poor = stays(mixed, hi), stays(mixed, lo)
+    rich_test = welch_t(rich, poor)
+    rich_ok = bool(rich.mean() > poor.mean() and rich_test.p_value < 0.05)
+    numbers["gain"] = {f"{lo:g}": float(low.mean()), f"{hi:g}": float(high.mean())}
+    numbers["gain_ratio"] = gain_ratio
     numbers["travel_test"] = travel_test.as_dict()
+    numbers["mixed"] = {"rich_s": float(rich.mean()), "poor_s": float(poor.mean())}
     numbers["richness_test"] = rich_test.as_dict()
-    opt_s, opt_l = mvt_optimum(params, short_t), mvt_optimum(params, long_t)
-    d_travel = float(res(long_t).mean() - res(short_t).mean())
-    d_rich = float(rich_all.mean() - poor_all.mean())
+    tr = "; ".join(
+        f"T={k} s: {x['residence_s']:.2f} s vs t* {x['charnov_s']:.2f} s ({x['ratio']:.2f}x)"
+        for k, x in per_travel.items()
+    )
     preds = [
+        Prediction(
+            id="foraging.mvt_residence",
+            statement="Patches are left when their marginal rate falls to the environment's "
+            "average rate: residence at Charnov's optimum t* (Charnov 1976).",
+            criterion=f"mean residence (patches entered after {params.warmup_s:g} s) within "
+            f"{params.tolerance:.0%} of t* at every travel time, every patch left",
+            measured=tr,
+            passed=mvt_ok,
+            numbers=per_travel,
+        ),
         Prediction(
             id="foraging.travel_longer_residence",
             statement="Longer travel between patches makes the forager stay longer in each "
-            "(Charnov 1976: the leaving threshold is the environment's average rate, which "
-            "travel lowers).",
-            criterion=f"mean residence at travel {long_t:g} s > at {short_t:g} s, Welch p < 0.05",
-            measured=f"{res(long_t).mean():.2f} s vs {res(short_t).mean():.2f} s "
-            f"(Δ {d_travel:+.2f} s, t = {travel_test.statistic:.2f}, "
-            f"{fmt_p(travel_test.p_value)}); MVT optimum "
-            f"{0.5 * (opt_l['rich_s'] + opt_l['poor_s']):.2f} s vs "
-            f"{0.5 * (opt_s['rich_s'] + opt_s['poor_s']):.2f} s",
-            passed=d_travel > 0 and travel_test.p_value < 0.05,
-            numbers={"delta_s": d_travel, **travel_test.as_dict()},
+            "(the average rate, which travel lowers, is the leaving threshold).",
+            criterion="mean residence strictly increasing in travel time, longest vs "
+            "shortest Welch p < 0.05",
+            measured=", ".join(f"{m:.2f} s" for m in travel_means)
+            + f" ({fmt_p(travel_test.p_value)})",
+            passed=travel_ok,
+            numbers={"means": travel_means, **travel_test.as_dict()},
+        ),
+        Prediction(
+            id="foraging.gain_invariant",
+            statement="For g(t) = G(1 - e^{-t/τ}) the optimal residence does not depend on "
+            "the patch gain G: leaving follows a rate ratio, not a reward scale.",
+            criterion=f"mean residence at G = {hi:g} within ±{params.gain_tolerance:.0%} of "
+            f"G = {lo:g} (same travel time)",
+            measured=f"{high.mean():.2f} s vs {low.mean():.2f} s (ratio {gain_ratio:.3f})",
+            passed=gain_ok,
+            numbers={"ratio": gain_ratio},
         ),
         Prediction(
             id="foraging.richer_longer_residence",
-            statement="Richer patches are exploited longer (MVT: every patch is left when its "
-            "marginal rate falls to the same threshold).",
-            criterion="mean residence in rich > poor patches (both environments), Welch p < 0.05",
-            measured=f"{rich_all.mean():.2f} s vs {poor_all.mean():.2f} s "
-            f"(Δ {d_rich:+.2f} s, t = {rich_test.statistic:.2f}, {fmt_p(rich_test.p_value)})",
-            passed=d_rich > 0 and rich_test.p_value < 0.05,
-            numbers={"delta_s": d_rich, **rich_test.as_dict()},
+            statement="In an environment of mixed patches, richer ones are exploited longer "
+            "(MVT: each is left when its marginal rate falls to the same R̄).",
+            criterion=f"rich (G = {hi:g}) vs poor (G = {lo:g}) patches alternating: rich "
+            "residence longer, Welch p < 0.05",
+            measured=f"{rich.mean():.2f} s vs {poor.mean():.2f} s "
+            f"(t = {rich_test.statistic:.2f}, {fmt_p(rich_test.p_value)})",
+            passed=rich_ok,
+            numbers={"rich_s": float(rich.mean()), "poor_s": float(poor.mean())},
         ),
     ]
     series: dict[str, Any] = {
-        f"{t:g}": [
-            {"rich": v.rich, "residence_s": v.residence_s, "rate_at_leave": v.rate_at_leave}
-            for v in visits
-        ]
-        for t, visits in envs.items()
+        "environments": [
+            {
+                "travel_s": e.travel_s,
+                "gains": list(e.gains),
+                "visits": [
+                    {"gain": v.gain, "residence_s": v.residence_s, "left": v.left} for v in r
+                ],
+            }
+            for e, r in zip(envs, results, strict=True)
+        ],
+        "charnov": {
+            f"{t:g}": charnov(t, params.depletion_s)
+            for t in np.linspace(0.5, max(params.travel_s), 40)
+        },
+        "warmup_s": params.warmup_s,
     }
-    series["params"] = {
-        "rich_rate": params.rich_rate,
-        "poor_rate": params.poor_rate,
-        "depletion_s": params.depletion_s,
-        "travel_s": list(params.travel_s),
-    }
-    series["mvt"] = {f"{t:g}": mvt_optimum(params, t) for t in params.travel_s}
     return AssayResult(
         name=NAME,
         title=TITLE,

@@ -1,30 +1,39 @@
 """Assay 2 — dopamine as reward prediction error (seed 003 GAP-029; ARCHITECTURE §6.10).
 
 Classical conditioning as in the primate recordings (Schultz, Dayan & Montague 1997,
-Science 275:1593; Fiorillo, Tobler & Schultz 2003, Science 299:1898): a cue — a
-stimulus of ``cue_amplitude`` into the first area, sent through the ENGS as a
-``stimulus`` input, so it reaches the field and is the critic's cue onset — followed
-``delay_s`` later by a reward of 1 with probability p. Trials last a random
-``trial_s`` (uniform), one session per p, each from a fresh (untrained) system.
+Science 275:1593; Fiorillo, Tobler & Schultz 2003, Science 299:1898; Bayer & Glimcher
+2005, Neuron 47:129): a cue — a stimulus of ``cue_amplitude`` into the first area, sent
+through the ENGS as a ``stimulus`` input, so it reaches the field and is the critic's
+cue onset — followed ``delay`` later by a reward with probability p; the inter-trial
+interval after the reward time is jittered (uniform ``iti_s``). Each session starts from
+a fresh (untrained) system and opens with one uncued reward, the naive burst.
 
-The phasic dopamine response is the TD error δ of the step (seed 003 §3.1; the tonic
-level D integrates β·δ). Both value models run in every session — the ENGS computes
-both δ every cycle, the configured one drives D — so the comparison sees identical
-inputs: the learned critic (TD(λ) over energy, entropy and cue/reward microstimuli) and
-the seed's normalised field energy V = E/(E + Ē).
+Sessions (independent, run in parallel):
 
-Read-outs per trial: the cue response (δ summed over the ``window_s`` from the cue),
-the reward response (δ summed over the window from the reward time, rewarded or not),
-the omission response (δ summed from 0.1 s before to 0.3 s after the due time, on
-probe trials where the reward is withheld, one in ``probe_every`` trials after
-training in the p = 1 session), and the same window in the inter-trial interval as
-the baseline.
+* **probability**: p in ``probabilities`` (0 … 1) at ``delay_s``, reward 1;
+* **interval**: p = 1 at each of ``delays_s`` besides ``delay_s`` (CS–US 0.5–3 s);
+* **magnitude**: p = 1 at ``delay_s``, the reward drawn uniformly from ``magnitudes``.
+
+Every p = 1 session ends with probe blocks after training: a rewarded trial, an
+*omission* probe (cue, no reward), a rewarded trial, and an *uncued* reward in the
+middle of an inter-trial interval.
+
+The read-out is the phasic dopamine response the ENGS publishes (``phasic_dopamine``:
+δ, with negative errors compressed, Bayer & Glimcher 2005), summed over ``window_s``
+from the cue (cue response), from the reward time (reward response), and from 0.1 s
+before to 0.3 s after the due time on omission probes (omission response; the same
+window in the inter-trial interval is its baseline). The pre-reward window sums the
+learning signal δ itself over the ``pre_window_s`` before a delivered reward (a sag of
+the value there would show as a negative sum). Both value models run in every session —
+the ENGS computes both δ every cycle, the configured one drives D — so the comparison
+sees identical inputs: the learned critic (TD(λ) over the centred field energy and
+entropy and log-widening time bins per cue) and the seed's normalised field energy.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -43,176 +52,306 @@ MODELS = ("critic", "energy")
 
 @dataclass(frozen=True)
 class Params:
-    probabilities: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
-    trials: int = 60
-    probe_trials: int = 30
-    probe_every: int = 3
-    delay_s: float = 0.5
-    trial_s: tuple[float, float] = (2.5, 4.0)
+    probabilities: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    delay_s: float = 1.0
+    delays_s: tuple[float, ...] = (0.5, 3.0)
+    magnitudes: tuple[float, ...] = (0.2, 0.4, 0.6, 0.8, 1.0)
+    trials: int = 32
+    magnitude_trials: int = 50
+    probe_blocks: int = 4
+    iti_s: tuple[float, float] = (1.5, 3.0)
     cue_amplitude: float = 0.2
     window_s: float = 0.05
+    pre_window_s: float = 0.3
 
     @classmethod
     def quick(cls) -> Params:
-        return cls(probabilities=(0.5, 1.0), trials=20, probe_trials=6, trial_s=(2.0, 2.5))
+        """The same sessions and criteria with fewer trials (the critic learns a
+        delay within ~15 trials; the verdicts agree with the full run)."""
+        return cls(trials=20, magnitude_trials=40, probe_blocks=3)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One session: reward probability, CS–US delay, magnitude mode."""
+
+    kind: str  # "probability", "interval" or "magnitude"
+    p: float
+    delay_s: float
 
 
 @dataclass
 class Session:
-    p: float
-    rewarded: np.ndarray[Any, Any]  # bool per trial
-    probe: np.ndarray[Any, Any]  # bool per trial (reward withheld on purpose)
-    cue: dict[str, np.ndarray[Any, Any]]  # model -> response per trial
-    reward: dict[str, np.ndarray[Any, Any]]
-    omission: dict[str, np.ndarray[Any, Any]]  # window around the due time, every trial
-    baseline: dict[str, np.ndarray[Any, Any]]  # same window in the ITI
-    trace_first: dict[str, list[float]]  # δ of the first trial, per model
-    trace_trained: dict[str, list[float]]  # δ of the last rewarded training trial
-    trace_omission: dict[str, list[float]]  # δ of the last probe trial
-    dopamine_first: list[float]
-    dopamine_trained: list[float]
+    spec: Spec
+    naive: float  # phasic response to the opening uncued reward (critic)
+    magnitude: np.ndarray[Any, Any]  # reward size per training trial (0 when omitted)
+    rewarded: np.ndarray[Any, Any]  # bool per training trial
+    cue: dict[str, np.ndarray[Any, Any]]  # model -> phasic cue response per trial
+    reward: dict[str, np.ndarray[Any, Any]]  # model -> phasic reward-window response
+    pre: dict[str, np.ndarray[Any, Any]]  # model -> δ summed before a delivered reward
+    omission: dict[str, np.ndarray[Any, Any]]  # model -> per omission probe
+    baseline: dict[str, np.ndarray[Any, Any]]  # model -> same window in the ITI
+    uncued: dict[str, np.ndarray[Any, Any]]  # model -> per uncued-reward probe
+    traces: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+
+
+def _record(sim: Sim) -> tuple[float, float]:
+    return sim.engs.td_error_critic, sim.engs.td_error_energy
 
 
 def run_session(
     cfg: Config,
     params: Params,
-    p: float,
+    spec: Spec,
     mechanisms: Mechanisms | None,
     seed: int,
     progress: Progress | None = None,
 ) -> Session:
     sim = Sim(cfg, seed=seed, mechanisms=mechanisms)
-    rng = np.random.default_rng([seed, round(p * 1000), 0x2FE])
+    neg = sim.config.orchestrator.dopamine.negative_gain
+    rng = np.random.default_rng([seed, round(spec.p * 1000), round(spec.delay_s * 100), 0x2FE])
     dt = sim.dt
-    delay = round(params.delay_s / dt)
+    delay = round(spec.delay_s / dt)
     win = max(1, round(params.window_s / dt))
+    pre = round(params.pre_window_s / dt)
     om_lo, om_hi = delay - round(0.1 / dt), delay + round(0.3 / dt)
-    base_at = delay + round(1.2 / dt)
     cue_in = CycleInputs(stimuli=(Stimulus(area=0, amplitude=params.cue_amplitude),))
-    reward_in = CycleInputs(reward=1.0)
-    n_probe = params.probe_trials if p >= 1.0 else 0
-    n = params.trials + n_probe
-    sim.run(round(1.0 / dt))  # let the field settle before the first cue
-    rewarded, probe = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
-    cue = {m: np.zeros(n) for m in MODELS}
-    reward = {m: np.zeros(n) for m in MODELS}
-    omission = {m: np.zeros(n) for m in MODELS}
-    baseline = {m: np.zeros(n) for m in MODELS}
-    traces: dict[str, dict[str, list[float]]] = {"first": {}, "trained": {}, "omission": {}}
-    dop: dict[str, list[float]] = {}
-    for i in range(n):
-        length = round(rng.uniform(*params.trial_s) / dt)
-        is_probe = i >= params.trials and (i - params.trials) % params.probe_every == (
-            params.probe_every - 1
-        )
-        give = (not is_probe) and (rng.random() < p)
-        probe[i], rewarded[i] = is_probe, give
-        deltas = {m: np.zeros(length) for m in MODELS}
-        dvals = np.zeros(length)
-        for k in range(length):
-            inp = cue_in if k == 0 else reward_in if (k == delay and give) else None
-            sim.cycle(inp if inp is not None else CycleInputs())
-            deltas["critic"][k] = sim.engs.td_error_critic
-            deltas["energy"][k] = sim.engs.td_error_energy
-            dvals[k] = sim.engs.dopamine
-        for m in MODELS:
-            d = deltas[m]
-            cue[m][i] = d[:win].sum()
-            reward[m][i] = d[delay : delay + win].sum()
-            omission[m][i] = d[om_lo:om_hi].sum()
-            baseline[m][i] = d[base_at : base_at + (om_hi - om_lo)].sum()
-        window = slice(0, min(length, round(1.5 / dt)))
-        if i == 0:
-            traces["first"] = {m: deltas[m][window].tolist() for m in MODELS}
-            dop["first"] = dvals[window].tolist()
-        if i < params.trials and give:
-            traces["trained"] = {m: deltas[m][window].tolist() for m in MODELS}
-            dop["trained"] = dvals[window].tolist()
-        if is_probe:
-            traces["omission"] = {m: deltas[m][window].tolist() for m in MODELS}
+    n_train = params.magnitude_trials if spec.kind == "magnitude" else params.trials
+    mags = np.array(params.magnitudes)
+
+    def run(cycles: int, events: dict[int, CycleInputs]) -> np.ndarray[Any, Any]:
+        """``cycles`` cycles, inputs at given offsets; δ per cycle and model, (2, n)."""
+        d = np.zeros((2, cycles))
+        for k in range(cycles):
+            sim.cycle(events.get(k, CycleInputs()))
+            d[:, k] = _record(sim)
+        return d
+
+    def ph(d: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        return np.where(d >= 0.0, d, neg * d)
+
+    sim.run(round(1.0 / dt))  # let the field settle
+    naive_d = run(win + round(1.0 / dt), {0: CycleInputs(reward=1.0)})
+    naive = float(ph(naive_d[0, :win]).sum())
+    cue: dict[str, list[float]] = {m: [] for m in MODELS}
+    rew: dict[str, list[float]] = {m: [] for m in MODELS}
+    pre_s: dict[str, list[float]] = {m: [] for m in MODELS}
+    om: dict[str, list[float]] = {m: [] for m in MODELS}
+    base: dict[str, list[float]] = {m: [] for m in MODELS}
+    unc: dict[str, list[float]] = {m: [] for m in MODELS}
+    magnitude, rewarded = [], []
+    traces: dict[str, dict[str, list[float]]] = {}
+    show = slice(0, min(delay + round(1.0 / dt), delay + round(params.iti_s[0] / dt)))
+
+    def trial(give: float | None, keep: bool) -> np.ndarray[Any, Any]:
+        length = delay + round(rng.uniform(*params.iti_s) / dt)
+        events = {0: cue_in}
+        if give:
+            events[delay] = CycleInputs(reward=give)
+        d = run(length, events)
+        if keep:
+            p_d = ph(d)
+            for i, m in enumerate(MODELS):
+                cue[m].append(float(p_d[i, :win].sum()))
+                rew[m].append(float(p_d[i, delay : delay + win].sum()))
+                pre_s[m].append(float(d[i, delay - pre : delay].sum()))
+            magnitude.append(give or 0.0)
+            rewarded.append(bool(give))
+        return d
+
+    for t, give in enumerate(_schedule(spec, n_train, mags, rng)):
+        d = trial(give, keep=True)
+        if t == 0:
+            traces["first"] = {m: d[i, show].tolist() for i, m in enumerate(MODELS)}
+        if give:
+            traces["trained"] = {m: d[i, show].tolist() for i, m in enumerate(MODELS)}
         if progress is not None:
-            progress.update(NAME, f"p={p:g} trial", i + 1, n)
+            progress.update(NAME, f"{spec.kind} p={spec.p:g} T={spec.delay_s:g}s", t + 1, n_train)
+    if spec.p >= 1.0:
+        reward_again = 1.0 if spec.kind != "magnitude" else float(mags.mean())
+        for _ in range(params.probe_blocks):
+            trial(reward_again, keep=False)
+            d = trial(None, keep=False)  # omission probe
+            p_d = ph(d)
+            for i, m in enumerate(MODELS):
+                om[m].append(float(p_d[i, om_lo:om_hi].sum()))
+                tail = p_d[i, om_hi + round(1.0 / dt) :]
+                base[m].append(float(tail[: om_hi - om_lo].sum()))
+            traces["omission"] = {m: d[i, show].tolist() for i, m in enumerate(MODELS)}
+            trial(reward_again, keep=False)
+            # An uncued reward half-way through an inter-trial interval.
+            gap = round(rng.uniform(*params.iti_s) / dt)
+            d = run(2 * gap, {gap: CycleInputs(reward=1.0)})
+            p_d = ph(d)
+            for i, m in enumerate(MODELS):
+                unc[m].append(float(p_d[i, gap : gap + win].sum()))
+
+    def arr(x: dict[str, list[float]]) -> dict[str, np.ndarray[Any, Any]]:
+        return {m: np.array(v) for m, v in x.items()}
+
     return Session(
-        p=p,
-        rewarded=rewarded,
-        probe=probe,
-        cue=cue,
-        reward=reward,
-        omission=omission,
-        baseline=baseline,
-        trace_first=traces["first"],
-        trace_trained=traces["trained"],
-        trace_omission=traces["omission"],
-        dopamine_first=dop.get("first", []),
-        dopamine_trained=dop.get("trained", []),
+        spec=spec,
+        naive=naive,
+        magnitude=np.array(magnitude),
+        rewarded=np.array(rewarded, dtype=bool),
+        cue=arr(cue),
+        reward=arr(rew),
+        pre=arr(pre_s),
+        omission=arr(om),
+        baseline=arr(base),
+        uncued=arr(unc),
+        traces=traces,
     )
 
 
-def _signatures(sessions: dict[float, Session], params: Params, model: str) -> dict[str, Any]:
-    """The four signatures' numbers and verdicts for one value model."""
-    full = sessions[max(sessions)]
-    train = ~full.probe & (np.arange(full.probe.size) < params.trials)
-    rew_idx = np.nonzero(train & full.rewarded)[0]
-    late = rew_idx[-max(3, rew_idx.size // 3) :]
-    # naive: the first trial, before anything was learned (cue and reward both new)
-    first_reward = float(full.reward[model][rew_idx[0]]) if rew_idx.size else float("nan")
-    cue_early = float(full.cue[model][rew_idx[0]]) if rew_idx.size else float("nan")
-    cue_late = float(full.cue[model][late].mean())
-    rew_early = first_reward
-    rew_late = float(full.reward[model][late].mean())
-    probes = np.nonzero(full.probe)[0]
-    dip = full.omission[model][probes]
-    base = full.baseline[model][~full.probe]
-    dip_mean = float(dip.mean()) if dip.size else float("nan")
-    if dip.size >= 2:
-        dip_test = welch_t(dip, base).as_dict()
-    else:
-        dip_test = {"statistic": float("nan"), "p_value": 1.0, "df": []}
-    # Fiorillo: cue response vs p (second half of training), reward response vs p.
+def _schedule(
+    spec: Spec, n: int, mags: np.ndarray[Any, Any], rng: np.random.Generator
+) -> list[float | None]:
+    """The outcomes of ``n`` training trials, block-randomised as in the recordings
+    (Fiorillo et al. 2003 balanced outcomes pseudorandomly): every block of 4 trials
+    holds exactly round(4p) rewards, every block of len(magnitudes) trials each
+    magnitude once, shuffled within the block. Independent draws would let the realised
+    reward fraction of a short session stray from p (0.5 and 0.75 swapped order in
+    about one session in five of 20 trials)."""
+    out: list[float | None] = []
+    while len(out) < n:
+        if spec.kind == "magnitude":
+            block: list[float | None] = [float(m) for m in mags]
+        else:
+            k = round(4 * spec.p)
+            block = [1.0] * k + [None] * (4 - k)
+        order = rng.permutation(len(block))
+        out += [block[i] for i in order]
+    return out[:n]
+
+
+def _late(s: Session) -> np.ndarray[Any, Any]:
+    """Indices of the second half of training."""
+    n = s.rewarded.size
+    return np.arange(n // 2, n)
+
+
+def _signatures(
+    sessions: list[Session], params: Params, model: str, gamma: float
+) -> dict[str, Any]:
+    """Every signature's numbers and verdicts for one value model."""
+    prob = {s.spec.p: s for s in sessions if s.spec.kind == "probability"}
+    sure = [s for s in sessions if s.spec.kind != "magnitude" and s.spec.p >= 1.0]
+    sure.sort(key=lambda s: s.spec.delay_s)
+    mag = [s for s in sessions if s.spec.kind == "magnitude"]
+    naive = float(np.mean([s.naive for s in sessions]))
+    per_delay: dict[str, dict[str, float]] = {}
+    transfer_ok = pre_ok = omission_ok = uncued_ok = True
+    for s in sure:
+        late = _late(s)
+        got = late[s.rewarded[late]]
+        td_value = gamma**s.spec.delay_s
+        cue_late = float(s.cue[model][late].mean())
+        rew_late = float(s.reward[model][got].mean())
+        pre_late = float(s.pre[model][got].mean())
+        dip = s.omission[model]
+        base = s.baseline[model]
+        dip_p = welch_t(dip, base).p_value if dip.size >= 2 else 1.0
+        unc = float(s.uncued[model].mean()) if s.uncued[model].size else float("nan")
+        per_delay[f"{s.spec.delay_s:g}"] = {
+            "cue": cue_late,
+            "cue_td_fraction": cue_late / td_value,
+            "reward": rew_late,
+            "reward_fraction": rew_late / s.naive,
+            "pre_reward_sum": pre_late,
+            "omission": float(dip.mean()),
+            "omission_baseline": float(base.mean()),
+            "omission_p": dip_p,
+            "uncued": unc,
+            "uncued_fraction": unc / s.naive,
+        }
+        transfer_ok &= cue_late >= 0.6 * td_value and rew_late <= 0.2 * s.naive
+        pre_ok &= pre_late >= -0.05
+        omission_ok &= float(dip.mean()) <= -0.2 and dip_p < 0.05
+        uncued_ok &= unc >= 0.8 * s.naive
     xs, ys, xr, yr = [], [], [], []
     per_p = {}
-    for p, s in sorted(sessions.items()):
-        idx = np.arange(params.trials // 2, params.trials)
-        xs += [p] * idx.size
-        ys += s.cue[model][idx].tolist()
-        got = idx[s.rewarded[idx]]
+    for p, s in sorted(prob.items()):
+        late = _late(s)
+        got = late[s.rewarded[late]]
+        xs += [p] * late.size
+        ys += s.cue[model][late].tolist()
         xr += [p] * got.size
         yr += s.reward[model][got].tolist()
         per_p[f"{p:g}"] = {
-            "cue": float(s.cue[model][idx].mean()),
+            "cue": float(s.cue[model][late].mean()),
             "reward": float(s.reward[model][got].mean()) if got.size else float("nan"),
         }
     cue_slope = slope_test(np.array(xs), np.array(ys))
     rew_slope = slope_test(np.array(xr), np.array(yr)) if len(set(xr)) > 1 else None
     cue_means = [v["cue"] for v in per_p.values()]
-    monotone = bool(np.all(np.diff(cue_means) > 0))
+    rew_means = [v["reward"] for k, v in per_p.items() if float(k) > 0]
+    probability_ok = bool(
+        np.all(np.diff(cue_means) > 0)
+        and np.all(np.diff(rew_means) < 0)
+        and cue_slope.slope > 0
+        and cue_slope.test.p_value < 0.05
+        and rew_slope is not None
+        and rew_slope.slope < 0
+        and rew_slope.test.p_value < 0.05
+    )
+    magnitude: dict[str, Any] = {}
+    magnitude_ok = False
+    if mag:
+        s = mag[0]
+        late = _late(s)
+        m_, r_ = s.magnitude[late], s.reward[model][late]
+        expected = float(np.mean(params.magnitudes))
+        levels = sorted(set(m_.tolist()))
+        means = [float(r_[m_ == v].mean()) for v in levels]
+        above, below = m_ > expected, m_ < expected  # the mean size itself in neither
+        fit_a = slope_test(m_[above], r_[above])
+        fit_b = slope_test(m_[below], r_[below])
+        sp, sn = fit_a.slope, fit_b.slope
+        ratio = float(sn / sp) if sp > 0 else float("inf")
+        magnitude = {
+            "levels": levels,
+            "mean_response": means,
+            "slope_above_expected": float(sp),
+            "slope_above_p": fit_a.test.p_value,
+            "slope_below_expected": float(sn),
+            "slope_below_p": fit_b.test.p_value,
+            "slope_ratio": ratio,
+        }
+        magnitude_ok = bool(
+            sp >= 0.5
+            and fit_a.test.p_value < 0.05
+            and sn > 0
+            and fit_b.test.p_value < 0.05
+            and ratio <= 0.5
+        )
     return {
-        "unexpected_reward": first_reward,
-        "cue_early": cue_early,
-        "cue_late": cue_late,
-        "reward_early": rew_early,
-        "reward_late": rew_late,
-        "omission_mean": dip_mean,
-        "omission_baseline_mean": float(base.mean()),
-        "omission_test": dip_test,
+        "naive": naive,
+        "per_delay": per_delay,
         "per_probability": per_p,
         "cue_slope": cue_slope.slope,
         "cue_slope_p": cue_slope.test.p_value,
-        "cue_monotone": monotone,
         "reward_slope": rew_slope.slope if rew_slope else float("nan"),
         "reward_slope_p": rew_slope.test.p_value if rew_slope else 1.0,
+        "magnitude": magnitude,
         "verdicts": {
-            "burst": first_reward >= 0.5,
-            "transfer": cue_late - cue_early >= 0.2 and rew_late <= 0.5 * rew_early,
-            "omission_dip": dip_mean <= -0.2 and dip_test["p_value"] < 0.05,
-            "probability": monotone
-            and cue_slope.slope > 0
-            and cue_slope.test.p_value < 0.05
-            and rew_slope is not None
-            and rew_slope.slope < 0
-            and rew_slope.test.p_value < 0.05,
+            "burst": naive >= 0.5,
+            "transfer": transfer_ok,
+            "no_pre_dip": pre_ok,
+            "omission_dip": omission_ok,
+            "uncued_kept": uncued_ok,
+            "probability": probability_ok,
+            "magnitude": magnitude_ok,
         },
     }
+
+
+def _specs(params: Params) -> list[Spec]:
+    specs = [Spec("probability", p, params.delay_s) for p in params.probabilities]
+    specs += [Spec("interval", 1.0, d) for d in params.delays_s if d != params.delay_s]
+    if params.magnitudes:  # () skips the magnitude session (its prediction then fails)
+        specs.append(Spec("magnitude", 1.0, params.delay_s))
+    return specs
 
 
 def run(
@@ -225,11 +364,12 @@ def run(
     mechanisms: Mechanisms | None = None,
 ) -> AssayResult:
     t0 = time.monotonic()
-    if max(params.probabilities) < 1.0 or len(params.probabilities) < 2:
-        raise ValueError("the RPE assay needs p = 1 and at least one p < 1")
-    calls = [(cfg, params, p, mechanisms, seed, progress) for p in params.probabilities]
-    sessions = {s.p: s for s in pmap(run_session, calls, jobs)}
-    sig = {m: _signatures(sessions, params, m) for m in MODELS}
+    if 1.0 not in params.probabilities or len(params.probabilities) < 3:
+        raise ValueError("the RPE assay needs p = 1 and at least two p < 1")
+    calls = [(cfg, params, spec, mechanisms, seed, progress) for spec in _specs(params)]
+    sessions: list[Session] = pmap(run_session, calls, jobs)
+    gamma = cfg.orchestrator.dopamine.gamma
+    sig = {m: _signatures(sessions, params, m, gamma) for m in MODELS}
     driving = cfg.orchestrator.dopamine.value_model
     if mechanisms is not None and mechanisms.zero_value and driving == "critic":
         driving_label = "critic (replaced by V = 0)"
@@ -237,51 +377,81 @@ def run(
         driving_label = driving
     s = sig[driving]
     v = s["verdicts"]
+    delays = ", ".join(f"{k} s" for k in s["per_delay"])
+
+    def per_delay(fmt: str) -> str:
+        return "; ".join(f"T={k}s " + fmt.format(**x) for k, x in s["per_delay"].items())
+
+    mg = s["magnitude"] or {"note": "not run: no magnitudes"}
     preds = [
         Prediction(
             id="rpe.burst_unexpected",
             statement="An unexpected reward gives a phasic dopamine burst (Schultz et al. 1997).",
-            criterion="δ summed over the 50 ms from the first reward >= 0.5 (reward = 1)",
-            measured=f"{s['unexpected_reward']:.2f} ({driving_label})",
+            criterion="phasic response summed over the 50 ms from an uncued reward of 1, "
+            "before any training, >= 0.5 (mean over sessions)",
+            measured=f"{s['naive']:.2f} ({driving_label})",
             passed=v["burst"],
-            numbers={"first_reward_response": s["unexpected_reward"]},
+            numbers={"naive": s["naive"]},
         ),
         Prediction(
             id="rpe.transfer_to_cue",
             statement="With learning the response moves from the reward to the cue that "
-            "predicts it (Schultz et al. 1997).",
-            criterion="cue response trained - naive >= 0.2 and reward response trained <= 0.5 x "
-            "naive (naive: the first trial; trained: the last third of the rewarded trials)",
-            measured=f"cue {s['cue_early']:.2f} -> {s['cue_late']:.2f}, reward "
-            f"{s['reward_early']:.2f} -> {s['reward_late']:.2f} ({driving_label})",
+            "predicts it, at every CS–US interval (Schultz et al. 1997).",
+            criterion=f"at each delay ({delays}), second half of training: cue response >= "
+            "0.6 x its TD value γ^T and reward response <= 0.2 x the naive burst",
+            measured=per_delay(
+                "cue {cue:.2f} ({cue_td_fraction:.0%} of TD), reward "
+                "{reward:.2f} ({reward_fraction:.0%} of naive)"
+            )
+            + f" ({driving_label})",
             passed=v["transfer"],
-            numbers={k: s[k] for k in ("cue_early", "cue_late", "reward_early", "reward_late")},
+            numbers={"per_delay": s["per_delay"]},
+        ),
+        Prediction(
+            id="rpe.no_dip_before_reward",
+            statement="The learned value does not sag before a predicted reward.",
+            criterion="δ summed over the 300 ms before a delivered reward, second half of "
+            "training, >= -0.05 at every delay",
+            measured=per_delay("{pre_reward_sum:+.3f}") + f" ({driving_label})",
+            passed=v["no_pre_dip"],
+            numbers={k: x["pre_reward_sum"] for k, x in s["per_delay"].items()},
         ),
         Prediction(
             id="rpe.omission_dip",
             statement="When a predicted reward is omitted, dopamine dips below baseline at the "
             "time it was due (Schultz et al. 1997).",
-            criterion="δ summed from 0.1 s before to 0.3 s after the due time on probe trials "
-            "<= -0.2 and below the same window in the inter-trial interval (Welch p < 0.05)",
-            measured=f"{s['omission_mean']:.2f} vs baseline {s['omission_baseline_mean']:.3f} "
-            f"({fmt_p(s['omission_test']['p_value'])}; {driving_label})",
+            criterion="phasic response summed from 0.1 s before to 0.3 s after the due time on "
+            "omission probes <= -0.2 and below the same window in the inter-trial interval "
+            "(Welch p < 0.05), at every delay",
+            measured=per_delay("{omission:.2f} vs {omission_baseline:.3f}") + f" ({driving_label})",
             passed=v["omission_dip"],
-            numbers={
-                "omission": s["omission_mean"],
-                "baseline": s["omission_baseline_mean"],
-                "p_value": s["omission_test"]["p_value"],
-            },
+            numbers={k: x["omission"] for k, x in s["per_delay"].items()},
+        ),
+        Prediction(
+            id="rpe.uncued_reward_kept",
+            statement="Training on a cued reward leaves an uncued reward surprising: only what "
+            "is predicted is cancelled.",
+            criterion="after training, an uncued reward in the inter-trial interval keeps >= "
+            "80 % of the naive burst, at every delay",
+            measured=per_delay("{uncued_fraction:.0%}") + f" ({driving_label})",
+            passed=v["uncued_kept"],
+            numbers={k: x["uncued_fraction"] for k, x in s["per_delay"].items()},
         ),
         Prediction(
             id="rpe.probability",
             statement="Cue responses grow with the reward probability and reward responses "
             "shrink with it (Fiorillo et al. 2003).",
             criterion="mean cue response (second half of training) strictly increasing in p "
-            "with OLS slope > 0 (p < 0.05), and the reward response's slope < 0 (p < 0.05)",
+            "(p = 0 … 1) with OLS slope > 0 (p < 0.05); the reward response strictly "
+            "decreasing (p > 0) with slope < 0 (p < 0.05)",
             measured="cue "
             + ", ".join(f"p={k}: {x['cue']:.2f}" for k, x in s["per_probability"].items())
-            + f" (slope {s['cue_slope']:.2f}, {fmt_p(s['cue_slope_p'])}); reward slope "
-            f"{s['reward_slope']:.2f} ({fmt_p(s['reward_slope_p'])}; {driving_label})",
+            + "; reward "
+            + ", ".join(
+                f"p={k}: {x['reward']:.2f}" for k, x in s["per_probability"].items() if float(k) > 0
+            )
+            + f" (slopes {s['cue_slope']:.2f}, {fmt_p(s['cue_slope_p'])}; "
+            f"{s['reward_slope']:.2f}, {fmt_p(s['reward_slope_p'])}; {driving_label})",
             passed=v["probability"],
             numbers={
                 "per_probability": s["per_probability"],
@@ -291,12 +461,30 @@ def run(
                 "reward_slope_p": s["reward_slope_p"],
             },
         ),
+        Prediction(
+            id="rpe.magnitude",
+            statement="Positive prediction errors are coded linearly in reward size, negative "
+            "ones compressed (Bayer & Glimcher 2005).",
+            criterion="rewards of block-randomised size 0.2–1 after a cue (second half of "
+            "training): OLS slope of the response on the sizes above the mean size >= 0.5, below "
+            "it > 0 (both p < 0.05: monotone in size), and the slope below <= 0.5 x above",
+            measured=(
+                f"slopes {mg.get('slope_above_expected', float('nan')):.2f} above / "
+                f"{mg.get('slope_below_expected', float('nan')):.2f} below the expected "
+                f"size (ratio {mg.get('slope_ratio', float('nan')):.2f}; {driving_label})"
+            ),
+            passed=v["magnitude"],
+            numbers=mg,
+        ),
     ]
     names = {
-        "burst": "burst to an unexpected reward",
-        "transfer": "transfer to the cue",
-        "omission_dip": "dip at omission",
-        "probability": "cue response grows with p",
+        "burst": "burst",
+        "transfer": "transfer",
+        "no_pre_dip": "no pre-reward dip",
+        "omission_dip": "omission dip",
+        "uncued_kept": "uncued reward kept",
+        "probability": "probability",
+        "magnitude": "magnitude",
     }
     reproduced = {m: [k for k, ok in sig[m]["verdicts"].items() if ok] for m in MODELS}
     comparison = (
@@ -306,36 +494,36 @@ def run(
         )
         + "."
     )
+    learned = {"transfer", "omission_dip", "probability"}
     preds.append(
         Prediction(
             id="rpe.critic_beats_energy",
             statement="A value defined only as field energy cannot learn predictions; a learned "
             "critic can (ARCHITECTURE §6.10): the critic reproduces every signature, the "
-            "energy value only the burst.",
-            criterion="critic reproduces all four signatures; the energy value none of "
+            "energy value none of those that need a prediction.",
+            criterion="critic reproduces all seven signatures; the energy value none of "
             "transfer, omission dip, probability",
             measured=comparison,
-            passed=len(reproduced["critic"]) == 4
-            and not {"transfer", "omission_dip", "probability"} & set(reproduced["energy"])
+            passed=len(reproduced["critic"]) == len(names)
+            and not learned & set(reproduced["energy"])
             and not (mechanisms is not None and mechanisms.zero_value),
             numbers={"reproduced": reproduced},
         )
     )
-    full = sessions[max(sessions)]
+    main = next(x for x in sessions if x.spec.kind == "probability" and x.spec.p >= 1.0)
     series = {
         "dt": cfg.orchestrator.dt,
         "delay_s": params.delay_s,
         "trials": params.trials,
-        "first": full.trace_first,
-        "trained": full.trace_trained,
-        "omission": full.trace_omission,
-        "dopamine_first": full.dopamine_first,
-        "dopamine_trained": full.dopamine_trained,
-        "cue_by_trial": {m: full.cue[m].tolist() for m in MODELS},
-        "reward_by_trial": {m: full.reward[m].tolist() for m in MODELS},
-        "rewarded": full.rewarded.tolist(),
-        "probe": full.probe.tolist(),
+        "first": main.traces.get("first", {}),
+        "trained": main.traces.get("trained", {}),
+        "omission": main.traces.get("omission", {}),
+        "cue_by_trial": {m: main.cue[m].tolist() for m in MODELS},
+        "reward_by_trial": {m: main.reward[m].tolist() for m in MODELS},
+        "rewarded": main.rewarded.tolist(),
         "per_probability": {m: sig[m]["per_probability"] for m in MODELS},
+        "per_delay": {m: sig[m]["per_delay"] for m in MODELS},
+        "magnitude": {m: sig[m]["magnitude"] for m in MODELS},
     }
     numbers = {m: {k: x for k, x in sig[m].items() if k != "per_probability"} for m in MODELS}
     return AssayResult(

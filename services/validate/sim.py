@@ -127,7 +127,13 @@ class Mechanisms:
 class ZeroValueCritic(LinearTdCritic):
     """A critic whose value is 0 everywhere and which never learns: δ = R."""
 
-    def update(self, phi: F64Array, reward: float, phi_next: F64Array) -> float:
+    def update(
+        self,
+        phi: F64Array,
+        reward: float,
+        phi_next: F64Array,
+        ended: np.ndarray[Any, np.dtype[np.bool_]] | None = None,
+    ) -> float:
         return reward
 
 

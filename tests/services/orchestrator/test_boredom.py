@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from services.orchestrator.boredom import Boredom, logit
@@ -129,3 +130,119 @@ def test_a_goal_per_crossing_then_one_per_idle_period() -> None:
     b.novelty([0.9])
     assert not b.advance(100.0)
     assert b.advance(500.0)  # a new episode after the reset
+
+
+# --- Opportunity cost: the Marginal Value Theorem (issue #12) ---------------------------
+
+
+def _charnov(travel_s: float, tau_s: float = 5.0) -> float:
+    """t* of g(t) = G(1 - e^{-t/τ}): g'(t*) = g(t*)/(T + t*), independent of G."""
+    lo, hi = 1e-3, 100.0
+    for _ in range(100):  # bisection: e^{-t/τ}(T + t)/τ - (1 - e^{-t/τ}) falls through 0
+        mid = 0.5 * (lo + hi)
+        if math.exp(-mid / tau_s) * (travel_s + mid) / tau_s > 1.0 - math.exp(-mid / tau_s):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _forage(
+    travel_s: float, gain: float, patches: int, lumps_s: float = 0.0, warmup_s: float = 90.0
+) -> list[float]:
+    """A forager in patches of cumulative gain g(t) = G(1 - e^{-t/5}), paid each cycle
+    (or in lumps every ``lumps_s``), with a novelty event on arrival; it leaves on the
+    first curiosity goal after arriving, travels ``travel_s`` with no intake. Returns
+    the residence times of ``patches`` patches entered after ``warmup_s`` (3 τ_R: R̄
+    has learned the environment). No physics: the idle clock stands still, so only the
+    opportunity cost can make it leave."""
+    engs = make_engs(GLOBAL_ONLY)
+    residence = []
+    while len(residence) < patches:
+        scored = engs.cycle * DT >= warmup_s
+        k = 0
+        while k * DT < 60.0:
+            t = k * DT
+            if lumps_s:
+                due = k % round(lumps_s / DT) == 0
+                r = gain * (math.exp(-t / 5.0) - math.exp(-(t + lumps_s) / 5.0)) if due else 0.0
+            else:
+                r = gain * (math.exp(-t / 5.0) - math.exp(-(t + DT) / 5.0))
+            res = engs.step(CycleInputs(reward=r, novelty=(1.0,) if k == 0 else ()), None)
+            k += 1
+            if k > 1 and any(isinstance(e, CuriosityGoal) for e in res.events):
+                break
+        if scored:
+            residence.append(k * DT)
+        for _ in range(round(travel_s / DT)):
+            engs.step(CycleInputs(), None)
+    return residence
+
+
+@pytest.mark.parametrize("travel_s", [1.0, 5.0, 20.0])
+def test_patch_residence_follows_the_marginal_value_theorem(travel_s: float) -> None:
+    """Residence (once R̄ has learned the environment) within 25 % of Charnov's t*
+    (2.86 / 5.73 / 9.68 s), whatever the patch gain."""
+    best = _charnov(travel_s)
+    stays = {}
+    for gain in (0.5, 2.0):
+        r = _forage(travel_s, gain, patches=6)
+        stays[gain] = float(np.mean(r))
+        assert stays[gain] == pytest.approx(best, rel=0.25), (gain, r)
+    assert stays[2.0] == pytest.approx(stays[0.5], rel=0.10)  # gain does not matter
+
+
+def test_lumpy_intake_leaves_near_the_optimum_too() -> None:
+    r = _forage(5.0, 1.0, patches=6, lumps_s=0.1)
+    assert float(np.mean(r)) == pytest.approx(_charnov(5.0), rel=0.25)
+
+
+def test_a_patch_poorer_than_the_average_is_left_at_once() -> None:
+    """After rich patches (G = 2), a poor one (G = 0.25: its intake starts below R̄) is
+    rejected within a second: the arrival restarts the intake estimate."""
+    engs = make_engs(GLOBAL_ONLY)
+    for _ in range(8):  # rich patches, left after 4 s each, 5 s travel
+        for k in range(400):
+            t = k * DT
+            r = 2.0 * (math.exp(-t / 5.0) - math.exp(-(t + DT) / 5.0))
+            engs.step(CycleInputs(reward=r, novelty=(1.0,) if k == 0 else ()), None)
+        for _ in range(500):
+            engs.step(CycleInputs(), None)
+    left_at = None
+    for k in range(1000):
+        t = k * DT
+        r = 0.25 * (math.exp(-t / 5.0) - math.exp(-(t + DT) / 5.0))
+        res = engs.step(CycleInputs(reward=r, novelty=(1.0,) if k == 0 else ()), None)
+        if any(isinstance(e, CuriosityGoal) for e in res.events):
+            left_at = k * DT
+            break
+    assert left_at is not None and left_at < 1.0
+
+
+def test_without_the_opportunity_cost_the_forager_does_not_leave() -> None:
+    """Flip test: opportunity_gain 0 leaves only the idle clock, which needs physics
+    ticks (600 s): no patch is left within 60 s."""
+    engs = make_engs({**GLOBAL_ONLY, "orchestrator.boredom.opportunity_gain": 0.0})
+    goals = 0
+    for k in range(3000):
+        t = (k % 1000) * DT
+        r = math.exp(-t / 5.0) - math.exp(-(t + DT) / 5.0)
+        res = engs.step(CycleInputs(reward=r), None)
+        goals += any(isinstance(e, CuriosityGoal) for e in res.events)
+    assert goals == 0
+    assert engs.boredom.opportunity_level == 0.0
+
+
+def test_opportunity_level_is_the_threshold_where_intake_meets_the_average() -> None:
+    b = _boredom()
+    b.observe_intake(0.0, 0.1)  # R̄ = 0.1/s; ρ relaxes towards 0
+    b.intake_rate = 0.1
+    assert b.opportunity_level == pytest.approx(0.85)
+    b.intake_rate = 0.2  # twice the average: well below the threshold
+    assert b.opportunity_level == pytest.approx(
+        1 / (1 + math.exp(-(logit(0.85) - 4 * math.log(2))))
+    )
+    b.intake_rate = -0.5  # a net loss: as bored as it gets
+    assert b.opportunity_level > 0.999
+    b.reward_rate = 0.001  # below opportunity_min_rate: no economy to weigh
+    assert b.opportunity_level == 0.0 and b.level == b.idle_level

@@ -30,23 +30,46 @@ def test_energy_value_is_normalised_by_its_running_scale() -> None:
 
 
 def test_tonic_update_is_the_seed_formula_with_the_matrix_decay() -> None:
-    """With couplings at rest: D' = D + β·δ - λ_decay (D - D_base), λ_decay = 1 - e^{-λ_D dt},
-    and all rewards of one cycle count once, summed."""
+    """With couplings at rest: D' = D + β·δ_DA - λ_decay (D - D_base) + dt·λ_D·ΔD_eq(R̄),
+    λ_decay = 1 - e^{-λ_D dt}; all rewards of one cycle count once, summed, and R̄ moves
+    by (1 - e^{-dt/τ_R})·R/dt."""
     engs = make_engs({**DECOUPLED, "orchestrator.dopamine.value_model": "energy"})
     engs.dopamine = 0.7
     res = engs.step(CycleInputs(reward=0.75), None)  # e.g. 0.5 + 0.25 arriving together
     assert res.causes == 0
     delta = 0.75 + per_cycle(0.95, DT) * 0.0 - 0.0  # no telemetry: V = 0 before and after
     lam_decay = 1.0 - math.exp(-0.15 * DT)
+    rbar = (1.0 - math.exp(-DT / 20.0)) * 0.75 / DT
+    assert engs.reward_rate == pytest.approx(rbar, rel=1e-12)
+    tonic = DT * 0.15 * 0.3 * math.tanh(rbar / 1.0)
     assert engs.td_error == pytest.approx(delta, abs=1e-15)
-    assert engs.dopamine == pytest.approx(0.7 + 0.1 * delta - lam_decay * (0.7 - 0.5), abs=1e-15)
+    assert engs.phasic_dopamine == engs.td_error  # a positive δ is passed on linearly
+    assert engs.dopamine == pytest.approx(
+        0.7 + 0.1 * delta - lam_decay * (0.7 - 0.5) + tonic, abs=1e-15
+    )
 
 
-def test_dopamine_clamps_to_unit_interval() -> None:
+def test_a_negative_error_is_compressed_in_the_phasic_signal() -> None:
+    """Bayer & Glimcher 2005: δ_DA = 0.33·δ for δ < 0; D integrates δ_DA."""
+    engs = make_engs({**DECOUPLED, "orchestrator.dopamine.value_model": "energy"})
+    engs.step(CycleInputs(reward=-0.6), None)
+    assert engs.td_error == pytest.approx(-0.6, abs=1e-15)
+    assert engs.phasic_dopamine == pytest.approx(0.33 * -0.6, abs=1e-15)
+
+
+def test_dopamine_clamps_to_unit_interval_and_delta_is_bounded() -> None:
+    """A cycle's summed reward is unbounded (many signals may arrive in one cycle), the
+    learning signal is not: δ is clipped at ``critic.delta_bound``; D stays in [0, 1]."""
     engs = make_engs({**DECOUPLED, "orchestrator.dopamine.value_model": "energy"})
     engs.step(CycleInputs(reward=-1e6), None)
+    assert engs.td_error == -2.0
+    for _ in range(30):
+        engs.step(CycleInputs(reward=-1e6), None)
     assert engs.dopamine == 0.0
     engs.step(CycleInputs(reward=1e6), None)
+    assert engs.td_error == 2.0
+    for _ in range(10):
+        engs.step(CycleInputs(reward=1e6), None)
     assert engs.dopamine == 1.0
 
 
@@ -67,10 +90,11 @@ def _steady_dopamine(gamma_per_s: float, cycles: int) -> float:
 
 def test_energy_value_standing_bias_with_gamma_per_second() -> None:
     """A constant field gives V = 1/2 and δ = -(1 - γ_c)/2 every cycle; D settles at
-    D_base + β δ / (1 - e^{-λ_D dt}) (docs §3): about 0.483 with γ = 0.95 per second."""
+    D_base + β·0.33·δ / (1 - e^{-λ_D dt}) (docs §3; a negative δ is compressed in the
+    phasic signal): about 0.494 with γ = 0.95 per second."""
     g = per_cycle(0.95, DT)
-    predicted = 0.5 + 0.1 * (-(1.0 - g) * 0.5) / (1.0 - math.exp(-0.15 * DT))
-    assert predicted == pytest.approx(0.4829, abs=1e-4)
+    predicted = 0.5 + 0.1 * 0.33 * (-(1.0 - g) * 0.5) / (1.0 - math.exp(-0.15 * DT))
+    assert predicted == pytest.approx(0.4943, abs=1e-4)
     assert _steady_dopamine(0.95, 12_000) == pytest.approx(predicted, abs=1e-5)
 
 

@@ -3,6 +3,8 @@ message types."""
 
 from __future__ import annotations
 
+import math
+
 import msgspec
 import pytest
 
@@ -77,15 +79,52 @@ def test_socket_signals_fold_in() -> None:
 
 def test_bad_values_never_reach_the_dynamics() -> None:
     acc = InputAccumulator(AREAS)
-    with pytest.raises(ValueError, match=r"`stress.value` must be finite and in \[0.0, 1.0\]"):
+    with pytest.raises(
+        ValueError, match=r"^Expected `float` in \[0\.0, 1\.0\], got 1\.5 - at `stress\.value`$"
+    ):
         acc.set_stress(1.5)
-    with pytest.raises(ValueError, match=r"`reward\.value` must be finite"):
+    with pytest.raises(ValueError, match=r"got nan - at `reward\.value`$"):
         acc.add_reward(float("nan"))
+    with pytest.raises(ValueError, match=r"in \[0\.0, 10\.0\], got -1\.0 - at `stimulus\.amp"):
+        acc.add_stimulus("motor", -1.0)
+    with pytest.raises(ValueError, match=r"at `dmn\.utility`$"):
+        acc.set_dmn(DmnReport(0.5, 2.0, 0.5, 0.0, 0.0))
     with pytest.raises(ValueError, match=r"`stimulus\.area`: unknown area 'cortex'"):
         acc.add_stimulus("cortex", 1.0)
     with pytest.raises(ValueError, match=r"`stimulus.area` must be in 0..3, got 4"):
         acc.add_stimulus(4, 1.0)
     assert acc.take() == CycleInputs()
+
+
+@pytest.mark.parametrize(
+    ("cls", "field", "method"),
+    [
+        (messages.Reward, "value", "add_reward"),
+        (messages.Stress, "value", "set_stress"),
+        (messages.Novelty, "entropy", "add_novelty"),
+    ],
+)
+def test_the_library_api_accepts_exactly_what_the_socket_accepts(
+    cls: type, field: str, method: str
+) -> None:
+    """One bound per input, written on the message field (issue #12): the accumulator
+    accepts both ends of the decoder's range and refuses just past them, and the
+    decoder agrees on every value tried."""
+    lo, hi = messages.field_bounds(cls, field)
+    acc = InputAccumulator(AREAS)
+    dec = msgspec.json.Decoder(cls)
+    for v in (lo, hi, lo - 1e-9, hi + 1e-9, 1e6, -1e6, math.inf):
+        try:
+            getattr(acc, method)(v)
+            library_ok = True
+        except ValueError:
+            library_ok = False
+        try:
+            dec.decode(msgspec.json.encode({"type": cls.__struct_config__.tag, field: v}))
+            socket_ok = True
+        except msgspec.ValidationError:
+            socket_ok = False
+        assert library_ok == socket_ok == (lo <= v <= hi), v
 
 
 def test_dmn_outcome_metrics_difference_successive_reports() -> None:

@@ -39,7 +39,9 @@ def verdict(result: AssayResult, pid: str) -> bool:
 
 
 def test_lesion_d_needs_the_dopamine_gate(cfg: Config) -> None:
-    params = lesions.Params(settle_s=1.0, learn_s=5.0, relearn_s=0.5, conditions=("D=0",))
+    params = lesions.Params(
+        settle_s=1.0, learn_s=5.0, relearn_s=0.5, conditions=("D=0",), arousal_levels=()
+    )
     intact = lesions.run(cfg, params, jobs=JOBS)
     flipped = lesions.run(
         cfg, params, jobs=JOBS, mechanisms=Mechanisms(plasticity_gate=Constant(1.0))
@@ -52,7 +54,9 @@ def test_lesion_d_needs_the_dopamine_gate(cfg: Config) -> None:
 
 
 def test_lesion_n_needs_the_relevance_gate(cfg: Config) -> None:
-    params = lesions.Params(settle_s=0.5, learn_s=4.0, relearn_s=0.5, conditions=("control", "N=1"))
+    params = lesions.Params(
+        settle_s=0.5, learn_s=4.0, relearn_s=0.5, conditions=("control", "N=1"), arousal_levels=()
+    )
     intact = lesions.run(cfg, params, jobs=JOBS)
     flipped = lesions.run(
         cfg, params, jobs=JOBS, mechanisms=Mechanisms(relevance_gate=Constant(0.6))
@@ -63,16 +67,37 @@ def test_lesion_n_needs_the_relevance_gate(cfg: Config) -> None:
 
 
 def test_rpe_signatures_need_the_learned_critic(cfg: Config) -> None:
-    params = rpe.Params(probabilities=(0.5, 1.0), trials=6, probe_trials=6, trial_s=(1.4, 1.6))
+    params = rpe.Params(
+        probabilities=(0.0, 0.5, 1.0), delays_s=(), magnitudes=(), trials=8, probe_blocks=2
+    )
     intact = rpe.run(cfg, params, jobs=JOBS)
     flipped = rpe.run(cfg, params, jobs=JOBS, mechanisms=Mechanisms(zero_value=True))
-    assert verdict(intact, "rpe.burst_unexpected")
-    assert verdict(intact, "rpe.omission_dip")
+    for pid in (
+        "rpe.burst_unexpected",
+        "rpe.no_dip_before_reward",
+        "rpe.omission_dip",
+        "rpe.uncued_reward_kept",
+    ):
+        assert verdict(intact, pid), pid
     # V ≡ 0: δ = R — the burst stays, nothing is predicted, so nothing is missed
     assert verdict(flipped, "rpe.burst_unexpected")
+    assert verdict(flipped, "rpe.uncued_reward_kept")
     assert not verdict(flipped, "rpe.omission_dip")
     assert not verdict(flipped, "rpe.transfer_to_cue")
+    assert not verdict(flipped, "rpe.probability")
     assert not verdict(flipped, "rpe.critic_beats_energy")
+
+
+def test_rpe_magnitude_asymmetry_needs_the_compressed_negative_code(cfg: Config) -> None:
+    """negative_gain = 1 codes a negative error like a positive one: the slopes below
+    and above the expected size become equal and the Bayer & Glimcher prediction fails."""
+    flat = derive_config(cfg, {"orchestrator.dopamine.negative_gain": 1.0})
+    params = rpe.Params(
+        probabilities=(0.0, 0.5, 1.0), delays_s=(), trials=4, magnitude_trials=30, probe_blocks=1
+    )
+    flipped = rpe.run(flat, params, jobs=JOBS)
+    assert not verdict(flipped, "rpe.magnitude")
+    assert flipped.numbers["critic"]["magnitude"]["slope_ratio"] > 0.7
 
 
 def test_risk_needs_serotonins_elasticity_gate(cfg: Config) -> None:
@@ -83,12 +108,23 @@ def test_risk_needs_serotonins_elasticity_gate(cfg: Config) -> None:
     assert not verdict(flipped, "risk.serotonin_shifts_choice")
 
 
-def test_patch_leaving_needs_the_novelty_relief(cfg: Config) -> None:
-    params = foraging.Params(visits=4, travel_s=(0.25, 0.5))
+def test_patch_leaving_needs_the_opportunity_cost(cfg: Config) -> None:
+    """Without boredom's opportunity cost (gain 0) only the idle clock is left, which
+    takes 600 s of ticks: no patch is left, and none of the MVT predictions hold."""
+    params = foraging.Params(
+        travel_s=(1.0, 2.0, 4.0), patches=4, warmup_s=20.0, max_residence_s=12.0
+    )
     intact = foraging.run(cfg, params, jobs=JOBS)
-    flipped = foraging.run(cfg, params, jobs=JOBS, mechanisms=Mechanisms(novelty_relief=False))
-    assert verdict(intact, "foraging.richer_longer_residence")
-    assert not verdict(flipped, "foraging.richer_longer_residence")
+    off = derive_config(cfg, {"orchestrator.boredom.opportunity_gain": 0.0})
+    flipped = foraging.run(off, params, jobs=JOBS)
+    for pid in (
+        "foraging.travel_longer_residence",
+        "foraging.gain_invariant",
+        "foraging.richer_longer_residence",
+    ):
+        assert verdict(intact, pid), pid
+        assert not verdict(flipped, pid), pid
+    assert not verdict(flipped, "foraging.mvt_residence")
 
 
 def test_granger_needs_the_dopamine_gate(cfg: Config) -> None:
