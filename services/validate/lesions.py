@@ -23,8 +23,17 @@ three lesions (D clamped to 0, S clamped to 0, N clamped to 1):
 
 Read-outs per condition: convergence time (first time the 1-s running mean of A_1
 reaches ``criterion``), final accuracy (mean A_1 over the last 2 s of learning), peak
-accuracy, recall of P1 after P2, fraction of edges at g_max, irrelevant inputs offered
-and admitted, field energy, and the field entropy (used by the causality assay).
+accuracy, recall of P1 after P2, fraction of edges at g_max, the rise of the background
+areas' mean conductance over the learning phase (what admitted irrelevant inputs imprint
+where nothing was taught), irrelevant inputs offered and admitted, field energy, and the
+field entropy (reported by the causality assay).
+
+Arousal sweep (issue 13; Yerkes–Dodson, Aston-Jones & Cohen 2005): the same task with N
+clamped at each of ``arousal_levels`` (N = 1 is the panic lesion's run); the prediction
+asks for an interior peak of the final accuracy with both ends ``arousal_drop`` below it.
+What N does in the model: the speed gain 1 + N² (no effect on an off-resonant drive),
+the relevance gate τ(N), the couplings to D and S (plasticity and elasticity gates), and
+the gain of the areas' response to their inputs (docs/areas.md §7a).
 """
 
 from __future__ import annotations
