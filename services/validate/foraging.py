@@ -153,6 +153,12 @@ def run(
     mechanisms: Mechanisms | None = None,
 ) -> AssayResult:
     t0 = time.monotonic()
+    if params.patches < 4 or len(params.travel_s) < 3 or len(params.gains) != 2:
+        raise ValueError(
+            "the foraging assay needs >= 4 scored patches (2 of each kind in the mixed "
+            f"environment), 3 travel times and 2 gains; got {params.patches}, "
+            f"{len(params.travel_s)}, {len(params.gains)}"
+        )
     envs = _envs(params)
     calls = [(cfg, params, e, mechanisms, seed, progress) for e in envs]
     results = pmap(run_environment, calls, jobs)

@@ -162,10 +162,9 @@ def _rpe(plt: Any, r: AssayResult, out: Path) -> list[str]:
                 ax.set_xlabel("time from cue (s); red: reward")
     names.append(_save(plt, fig, out, "rpe_traces.png"))
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4))
     ax = axes[0]
-    rewarded = np.asarray(s["rewarded"])
-    probe = np.asarray(s["probe"])
+    rewarded = np.asarray(s["rewarded"], dtype=bool)
     trials = np.arange(rewarded.size) + 1
     for model in ("critic", "energy"):
         cue = np.asarray(s["cue_by_trial"][model])
@@ -180,10 +179,8 @@ def _rpe(plt: Any, r: AssayResult, out: Path) -> list[str]:
             alpha=0.6,
             label=f"{model}: reward",
         )
-        ax.plot(trials[probe], rew[probe], "x", ms=6, color=COLORS[model])
-    ax.axvline(s["trials"] + 0.5, color="#aaaaaa", ls=":")
-    ax.set_xlabel("trial (p = 1 session; x: omission probes after the dotted line)")
-    ax.set_ylabel("δ summed over 50 ms")
+    ax.set_xlabel(f"training trial (p = 1, CS–US {delay:g} s)")
+    ax.set_ylabel("phasic response summed over 50 ms")
     ax.set_title("Transfer of the response from reward to cue")
     ax.legend(fontsize=7)
     ax = axes[1]
@@ -203,7 +200,31 @@ def _rpe(plt: Any, r: AssayResult, out: Path) -> list[str]:
         )
     ax.set_xlabel("reward probability p")
     ax.set_ylabel("mean response, second half of training")
-    ax.set_title("Fiorillo et al. 2003: response vs reward probability")
+    ax.set_title("Fiorillo et al. 2003: response vs p")
+    ax.legend(fontsize=7)
+    ax = axes[2]
+    per_delay = s["per_delay"]["critic"]
+    ds = [float(k) for k in per_delay]
+    for key, label, style in (
+        ("cue_td_fraction", "cue / TD value γ^T", "o-"),
+        ("reward_fraction", "predicted reward / naive", "s--"),
+        ("uncued_fraction", "uncued reward / naive", "^:"),
+    ):
+        ax.plot(ds, [x[key] for x in per_delay.values()], style, label=label)
+    ax.plot(ds, [x["omission"] for x in per_delay.values()], "v-.", label="omission dip")
+    ax.axhline(0.0, color="k", lw=0.5)
+    ax.set_xlabel("CS–US interval T (s)")
+    ax.set_title("Critic at every interval (second half)")
+    ax.legend(fontsize=7)
+    ax = axes[3]
+    for model in ("critic", "energy"):
+        mg = s["magnitude"].get(model) or {}
+        if mg.get("levels"):
+            ax.plot(mg["levels"], mg["mean_response"], "o-", color=COLORS[model], label=model)
+    ax.axhline(0.0, color="k", lw=0.5)
+    ax.set_xlabel("reward size (expected: the mean size)")
+    ax.set_ylabel("phasic response at the reward")
+    ax.set_title("Bayer & Glimcher 2005: compressed negative RPEs")
     ax.legend(fontsize=7)
     names.append(_save(plt, fig, out, "rpe_learning.png"))
     return names
@@ -246,48 +267,37 @@ def _risk(plt: Any, r: AssayResult, out: Path) -> list[str]:
 
 def _foraging(plt: Any, r: AssayResult, out: Path) -> list[str]:
     s = r.series
-    travels = s["params"]["travel_s"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     ax = axes[0]
-    for i, t in enumerate(travels):
-        visits = s[f"{t:g}"]
-        for rich, dx, color in ((True, -0.12, "#2ca02c"), (False, 0.12, "#8c564b")):
-            ys = [v["residence_s"] for v in visits if v["rich"] == rich]
-            xs = np.full(len(ys), i + dx)
-            ax.scatter(xs, ys, s=12, color=color, alpha=0.6)
-            ax.plot(
-                [i + dx - 0.08, i + dx + 0.08],
-                [np.mean(ys)] * 2,
-                color=color,
-                lw=2,
-                label=("rich" if rich else "poor") if i == 0 else None,
-            )
-            opt = s["mvt"][f"{t:g}"]["rich_s" if rich else "poor_s"]
-            ax.plot(
-                i + dx,
-                opt,
-                marker="*",
-                ms=11,
-                color=color,
-                mec="k",
-                label=("MVT optimum" if (i == 0 and rich) else None),
-            )
-    ax.set_xticks(range(len(travels)), [f"travel {t:g} s" for t in travels])
+    curve = s["charnov"]
+    ax.plot([float(k) for k in curve], list(curve.values()), color="k", lw=1.2, label="t* (MVT)")
+    colors = {1.0: "#222222"}
+    for env in s["environments"]:
+        if len(env["gains"]) != 1:
+            continue
+        g = env["gains"][0]
+        ys = [v["residence_s"] for v in env["visits"]]
+        color = colors.get(g, "#2ca02c" if g > 1 else "#8c564b")
+        ax.scatter(np.full(len(ys), env["travel_s"]), ys, s=14, color=color, alpha=0.7)
+        ax.plot(env["travel_s"], np.mean(ys), "D", ms=7, color=color, mec="k", label=f"G = {g:g}")
+    ax.set_xlabel("travel time T (s)")
     ax.set_ylabel("residence time in patch (s)")
-    ax.set_title("Leaving times (boredom drive) vs Charnov's optimum")
-    ax.legend(fontsize=8)
+    ax.set_title("Patch leaving (opportunity cost) vs Charnov's t*")
+    handles, labels = ax.get_legend_handles_labels()
+    uniq = dict(zip(labels, handles, strict=True))
+    ax.legend(uniq.values(), uniq.keys(), fontsize=8)
     ax = axes[1]
-    num = r.numbers
-    rates = [num[f"travel_{t:g}s"]["finds_per_s"] for t in travels]
-    switches = [num[f"travel_{t:g}s"]["switches_per_min"] for t in travels]
-    ax.plot(rates, switches, "o-", color="#222222")
-    for x, y, t in zip(rates, switches, travels, strict=True):
-        ax.annotate(
-            f"travel {t:g} s", (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8
-        )
-    ax.set_xlabel("reward density (finds per second, whole run)")
-    ax.set_ylabel("switching rate (patches left per minute)")
-    ax.set_title("Switching rate vs reward density")
+    for env in s["environments"]:
+        if len(env["gains"]) < 2:
+            continue
+        for g, color in zip(sorted(set(env["gains"])), ("#8c564b", "#2ca02c"), strict=True):
+            ys = [v["residence_s"] for v in env["visits"] if v["gain"] == g]
+            ax.scatter(np.full(len(ys), g), ys, s=14, color=color)
+            ax.plot(g, np.mean(ys), "D", ms=7, color=color, mec="k")
+        ax.set_xscale("log")
+        ax.set_title(f"Mixed environment (T = {env['travel_s']:g} s): richer kept longer")
+    ax.set_xlabel("patch gain G")
+    ax.set_ylabel("residence time in patch (s)")
     return [_save(plt, fig, out, "foraging_mvt.png")]
 
 

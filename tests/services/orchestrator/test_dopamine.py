@@ -31,15 +31,15 @@ def test_energy_value_is_normalised_by_its_running_scale() -> None:
 
 def test_tonic_update_is_the_seed_formula_with_the_matrix_decay() -> None:
     """With couplings at rest: D' = D + β·δ_DA - λ_decay (D - D_base) + dt·λ_D·ΔD_eq(R̄),
-    λ_decay = 1 - e^{-λ_D dt}; all rewards of one cycle count once, summed, and R̄ moves
-    by (1 - e^{-dt/τ_R})·R/dt."""
+    λ_decay = 1 - e^{-λ_D dt}; all rewards of one cycle count once, summed, and R̄ is
+    their rate over the time elapsed (R/dt after one cycle: bias-corrected mean)."""
     engs = make_engs({**DECOUPLED, "orchestrator.dopamine.value_model": "energy"})
     engs.dopamine = 0.7
     res = engs.step(CycleInputs(reward=0.75), None)  # e.g. 0.5 + 0.25 arriving together
     assert res.causes == 0
     delta = 0.75 + per_cycle(0.95, DT) * 0.0 - 0.0  # no telemetry: V = 0 before and after
     lam_decay = 1.0 - math.exp(-0.15 * DT)
-    rbar = (1.0 - math.exp(-DT / 20.0)) * 0.75 / DT
+    rbar = 0.75 / DT  # the bias-corrected mean over the one cycle elapsed
     assert engs.reward_rate == pytest.approx(rbar, rel=1e-12)
     tonic = DT * 0.15 * 0.3 * math.tanh(rbar / 1.0)
     assert engs.td_error == pytest.approx(delta, abs=1e-15)
@@ -102,3 +102,18 @@ def test_seed_gamma_per_cycle_pins_dopamine_at_zero() -> None:
     """The seed's γ = 0.95 read per 10 ms cycle (0.95^100 per second) drives D to 0 in
     a resting field: the anhedonia trap by construction (seed note)."""
     assert _steady_dopamine(0.95**100, 3_000) == 0.0
+
+
+def test_average_reward_rate_tracks_the_rate_and_moves_the_resting_level() -> None:
+    """R̄ converges to a steady reward rate (here 0.5 reward/s, one reward of 0.5 every
+    second) and D's resting level rises by tonic_gain·tanh(R̄); with tonic_gain 0 (flip)
+    the rate is still measured but D does not move."""
+    levels = {}
+    for gain in (0.3, 0.0):
+        engs = make_engs({**DECOUPLED, **GLOBAL_ONLY, "orchestrator.dopamine.tonic_gain": gain})
+        for k in range(12_000):  # 120 s
+            engs.step(CycleInputs(reward=0.5 if k % 100 == 0 else 0.0), None)
+        assert engs.reward_rate == pytest.approx(0.5, rel=0.05)
+        levels[gain] = engs.dopamine
+    shift = levels[0.3] - levels[0.0]
+    assert shift == pytest.approx(0.3 * math.tanh(0.5), abs=0.03)
