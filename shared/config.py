@@ -270,6 +270,9 @@ class DopamineConfig(_Section, frozen=True):
     ~15 Hz above it). The critic learns from δ itself; D and the read-outs see this."""
     reward_rate_tau_s: PosFloat = 20.0
     """Time constant of R̄, the average reward rate (tonic dopamine, Niv et al. 2007)."""
+    reward_rate_min_s: PosFloat = 5.0
+    """R̄ is bias-corrected while younger than its time constant (the mean over the time
+    elapsed), but never averages over less than this window."""
     tonic_gain: Annotated[float, Meta(ge=0, le=0.5)] = 0.3
     """How far a saturating R̄ raises D's equilibrium above D_eq (a negative R̄ lowers
     it): ΔD_eq = tonic_gain·tanh(R̄ / reward_rate_scale)."""

@@ -220,7 +220,9 @@ class Engs:
         self._phi_next = np.zeros(self.features.n)
         self._phi.fill(0.0)  # φ(s) before the first cycle: no cue, no field
         self._cues: list[int] = []
-        self._reward_rate_alpha = 1.0 - math.exp(-self.dt / oc.dopamine.reward_rate_tau_s)
+        dp = oc.dopamine
+        self._reward_rate_alpha = 1.0 - math.exp(-self.dt / dp.reward_rate_tau_s)
+        self._rr_min_weight = 1.0 - math.exp(-dp.reward_rate_min_s / dp.reward_rate_tau_s)
         self._d_clearance = oc.coupling.lambda_d
         self.boredom = Boredom(oc.boredom, self.dt)
         self.nap = NapController(oc.nap)
@@ -368,14 +370,17 @@ class Engs:
         average, Charnov 1976; tonic dopamine, Niv et al. 2007). R: this cycle's total
         reward, the critic's (extrinsic + relief). Until τ_R has passed since the start
         the mean is divided by the weight it has gathered, 1 - e^{-t/τ_R} (the bias
-        correction of Kingma & Ba 2015): R̄ is then the mean over the time elapsed, not
-        a mean diluted by zeros from before the start, and a forager reaches the MVT's
-        leaving times from its second patch on instead of after ~3 τ_R (measured: first
-        patches 11.2, 8.5, 7.1 s → 5.0, 3.0, 3.1 s at T = 1 s, t* = 2.86 s)."""
+        correction of Kingma & Ba 2015), but by no less than the weight of
+        ``reward_rate_min_s`` (5 s): R̄ is then the mean over the time elapsed, never over
+        less than 5 s — not diluted by zeros from before the start, not a rate read off a
+        single reward in the first cycle (which made the opportunity cost fire on the
+        first reward of a session) — and a forager reaches the MVT's
+        leaving times from its first patch on instead of after ~3 τ_R (measured: first
+        patches 11.2, 8.5, 7.1 s → 3.6, 2.7, 2.9 s at T = 1 s, t* = 2.86 s)."""
         a = self._reward_rate_alpha
         self._rr_mean += a * (reward / self.dt - self._rr_mean)
         self._rr_weight += a * (1.0 - self._rr_weight)
-        self.reward_rate = self._rr_mean / self._rr_weight
+        self.reward_rate = self._rr_mean / max(self._rr_weight, self._rr_min_weight)
         self.boredom.observe_intake(reward, self.reward_rate)
 
     def _boredom_advance(self, subjective_s: float, now: float, events: list[Event]) -> None:

@@ -32,14 +32,16 @@ def test_energy_value_is_normalised_by_its_running_scale() -> None:
 def test_tonic_update_is_the_seed_formula_with_the_matrix_decay() -> None:
     """With couplings at rest: D' = D + β·δ_DA - λ_decay (D - D_base) + dt·λ_D·ΔD_eq(R̄),
     λ_decay = 1 - e^{-λ_D dt}; all rewards of one cycle count once, summed, and R̄ is
-    their rate over the time elapsed (R/dt after one cycle: bias-corrected mean)."""
+    their rate averaged over the time elapsed, but over no less than 5 s."""
     engs = make_engs({**DECOUPLED, "orchestrator.dopamine.value_model": "energy"})
     engs.dopamine = 0.7
     res = engs.step(CycleInputs(reward=0.75), None)  # e.g. 0.5 + 0.25 arriving together
     assert res.causes == 0
     delta = 0.75 + per_cycle(0.95, DT) * 0.0 - 0.0  # no telemetry: V = 0 before and after
     lam_decay = 1.0 - math.exp(-0.15 * DT)
-    rbar = 0.75 / DT  # the bias-corrected mean over the one cycle elapsed
+    # The bias-corrected mean, over no less than reward_rate_min_s = 5 s of weight.
+    alpha = 1.0 - math.exp(-DT / 20.0)
+    rbar = alpha * 0.75 / DT / (1.0 - math.exp(-5.0 / 20.0))
     assert engs.reward_rate == pytest.approx(rbar, rel=1e-12)
     tonic = DT * 0.15 * 0.3 * math.tanh(rbar / 1.0)
     assert engs.td_error == pytest.approx(delta, abs=1e-15)
