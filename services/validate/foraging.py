@@ -57,10 +57,6 @@ class Params:
     tolerance: float = 0.25
     gain_tolerance: float = 0.10
 
-    @classmethod
-    def quick(cls) -> Params:
-        return cls(patches=4)
-
 
 @dataclass(frozen=True)
 class Env:

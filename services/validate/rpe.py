@@ -64,12 +64,6 @@ class Params:
     window_s: float = 0.05
     pre_window_s: float = 0.3
 
-    @classmethod
-    def quick(cls) -> Params:
-        """The same sessions and criteria with fewer trials (the critic learns a
-        delay within ~15 trials; the verdicts agree with the full run)."""
-        return cls(trials=20, magnitude_trials=40, probe_blocks=3)
-
 
 @dataclass(frozen=True)
 class Spec:
