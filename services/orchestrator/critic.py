@@ -224,6 +224,20 @@ class Features:
         out[ENTROPY] = entropy_frac - self._centre(ENTROPY, entropy_frac)
         cells.fill(out[N_FIXED:])
 
+    def summarise(self, phi: F64Array, out: F64Array) -> None:
+        """A compact summary of φ for the replay buffer (shape (2 + C,)): the two field
+        features, then per cue channel the start of its active time bin as a fraction of
+        ``time_max_s`` (-1 when the channel is stopped). The time cells are one-hot, so
+        this loses nothing the buffer's diversity measure needs and keeps a 4096-row
+        buffer (and the checkpoint that carries it) at ~200 KiB instead of ~6 MiB."""
+        cells = self.cells
+        out[:N_FIXED] = phi[:N_FIXED]
+        k = cells.k
+        for c in range(cells.channels):
+            block = phi[N_FIXED + c * k : N_FIXED + (c + 1) * k]
+            b = int(block.argmax())
+            out[N_FIXED + c] = cells.edges[b] / cells.horizon_cycles if block[b] > 0.0 else -1.0
+
     def _centre(self, column: int, x: float) -> float:
         """The running mean that column's feature is centred on (before this cycle's
         value is folded in; the first value is its own mean)."""
@@ -232,6 +246,11 @@ class Features:
             base = x
         self.baselines[column] = base + self._alpha * (x - base)
         return base
+
+
+def summary_size(channels: int) -> int:
+    """Length of :meth:`Features.summarise`'s output."""
+    return N_FIXED + channels
 
 
 class LinearTdCritic:

@@ -50,7 +50,7 @@ from services.orchestrator import checkpoint
 from services.orchestrator.areas.model import AreaNeurochemistry, AreasSnapshot, AreasStateError
 from services.orchestrator.boredom import Boredom, BoredomState
 from services.orchestrator.coupling import LinearStep, StabilityReport, analyse, restoring
-from services.orchestrator.critic import CriticState, Features, LinearTdCritic
+from services.orchestrator.critic import CriticState, Features, LinearTdCritic, summary_size
 from services.orchestrator.dopamine import EnergyValue, EnergyValueState, per_cycle, td_error
 from services.orchestrator.events import (
     AreaConsolidated,
@@ -226,8 +226,10 @@ class Engs:
         self._d_clearance = oc.coupling.lambda_d
         self.boredom = Boredom(oc.boredom, self.dt)
         self.nap = NapController(oc.nap)
+        #: The replay buffer keeps a compact summary of φ (critic.Features.summarise).
+        self._summary = np.zeros(summary_size(self.n_areas))
         self.replay = ReplayBuffer(
-            oc.replay.capacity, self.features.n, self.n_areas, oc.replay.priority_floor
+            oc.replay.capacity, self._summary.size, self.n_areas, oc.replay.priority_floor
         )
         self.monitor = CauseMonitor(oc.priorities)
         self.oracle = OracleLedger()
@@ -568,13 +570,15 @@ class Engs:
         )
 
     def _record(self, phi: np.ndarray[Any, Any], reward: float) -> None:
-        """Keep this experience for dream-weave replay (replay.py)."""
+        """Keep this experience for dream-weave replay (replay.py), with φ(s) as its
+        compact summary."""
         activity = None
         if self._tel is not None and self._tel_areas == self.n_areas:
             activity = self._tel["area_activity"][: self.n_areas]
+        self.features.summarise(phi, self._summary)
         self.replay.add(
             self.cycle,
-            phi,
+            self._summary,
             reward,
             self.td_error,
             (self.dopamine, self.serotonin, self.norepinephrine, self.atp_ratio),

@@ -16,7 +16,8 @@ Choices the seed leaves open (docs/orchestrator.md §7):
   simulations; the physics also receives it as ``area_noise`` while napping).
 
 What is recorded (one row per experience; the learning code of a later issue reads
-them): the ENGS cycle, the critic features φ(s), the reward, the TD error, the levels
+them): the ENGS cycle, a summary of the critic features φ(s) (the field features and
+each cue's elapsed time: critic.Features.summarise), the reward, the TD error, the levels
 [D, S, N, A], per-area activity from telemetry and the latest DMN metrics (seed 000:
 the cognitive outcomes credit is assigned to). Rows live in preallocated ring arrays;
 recording allocates nothing. The buffer is checkpointed (:meth:`ReplayBuffer.state`,

@@ -238,3 +238,17 @@ def test_a_burst_of_rewards_does_not_drag_dopamine_to_zero() -> None:
             values.append(engs.critic.value(engs._phi))
     assert min(lows) >= 0.2
     assert max(abs(v) for v in values) <= 0.5  # no feature swamps the value
+
+
+def test_the_replay_summary_keeps_the_field_features_and_each_cues_time() -> None:
+    cfg = make_config().orchestrator.critic
+    f = Features(cfg, 3, DT)
+    phi, out = np.zeros(f.n), np.zeros(2 + 3)
+    f.build(phi, 0.5, 0.5, [2], outcome=False)
+    for _ in range(150):  # 1.5 s into cue 2
+        f.build(phi, 0.6, 0.5, [], outcome=False)
+    f.summarise(phi, out)
+    assert out[:2].tolist() == phi[:2].tolist()
+    assert out[2] == -1.0 and out[3] == -1.0  # channels 0 and 1 stopped
+    b = int(np.argmax(phi[2 + 2 * f.cells.k :]))
+    assert out[4] == f.cells.edges[b] / 600 and 0.2 < out[4] <= 0.25  # bin start ≤ 1.5 s of 6

@@ -113,7 +113,7 @@ def test_dream_batch_during_a_nap() -> None:
     while not engs.nap.napping:
         engs.step(CycleInputs(reward=0.01), tel.next())
     batch = engs.dream_batch(32)
-    assert batch.features.shape == (32, engs.features.n)
+    assert batch.features.shape == (32, 2 + engs.n_areas)  # the compact summary of φ
     assert batch.noise_temperature == pytest.approx(2.0 - 1.5 * engs.dopamine)
     assert batch.beta == engs.norepinephrine
     assert np.all(batch.cycle >= 1) and np.all(batch.cycle <= engs.cycle)
