@@ -50,7 +50,15 @@ def test_fill_state_writes_globals_gates_and_area_rows() -> None:
         assert row["area_elasticity"] == pytest.approx(elasticity_gate(sht, 0.5, 5.0), rel=1e-6)
         assert row["area_speed"] == pytest.approx(speed_gain(ne), rel=1e-6)
         assert row["area_damping"] == pytest.approx(1 - 0.5 * math.tanh(5 * (orx - 0.5)), rel=1e-6)
-        assert row["area_drive"] == pytest.approx(1 + 0.5 * math.tanh(5 * (ha - 0.5)), rel=1e-6)
+        # The drive: the histamine multiplier of the awake drive (1.0), through the area's
+        # receptor response (activity scaling with NE's response gain, docs/areas.md §7a).
+        u = np.zeros(n)
+        u[a] = 1 + 0.5 * math.tanh(5 * (ha - 0.5))
+        resp = np.zeros(n)
+        chem = engs.area_chem
+        chem.scaling.respond(u, resp, chem.effects.response_gain)
+        assert row["area_drive"] == pytest.approx(resp[a], rel=1e-6)
+        assert resp[a] == pytest.approx(u[a], rel=0.1)  # near calibration: about the input
         assert row["area_noise"] == pytest.approx(1 - 0.5 * math.tanh(5 * (oxt - 0.5)), rel=1e-6)
         stim = 3.5 * (1 + 0.5 * math.tanh(5 * (tst - 0.5))) if a == 2 else 0.0
         assert float(out["area_stimulus"][a]) == pytest.approx(stim, rel=1e-6)
