@@ -298,6 +298,14 @@ class StateSnapshot(Struct, frozen=True, kw_only=True):
     """The phasic response: δ, negative errors compressed (Bayer & Glimcher 2005)."""
     td_error: float = 0.0
     """δ, the critic's bounded TD error (the learning signal)."""
+    plasticity_gate: float = 1.0
+    """η/η₀ = 1 + tanh(κ_D (D - D_eq)), in (0, 2): the learning-rate gate (gates.py)."""
+    elasticity_gate: float = 0.5
+    """λ/λ₀ = 0.5 + 0.5·tanh(κ_S (S - S_eq)), in (0, 1): the restoring-force gate."""
+    relevance_gate: float = 0.5
+    """τ(N) = clamp(base - slope·N, floor, ceiling): the admission threshold."""
+    speed_gain: float = 1.0
+    """v/v₀ = 1 + N², in [1, 2]: the wave-speed gain."""
     mode: list[str] = msgspec.field(default_factory=list)
     """``shared.layout.Mode`` names set, lowercase."""
     interrupts: list[str] = msgspec.field(default_factory=list)
