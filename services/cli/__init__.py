@@ -93,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     from services.physics.bench import add_arguments  # noqa: PLC0415
 
     add_arguments(t)
+    t = targets.add_parser("bandit", help="ENGS-gated agent vs ε-greedy, nonstationary bandit")
+    _common(t)
+    t.add_argument("--runs", type=int, default=200, help="paired runs (default 200)")
+    t.add_argument("--steps", type=int, default=10_000, help="steps per run (default 10000)")
+    t.add_argument("--workers", type=int, default=None, help="processes (default: CPUs)")
+    t.add_argument("--plot", default=None, metavar="PNG", help="write a PNG plot here")
+    t.add_argument("--json", action="store_true", help="print JSON instead of markdown")
     p = add("validate", "run the neuro-psychometric validation assays")
     from services.validate.main import add_arguments as validate_arguments  # noqa: PLC0415
 
@@ -197,6 +204,10 @@ def _bench(cfg: Config, args: argparse.Namespace) -> int:
         from services.orchestrator.bench_signals import run as run_signals  # noqa: PLC0415
 
         return run_signals(cfg, json_out=args.json, quick=args.quick)
+    if args.target == "bandit":
+        from services.cli.bench_bandit import run_args as run_bandit  # noqa: PLC0415
+
+        return run_bandit(args)
     if args.target == "physics":
         from services.physics.bench import run_args  # noqa: PLC0415
 
