@@ -252,7 +252,7 @@ class DopamineConfig(_Section, frozen=True):
     """Dopamine: TD error, tonic level, plasticity gate (seed 003 §3)."""
 
     beta: _NonNeg = 0.1
-    """β: tonic-level step per unit of TD error (seed 0.1)."""
+    """β: step of D per unit of phasic dopamine δ_DA (seed 0.1, per unit of δ)."""
     gamma: Annotated[float, Meta(gt=0, le=1)] = 0.95
     """γ per second of ENGS time; the per-cycle discount is γ**(1/cycle_hz)."""
     value_model: Literal["critic", "energy"] = "critic"
@@ -301,7 +301,8 @@ class CriticConfig(_Section, frozen=True):
     """|δ| of the learning signal is clipped here (the largest error a reward at the
     socket's bound, 1, can make against a value of -1)."""
     baseline_tau_s: PosFloat = 30.0
-    """Time constant of the running entropy mean the entropy feature is centred on."""
+    """Time constant of the running means the energy and entropy features are centred
+    on."""
 
 
 class SerotoninConfig(_Section, frozen=True):

@@ -195,8 +195,11 @@ class Boredom:
         cfg = self._cfg
         due = (
             self.armed
-            or last is None
-            or (self.idle_level >= cfg.threshold and self.clock_s - last >= cfg.idle_s)
+            or (
+                last is not None
+                and self.idle_level >= cfg.threshold
+                and self.clock_s - last >= cfg.idle_s
+            )
             or (self.opportunity_level >= cfg.threshold and self.since_goal_s >= cfg.goal_retry_s)
         )
         if due:

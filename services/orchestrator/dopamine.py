@@ -5,7 +5,9 @@
 
 The tonic update is not done here: D is one component of the coupled state, so its
 homeostatic decay is the coupling matrix's diagonal (λ_D = 0.15 s⁻¹, GAP-005) and
-β·δ enters as an impulse once per cycle (:mod:`services.orchestrator.engs`). With the
+β·δ_DA — the phasic signal, δ with negative errors compressed (SN-54) — enters as an
+impulse once per cycle, beside the average-reward drive (SN-55;
+:mod:`services.orchestrator.engs`). With the
 cross-couplings at rest this is exactly §3.2 with λ_decay = 1 - e^{-λ_D·dt}
 (0.0015 at 100 Hz; §3.2's "≈ 0.01" per step is replaced by the matrix's rate, which
 the seed gives twice with different numbers). All rewards that arrive within one cycle
@@ -17,7 +19,8 @@ The discount: the seed's γ = 0.95 carries no time unit. Read per 10 ms cycle it
 gives a standing δ = -(1-γ)V̄ every cycle: -0.025 per cycle at V̄ = 0.5, enough to pin
 D at 0 (the anhedonia trap, by construction). We read γ per *second* and use
 γ_cycle = γ^{dt} (0.99949 at 100 Hz): a 20 s horizon, the same at any cycle rate, and a
-standing bias of β(1-γ_cycle)V̄ ≈ 2.6e-5 per cycle.
+standing bias of β·0.33·(1-γ_cycle)V̄ ≈ 8.5e-6 per cycle for this value (the learned
+critic has none: no feature of it is constant).
 
 The energy value (§3.1: V = ∫|Ψ|²) is normalised as V = E / (E + Ē) with Ē a running
 mean of the field energy: dimensionless in [0, 1), 0.5 at the typical energy, with no

@@ -15,12 +15,17 @@ One step, in order (docs/orchestrator.md §1)::
 
     observe telemetry      ticks elapsed (subjective time), energy, entropy, n_nodes
     cost scale             host x thermal x n_nodes/reference → M's ATP row, UNSTABLE
-    boredom                novelty resets → relief; clock advances (awake) → curiosity goal
-    stimuli                one-shot per-area amplitudes; any stimulus is a cue
-    value / TD             V_E = E/(E+Ē); critic TD(λ) learns; δ = R + γV' - V
+    boredom relief         novelty resets the idle clock → relief (intrinsic reward)
+    stimuli                one-shot per-area amplitudes; a stimulus into area c is cue c
+    value / TD             V_E = E/(E+Ē); critic TD(λ) learns; δ = R + γV' - V (bounded);
+                           phasic δ_DA = δ, negative errors x negative_gain
+    average reward         R̄ (tonic dopamine); local intake ρ for boredom
+    boredom                clock advances (awake); B = max(idle, opportunity cost) →
+                           curiosity goal
     stress, cortisol       latest stress held and decaying; cortisol its integral
     coupled levels         x⁺ = x_eq + e^{M dt}(x - x_eq) + dt·F_nl(x) + dt·I_rate + impulses
-                           impulses: β·δ → D; serotonin events; oracle requests
+                           I_rate: stress → N, λ_D·ΔD_eq(R̄) → D;
+                           impulses: β·δ_DA → D; serotonin events; oracle requests
     metabolism             ATP: linear row - equilibrium costs (awake) | nap recharge;
                            expired locks refunded; queued denials → METABOLIC_WARNING
     nap                    enter < 15 % / leave ≥ 90 % after ≥ 30 s (+0.2 S on leaving)
@@ -288,7 +293,7 @@ class Engs:
         events: list[Event] = []
         subjective_s = self._observe(telemetry)
         scale = self._rescale(inputs.temperature_c)
-        relief = self._boredom_relief(inputs.novelty)
+        relief = self.boredom.novelty(inputs.novelty)  # paid as intrinsic reward (§6.3)
         cue = self._stimuli(inputs)
         reward = inputs.reward + self._cfg.boredom.relief_reward * relief
         phi = self._value(reward, inputs.reward != 0.0)
@@ -360,11 +365,6 @@ class Engs:
             self.linear.set_cost_scale(scale)
             self._stability = None
         return scale
-
-    def _boredom_relief(self, novelty: tuple[float, ...]) -> float:
-        """Novelty first: what it relieves of the idle clock is paid as intrinsic reward
-        (§6.3 step 4); returns the relief."""
-        return self.boredom.novelty(novelty)
 
     def _average_reward(self, reward: float) -> None:
         """R̄ ← R̄ + (1 - e^{-dt/τ_R})(R/dt - R̄): the exponential mean of the reward
