@@ -1,2 +1,2 @@
 """ENGS services: one sub-package per process (physics, orchestrator, oracle) plus the
-command-line front end (:mod:`services.cli`) that starts them."""
+command-line front end (:mod:`engs.services.cli`) that starts them."""

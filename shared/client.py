@@ -4,14 +4,14 @@
 Both speak msgpack framing by default (``framing="json"`` for JSON lines), over TCP
 (``addr="host:port"``) or a Unix socket (``unix_path=``), and authenticate every
 connection they open when given a ``token``. Replies come back in request order; an
-``error`` reply raises :class:`shared.errors.SignalRejected` with the server's reason
+``error`` reply raises :class:`engs.shared.errors.SignalRejected` with the server's reason
 and message.
 
 Reconnection, bounded: connecting retries ``connect_attempts`` times with exponential
 backoff (``backoff_s`` doubling up to ``max_backoff_s``). A connection the server has
 closed while idle is noticed *before* the next request is sent and replaced. A
 connection lost *after* a request was sent raises
-:class:`shared.errors.SignalConnectionError` saying the request may or may not have
+:class:`engs.shared.errors.SignalConnectionError` saying the request may or may not have
 been applied: the client never resends on its own, so nothing is applied twice.
 Subscriptions reconnect and resubscribe by themselves (snapshots are idempotent).
 
@@ -32,9 +32,9 @@ from typing import Any
 
 import msgspec
 
-from shared.config import parse_addr
-from shared.errors import SignalConnectionError, SignalError, SignalRejected
-from shared.messages import (
+from engs.shared.config import parse_addr
+from engs.shared.errors import SignalConnectionError, SignalError, SignalRejected
+from engs.shared.messages import (
     TAG,
     Abort,
     Ack,

@@ -23,7 +23,7 @@ import msgspec
 import numpy as np
 from msgspec import Meta, Struct
 
-from shared.errors import ConfigError
+from engs.shared.errors import ConfigError
 
 PosFloat = Annotated[float, Meta(gt=0)]
 Instance = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$")]
@@ -497,7 +497,7 @@ class SessionLogConfig(_Section, frozen=True):
 # --- Area neurochemistry (services/orchestrator/areas): seeds 002 and 000, docs/areas.md ----
 
 NtName = Literal["DA", "5HT", "NE", "OXT", "TST", "HA", "ORX"]
-"""The seven neuromodulators (``shared.layout.NEUROMODULATORS``)."""
+"""The seven neuromodulators (``engs.shared.layout.NEUROMODULATORS``)."""
 AreaRole = Literal["sensory", "motor", "association", "limbic"]
 DriverSignal = Literal[
     "dopamine", "serotonin", "norepinephrine", "atp", "cortisol", "boredom", "nap", "safety"

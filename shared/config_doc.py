@@ -12,8 +12,8 @@ from typing import Any
 import msgspec
 import msgspec.inspect as mi
 
-from shared import config as config_module
-from shared.config import ENV_OVERRIDES, Config
+from engs.shared import config as config_module
+from engs.shared.config import ENV_OVERRIDES, Config
 
 
 def _attribute_docs() -> dict[tuple[str, str], str]:

@@ -49,13 +49,13 @@ class NotAvailable(EngsError):
 
 
 class SignalError(EngsError):
-    """Base class of signal-socket client errors (:mod:`shared.client`)."""
+    """Base class of signal-socket client errors (:mod:`engs.shared.client`)."""
 
 
 class SignalRejected(SignalError):
     """The signal server answered ``{"type":"error",...}``.
 
-    ``reason`` is one of :data:`shared.layout.REJECT_REASONS` (``invalid``,
+    ``reason`` is one of :data:`engs.shared.layout.REJECT_REASONS` (``invalid``,
     ``metabolic_denied``, ...); ``error`` is the server's message, naming the field path
     where one was wrong; ``id`` is the request's echoed id (None if it had none or the
     server could not read it).

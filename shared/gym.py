@@ -3,7 +3,7 @@
 :class:`EngsWrapper` wraps any ``gymnasium.Env``. After each ``env.step`` it forwards
 
 * the step's reward, multiplied by ``reward_scale`` and clipped to [-1, 1] (the
-  ``reward`` message's bounds, :mod:`shared.messages`);
+  ``reward`` message's bounds, :mod:`engs.shared.messages`);
 * optionally a stress level, ``stress_fn(obs, reward, info) -> float in [0, 1] | None``;
 * optionally a novelty entropy, ``novelty_fn(obs, reward, info) -> float in [0, 1] | None``
 
@@ -34,7 +34,7 @@ mapping that returns something other than a finite number in [0, 1] or None, rai
 :class:`MappingError` naming the mapping, the bound and the value, before anything is
 sent. One wrapper, one thread (the client and the engine are not shared).
 
-Headless mode imports the orchestrator's library (``services.orchestrator``) when it is
+Headless mode imports the orchestrator's library (``engs.services.orchestrator``) when it is
 used: it runs the dynamics in the caller's process, which is its purpose.
 """
 
@@ -48,13 +48,13 @@ from typing import TYPE_CHECKING, Any, SupportsFloat, TypeVar
 import gymnasium
 import msgspec
 
-from shared.client import SignalClient
-from shared.config import BoredomConfig, Config, CouplingConfig
-from shared.errors import EngsError
-from shared.messages import StateSnapshot
+from engs.shared.client import SignalClient
+from engs.shared.config import BoredomConfig, Config, CouplingConfig
+from engs.shared.errors import EngsError
+from engs.shared.messages import StateSnapshot
 
 if TYPE_CHECKING:
-    from services.orchestrator.engs import Engs
+    from engs.services.orchestrator.engs import Engs
 
 ObsT = TypeVar("ObsT")
 ActT = TypeVar("ActT")
@@ -130,9 +130,9 @@ def headless_engine(config: Config | None = None, *, areas: bool = False) -> Eng
     benchmark, so runs are reproducible) and, unless ``areas``, no area model (it never
     feeds back into D, S, N, ATP or boredom and costs ~0.7 ms per cycle against
     ~0.03 ms for the global dynamics). ``config``: default: the built-in defaults."""
-    from services.orchestrator.engs import Engs  # noqa: PLC0415 - headless mode only
-    from services.orchestrator.metabolism import Calibration  # noqa: PLC0415
-    from shared.config import load_config  # noqa: PLC0415
+    from engs.services.orchestrator.engs import Engs  # noqa: PLC0415 - headless mode only
+    from engs.services.orchestrator.metabolism import Calibration  # noqa: PLC0415
+    from engs.shared.config import load_config  # noqa: PLC0415
 
     if config is None:
         config = load_config(env={})
@@ -203,7 +203,7 @@ class EngsWrapper(gymnasium.Wrapper[ObsT, ActT, ObsT, ActT]):
         self._n_eq = coupling.n_eq
         self._threshold = boredom.threshold
         if engine is not None:
-            from services.orchestrator.inputs import CycleInputs  # noqa: PLC0415
+            from engs.services.orchestrator.inputs import CycleInputs  # noqa: PLC0415
 
             self._inputs = CycleInputs
             self._idle = CycleInputs()

@@ -1,4 +1,4 @@
-"""Example agents for :class:`shared.gym.EngsWrapper`: a bandit learner whose knobs are
+"""Example agents for :class:`engs.shared.gym.EngsWrapper`: a bandit learner whose knobs are
 set by the ENGS gates, and the constant-step-size ε-greedy baseline it is measured
 against (``engs bench bandit``).
 
@@ -12,7 +12,7 @@ constants are textbook defaults, not fitted to a benchmark):
   Dayan 2005 add that *unexpected* uncertainty (noradrenaline) should raise the
   learning rate: when the world has changed, old estimates deserve less weight. So
   α = α₀ · η/η₀ · (1 + x), x the exploration signal, which is N above rest
-  (:func:`shared.gym.exploration_signal`), capped at 1.
+  (:func:`engs.shared.gym.exploration_signal`), capped at 1.
 * **NA → inverse temperature / exploration** (Doya 2002; tonic mode, Aston-Jones & Cohen
   2005): ε = ε₀ · (1 + x). At rest (η/η₀ = 1, x = 0) the agent is S&B's ε-greedy with
   α₀ = 0.1 (§2.5) and ε₀ = 0.01 (§2.3).

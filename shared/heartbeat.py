@@ -1,6 +1,6 @@
 """Per-process heartbeats in shared memory.
 
-Each process owns one 64-byte slot (:class:`shared.layout.Process`) and is its only
+Each process owns one 64-byte slot (:class:`engs.shared.layout.Process`) and is its only
 writer. Fields are independently atomic (aligned 8-byte stores); readers need no
 consistent snapshot of the slot, only each field. ``last_beat_ns`` is CLOCK_MONOTONIC,
 so any process on the host computes the age directly. The oracle exports the ages as
@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from shared.clock import NS_PER_S, monotonic_ns, wall_ns
-from shared.layout import HeartbeatState, Process, RegionFlags
-from shared.region import Region
+from engs.shared.clock import NS_PER_S, monotonic_ns, wall_ns
+from engs.shared.layout import HeartbeatState, Process, RegionFlags
+from engs.shared.region import Region
 
 
 class Heartbeat:

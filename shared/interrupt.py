@@ -1,6 +1,6 @@
 """The priority interrupt word: CRITICAL causes that bypass the double buffer.
 
-One 64-bit word made of four 16-bit lanes (:class:`shared.layout.Lane`), each with
+One 64-bit word made of four 16-bit lanes (:class:`engs.shared.layout.Lane`), each with
 exactly one writer process, so raising and clearing are plain stores to the writer's
 own lane — no read-modify-write race between processes, no lock. The physics tests
 the whole word with a single aligned 8-byte load at every tick start
@@ -20,9 +20,9 @@ the process that raises it).
 
 from __future__ import annotations
 
-from shared.clock import monotonic_ns
-from shared.layout import N_CAUSE_BITS, N_LANES, Cause, Lane
-from shared.region import Region
+from engs.shared.clock import monotonic_ns
+from engs.shared.layout import N_CAUSE_BITS, N_LANES, Cause, Lane
+from engs.shared.region import Region
 
 _LANE_MASK = (1 << N_CAUSE_BITS) - 1
 

@@ -30,7 +30,7 @@ Invariants (asserted in tests/shared/test_layout.py):
 * the layout hash in the header covers the dtype, the histogram buckets and the
   stats schema, so a process built from another layout is refused on attach.
 
-Time fields ending in ``_ns`` are CLOCK_MONOTONIC nanoseconds (:mod:`shared.clock`)
+Time fields ending in ``_ns`` are CLOCK_MONOTONIC nanoseconds (:mod:`engs.shared.clock`)
 unless they end in ``_wall_ns``.
 """
 
@@ -391,7 +391,7 @@ def telemetry_dtype(max_areas: int) -> np.dtype[Any]:
 
 
 def seqlock_dtype(record: np.dtype[Any]) -> np.dtype[Any]:
-    """A double-buffered seqlock block around ``record`` (see :mod:`shared.seqlock`).
+    """A double-buffered seqlock block around ``record`` (see :mod:`engs.shared.seqlock`).
 
     ``seq`` is even when slot 0 holds the newest record, odd when slot 1 does; each
     slot carries a CRC-32 of its record bytes so a torn copy is detected regardless

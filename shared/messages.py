@@ -1,8 +1,8 @@
 """The signal-socket protocol: every message, its constraints, and both framings.
 
 Owned here because it crosses a process boundary: the orchestrator's server
-(:mod:`services.orchestrator.server`) decodes requests and encodes replies, the clients
-(:mod:`shared.client`, ``engs send``) do the reverse. Protocol description, ranges and
+(:mod:`engs.services.orchestrator.server`) decodes requests and encodes replies, the clients
+(:mod:`engs.shared.client`, ``engs send``) do the reverse. Protocol description, ranges and
 examples: ``docs/signals.md``.
 
 Requests are a msgspec tagged union on ``"type"`` (:data:`Request`); each member
@@ -74,7 +74,7 @@ Token = Annotated[str, Meta(min_length=1, max_length=256)]
 CauseName: TypeAlias = Literal[
     "scram", "atp_exhausted", "panic", "unstable", "cognitive_pause", "manual"
 ]
-"""``shared.layout.Cause`` member names, lowercase (a test keeps them equal)."""
+"""``engs.shared.layout.Cause`` member names, lowercase (a test keeps them equal)."""
 
 RejectReason: TypeAlias = Literal[
     "decode",
@@ -86,7 +86,7 @@ RejectReason: TypeAlias = Literal[
     "metabolic_denied",
     "unknown_lock",
 ]
-"""``shared.layout.REJECT_REASONS`` (a test keeps them equal)."""
+"""``engs.shared.layout.REJECT_REASONS`` (a test keeps them equal)."""
 
 
 # ---------------------------------------------------------------------------
@@ -240,7 +240,7 @@ TAG: dict[type[_Request], str] = {cls: str(cls.__struct_config__.tag) for cls in
 def field_bounds(cls: type[Struct], name: str) -> tuple[float, float]:
     """The closed range [lo, hi] a request's float field accepts, read from its
     annotation: the one place each input's bound is written. The library API
-    (:class:`services.orchestrator.inputs.InputAccumulator`) checks direct calls with
+    (:class:`engs.services.orchestrator.inputs.InputAccumulator`) checks direct calls with
     it, so the socket and a program calling the dynamics directly accept the same
     values. Raises TypeError for a field that is not a bounded float."""
     info = msgspec.inspect.type_info(cls)
@@ -307,9 +307,9 @@ class StateSnapshot(Struct, frozen=True, kw_only=True):
     speed_gain: float = 1.0
     """v/v₀ = 1 + N², in [1, 2]: the wave-speed gain."""
     mode: list[str] = msgspec.field(default_factory=list)
-    """``shared.layout.Mode`` names set, lowercase."""
+    """``engs.shared.layout.Mode`` names set, lowercase."""
     interrupts: list[str] = msgspec.field(default_factory=list)
-    """``shared.layout.Cause`` names set, lowercase."""
+    """``engs.shared.layout.Cause`` names set, lowercase."""
     open_locks: int = 0
 
 

@@ -31,15 +31,15 @@ from typing import Any
 import numpy as np
 import posix_ipc
 
-from shared.clock import monotonic_ns, wall_ns
-from shared.errors import (
+from engs.shared.clock import monotonic_ns, wall_ns
+from engs.shared.errors import (
     LayoutMismatch,
     RegionExists,
     RegionMissing,
     RegionNotReady,
     ShmError,
 )
-from shared.layout import (
+from engs.shared.layout import (
     AREA_NAME_BYTES,
     LAYOUT_VERSION,
     MAGIC,

@@ -11,8 +11,8 @@ twice (``applied`` is stored after the cycle took the requests).
 
 from __future__ import annotations
 
-from shared.layout import REQUEST_KINDS
-from shared.region import Region
+from engs.shared.layout import REQUEST_KINDS
+from engs.shared.region import Region
 
 
 def _index(kind: str) -> int:

@@ -1,6 +1,6 @@
 """Double-buffered seqlock (the Linux ``seqcount_latch`` pattern) over shared memory.
 
-Block layout (:func:`shared.layout.seqlock_dtype`): a 64-bit sequence ``seq`` and two
+Block layout (:func:`engs.shared.layout.seqlock_dtype`): a 64-bit sequence ``seq`` and two
 slots, each a CRC-32 plus one record. Exactly one writer; any number of readers in any
 process. Replaces the seed's ``std::atomic<NeurochemicalState>`` (ARCHITECTURE §6.7).
 
@@ -50,10 +50,10 @@ from typing import Any
 
 import numpy as np
 
-from shared.clock import monotonic_ns
-from shared.errors import WriterBusy
-from shared.layout import field_offset
-from shared.region import Region
+from engs.shared.clock import monotonic_ns
+from engs.shared.errors import WriterBusy
+from engs.shared.layout import field_offset
+from engs.shared.region import Region
 
 _crc32 = zlib.crc32
 

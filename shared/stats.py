@@ -1,10 +1,10 @@
 """Per-process counters and fixed-bucket histograms in shared memory.
 
-Each process owns one stats slot (:class:`shared.layout.Process`) and is its only
+Each process owns one stats slot (:class:`engs.shared.layout.Process`) and is its only
 writer; any process may read it (the oracle's exporter reads all of them at scrape
 time). The schema — which slot holds which counter or histogram — is in
-:data:`shared.layout.COUNTERS` and :data:`shared.layout.HISTOGRAMS`, covered by the
-layout hash. Buckets (:data:`shared.layout.HIST_BOUNDS_NS`) run from 25 µs to 100 ms
+:data:`engs.shared.layout.COUNTERS` and :data:`engs.shared.layout.HISTOGRAMS`, covered by the
+layout hash. Buckets (:data:`engs.shared.layout.HIST_BOUNDS_NS`) run from 25 µs to 100 ms
 plus +Inf; bucket counts are stored non-cumulatively and accumulated by the reader.
 
 Values persist in the region across a process restart, so counters stay monotonic for
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.layout import (
+from engs.shared.layout import (
     COUNTERS,
     HIST_BOUNDS_NS,
     HISTOGRAMS,
@@ -33,7 +33,7 @@ from shared.layout import (
     counter_index,
     histogram_index,
 )
-from shared.region import Region
+from engs.shared.region import Region
 
 _BOUNDS = list(HIST_BOUNDS_NS)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.region import Region, unlink
+from engs.shared.region import Region, unlink
 
 _PREFIX = "test-"
 

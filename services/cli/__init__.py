@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
-from shared.config import Config, load_config
-from shared.errors import ConfigError, EngsError, NotAvailable
+from engs.shared.config import Config, load_config
+from engs.shared.errors import ConfigError, EngsError, NotAvailable
 
 EX_USAGE = 2
 EX_UNAVAILABLE = 69  # something this machine cannot provide (e.g. backend = "cupy", no GPU)
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("orchestrator", "run the 100 Hz ENGS orchestrator and the signal socket")
     add("oracle", "run the watchdog and the Prometheus exporter")
     p = add("send", "send one signal to a running instance")
-    from services.cli.send import add_arguments as send_arguments  # noqa: PLC0415
+    from engs.services.cli.send import add_arguments as send_arguments  # noqa: PLC0415
 
     send_arguments(p)
     p = add("status", "show a running instance's state, heartbeats and interrupts")
@@ -85,12 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quick", action="store_true", help="a short run (for tests and CI)")
     t = targets.add_parser("area", help="area neurochemistry cycle cost by projection count")
     _common(t)
-    from services.orchestrator.areas.bench import add_arguments as area_arguments  # noqa: PLC0415
+    from engs.services.orchestrator.areas.bench import add_arguments as area_arguments  # noqa: PLC0415
 
     area_arguments(t)
     t = targets.add_parser("physics", help="field step throughput vs a memory-bandwidth bound")
     _common(t)
-    from services.physics.bench import add_arguments  # noqa: PLC0415
+    from engs.services.physics.bench import add_arguments  # noqa: PLC0415
 
     add_arguments(t)
     t = targets.add_parser("bandit", help="ENGS-gated agent vs ε-greedy, nonstationary bandit")
@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--plot", default=None, metavar="PNG", help="write a PNG plot here")
     t.add_argument("--json", action="store_true", help="print JSON instead of markdown")
     p = add("validate", "run the neuro-psychometric validation assays")
-    from services.validate.main import add_arguments as validate_arguments  # noqa: PLC0415
+    from engs.services.validate.main import add_arguments as validate_arguments  # noqa: PLC0415
 
     validate_arguments(p)
     p = add("replay", "re-run a recorded session log headless and check it bit for bit")
@@ -141,78 +141,78 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _status(cfg: Config, args: argparse.Namespace) -> int:
-    from services.cli.status import run  # noqa: PLC0415 - keep `engs --help` fast
+    from engs.services.cli.status import run  # noqa: PLC0415 - keep `engs --help` fast
 
     return run(cfg, json_out=args.json, watch=args.watch)
 
 
 def _physics(cfg: Config, args: argparse.Namespace) -> int:
-    from services.physics.main import run  # noqa: PLC0415
+    from engs.services.physics.main import run  # noqa: PLC0415
 
     return run(cfg)
 
 
 def _up(cfg: Config, args: argparse.Namespace) -> int:
-    from services.supervisor import run  # noqa: PLC0415
+    from engs.services.supervisor import run  # noqa: PLC0415
 
     return run(cfg, args.config)
 
 
 def _orchestrator(cfg: Config, args: argparse.Namespace) -> int:
-    from services.orchestrator.main import run  # noqa: PLC0415
+    from engs.services.orchestrator.main import run  # noqa: PLC0415
 
     return run(cfg)
 
 
 def _oracle(cfg: Config, args: argparse.Namespace) -> int:
-    from services.oracle.main import run  # noqa: PLC0415
+    from engs.services.oracle.main import run  # noqa: PLC0415
 
     return run(cfg)
 
 
 def _send(cfg: Config, args: argparse.Namespace) -> int:
-    from services.cli.send import run  # noqa: PLC0415
+    from engs.services.cli.send import run  # noqa: PLC0415
 
     return run(cfg, args)
 
 
 def _validate(cfg: Config, args: argparse.Namespace) -> int:
-    from services.validate.main import run_args  # noqa: PLC0415
+    from engs.services.validate.main import run_args  # noqa: PLC0415
 
     return run_args(cfg, args)
 
 
 def _replay(cfg: Config, args: argparse.Namespace) -> int:
-    from services.cli.replay import run  # noqa: PLC0415
+    from engs.services.cli.replay import run  # noqa: PLC0415
 
     return run(args.log, json_out=args.json)
 
 
 def _bench(cfg: Config, args: argparse.Namespace) -> int:
     if args.target == "area":
-        from services.orchestrator.areas.bench import run_args as run_area  # noqa: PLC0415
+        from engs.services.orchestrator.areas.bench import run_args as run_area  # noqa: PLC0415
 
         return run_area(args, cfg)
     if args.target == "oracle":
-        from services.oracle.bench import format_result  # noqa: PLC0415
-        from services.oracle.bench import run as run_oracle  # noqa: PLC0415
+        from engs.services.oracle.bench import format_result  # noqa: PLC0415
+        from engs.services.oracle.bench import run as run_oracle  # noqa: PLC0415
 
         res = run_oracle(cfg, duration_s=2.0 if args.quick else 10.0)
         print(msgspec.json.encode(res).decode() if args.json else format_result(res))
         return 0
     if args.target == "signals":
-        from services.orchestrator.bench_signals import run as run_signals  # noqa: PLC0415
+        from engs.services.orchestrator.bench_signals import run as run_signals  # noqa: PLC0415
 
         return run_signals(cfg, json_out=args.json, quick=args.quick)
     if args.target == "bandit":
-        from services.cli.bench_bandit import run_args as run_bandit  # noqa: PLC0415
+        from engs.services.cli.bench_bandit import run_args as run_bandit  # noqa: PLC0415
 
         return run_bandit(args)
     if args.target == "physics":
-        from services.physics.bench import run_args  # noqa: PLC0415
+        from engs.services.physics.bench import run_args  # noqa: PLC0415
 
         return run_args(args)
-    from services.cli.bench_seqlock import run  # noqa: PLC0415
+    from engs.services.cli.bench_seqlock import run  # noqa: PLC0415
 
     return run(cfg, json_out=args.json, quick=args.quick)
 

@@ -1,7 +1,7 @@
-"""``python -m services.cli`` is ``engs``."""
+"""``python -m engs.services.cli`` is ``engs``."""
 
 import sys
 
-from services.cli import main
+from engs.services.cli import main
 
 sys.exit(main())

@@ -8,12 +8,12 @@ agent meets the same bandits (paired runs).
 
 Agents:
 
-* the gated agent (:class:`shared.gym_agents.GatedAgent`) through
-  :class:`shared.gym.EngsWrapper` in headless mode, one ENGS control cycle per pull,
+* the gated agent (:class:`engs.shared.gym_agents.GatedAgent`) through
+  :class:`engs.shared.gym.EngsWrapper` in headless mode, one ENGS control cycle per pull,
   rewards scaled by 1/3 (three noise standard deviations fill [-1, 1]); its constants
   are textbook defaults, the same for any task;
 * constant-step-size ε-greedy (§2.5) over an α × ε grid of powers of two, simulated all
-  at once with NumPy (the same algorithm as :class:`shared.gym_agents.EpsilonGreedy`).
+  at once with NumPy (the same algorithm as :class:`engs.shared.gym_agents.EpsilonGreedy`).
 
 Score: the average reward over the last 5,000 steps (exercise 2.11's measure), mean
 over runs, with its standard error; the gated agent against the best grid cell, which
@@ -35,7 +35,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from shared.errors import NotAvailable
+from engs.shared.errors import NotAvailable
 
 try:
     import gymnasium
@@ -104,8 +104,8 @@ class NonstationaryBandit(gymnasium.Env[Any, Any]):
 
 def run_gated(seed: int, steps: int = STEPS) -> np.ndarray[Any, Any]:
     """One run of the gated agent on ``seed``'s bandit; its rewards, shape (steps,)."""
-    from shared.gym import EngsWrapper, headless_engine  # noqa: PLC0415
-    from shared.gym_agents import GatedAgent  # noqa: PLC0415
+    from engs.shared.gym import EngsWrapper, headless_engine  # noqa: PLC0415
+    from engs.shared.gym_agents import GatedAgent  # noqa: PLC0415
 
     agent = GatedAgent(K, np.random.default_rng([seed, 1]))
     env = EngsWrapper(
@@ -224,7 +224,7 @@ def run(runs: int, steps: int = STEPS, workers: int | None = None) -> Result:
     t1 = time.perf_counter()
     grid, curves = sweep_epsilon_greedy(seeds, steps)
     t2 = time.perf_counter()
-    from shared.gym_agents import ALPHA0, EPSILON0  # noqa: PLC0415
+    from engs.shared.gym_agents import ALPHA0, EPSILON0  # noqa: PLC0415
 
     rest_grid, rest_curves = sweep_epsilon_greedy(seeds, steps, (ALPHA0,), (EPSILON0,))
     rest = rest_grid[0, 0]

@@ -34,9 +34,9 @@ from typing import Any
 import msgspec
 import posix_ipc
 
-from shared.config import Config
-from shared.region import Region, unlink
-from shared.seqlock import SeqlockReader, SeqlockWriter
+from engs.shared.config import Config
+from engs.shared.region import Region, unlink
+from engs.shared.seqlock import SeqlockReader, SeqlockWriter
 
 _ctx = mp.get_context("fork")
 _pn = time.perf_counter_ns

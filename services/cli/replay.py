@@ -8,7 +8,7 @@ import sys
 
 import msgspec
 
-from services.orchestrator.session import replay
+from engs.services.orchestrator.session import replay
 
 
 def run(path: str, *, json_out: bool) -> int:

@@ -1,6 +1,6 @@
 """``engs send``: one request to a running instance's signal socket, its reply printed.
 
-Runs in the user's process with :class:`shared.client.SignalClient` (msgpack framing).
+Runs in the user's process with :class:`engs.shared.client.SignalClient` (msgpack framing).
 The request is built from the command line and validated by the same msgspec types the
 server uses, so a bad value is refused before anything is sent, with the server's own
 message (``Expected `float` <= 1.0 - at `$.value```).
@@ -31,10 +31,10 @@ from typing import Any, cast
 
 import msgspec
 
-from shared.config import Config, is_loopback, parse_addr
-from shared.errors import SignalConnectionError, SignalError, SignalRejected
-from shared.layout import SIGNAL_TYPES
-from shared.messages import (
+from engs.shared.config import Config, is_loopback, parse_addr
+from engs.shared.errors import SignalConnectionError, SignalError, SignalRejected
+from engs.shared.layout import SIGNAL_TYPES
+from engs.shared.messages import (
     JSON_ENCODER,
     TAG,
     Ack,
@@ -150,7 +150,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"engs send: --addr: {exc}", file=sys.stderr)
         return EX_USAGE
-    from shared.client import SignalClient  # noqa: PLC0415 - keep `engs --help` fast
+    from engs.shared.client import SignalClient  # noqa: PLC0415 - keep `engs --help` fast
 
     privileged = isinstance(msg, Interrupt | Clear)
     needs_token = privileged or (unix is None and not is_loopback(host))

@@ -12,13 +12,13 @@ from typing import Any
 
 import msgspec
 
-from shared.clock import NS_PER_S, monotonic_ns, wall_ns
-from shared.config import Config
-from shared.heartbeat import read_heartbeats
-from shared.interrupt import InterruptWord
-from shared.layout import NEUROMODULATORS, Cause, HeartbeatState, Lane, Mode, RegionFlags
-from shared.region import Region
-from shared.seqlock import SeqlockReader
+from engs.shared.clock import NS_PER_S, monotonic_ns, wall_ns
+from engs.shared.config import Config
+from engs.shared.heartbeat import read_heartbeats
+from engs.shared.interrupt import InterruptWord
+from engs.shared.layout import NEUROMODULATORS, Cause, HeartbeatState, Lane, Mode, RegionFlags
+from engs.shared.region import Region
+from engs.shared.seqlock import SeqlockReader
 
 _GLOBALS = (
     "dopamine", "serotonin", "norepinephrine", "atp_ratio", "atp_reserve", "cortisol",

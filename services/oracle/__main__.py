@@ -1,6 +1,6 @@
-"""``python -m services.oracle [--config FILE] [--instance NAME] [-v]``: run the oracle.
+"""``python -m engs.services.oracle [--config FILE] [--instance NAME] [-v]``: run the oracle.
 
-The same as ``engs oracle`` (which calls :func:`services.oracle.main.run`); exit codes
+The same as ``engs oracle`` (which calls :func:`engs.services.oracle.main.run`); exit codes
 as the CLI's: 0 clean stop, 1 runtime failure, 2 bad configuration.
 """
 
@@ -11,14 +11,14 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from services.oracle.main import run
-from shared.config import load_config
-from shared.errors import ConfigError, EngsError
+from engs.services.oracle.main import run
+from engs.shared.config import load_config
+from engs.shared.errors import ConfigError, EngsError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m services.oracle",
+        prog="python -m engs.services.oracle",
         description="Run the ENGS watchdog and Prometheus exporter.",
     )
     p.add_argument("--config", metavar="FILE", help="TOML configuration (default: ENGS_CONFIG)")

@@ -5,7 +5,7 @@ APIs: a physics stand-in publishing telemetry at ``physics_hz`` (1 kHz, applying
 new state on its next tick, beating, counting ticks and staleness into its stats) and
 an orchestrator stand-in publishing a NeurochemicalState at ``orchestrator_hz``
 (100 Hz). Both pace with plain sleeps so the bench leaves the machine's cores to the
-oracle. The real :class:`~services.oracle.watchdog.Watchdog` then polls at
+oracle. The real :class:`~engs.services.oracle.watchdog.Watchdog` then polls at
 ``cfg.oracle.poll_hz`` on the main thread for ``duration_s`` while a second thread
 renders ``/metrics`` (the real collector on its own registry) every
 ``scrape_every_s`` (0: never; Prometheus' default interval is 15 s).
@@ -34,16 +34,16 @@ from typing import Any
 from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from services.oracle.collector import EngsCollector
-from services.oracle.liveness import LivenessLimits
-from services.oracle.watchdog import Watchdog
-from shared.clock import NS_PER_S, monotonic_ns
-from shared.config import Config
-from shared.heartbeat import Heartbeat
-from shared.layout import HIST_BOUNDS_NS, HeartbeatState, Process, histogram_index
-from shared.region import Region, unlink
-from shared.seqlock import SeqlockReader, SeqlockWriter
-from shared.stats import StatsWriter, read_stats
+from engs.services.oracle.collector import EngsCollector
+from engs.services.oracle.liveness import LivenessLimits
+from engs.services.oracle.watchdog import Watchdog
+from engs.shared.clock import NS_PER_S, monotonic_ns
+from engs.shared.config import Config
+from engs.shared.heartbeat import Heartbeat
+from engs.shared.layout import HIST_BOUNDS_NS, HeartbeatState, Process, histogram_index
+from engs.shared.region import Region, unlink
+from engs.shared.seqlock import SeqlockReader, SeqlockWriter
+from engs.shared.stats import StatsWriter, read_stats
 
 _ctx = mp.get_context("fork")
 

@@ -10,12 +10,12 @@ process-global default), e.g.::
 
 What it yields (the full list with meanings is in docs/oracle.md):
 
-* every counter of every process's stats block (:data:`shared.layout.COUNTERS`).
+* every counter of every process's stats block (:data:`engs.shared.layout.COUNTERS`).
   A name+labels owned by several processes — ``engs_interrupts_total{cause}``, raised
   by the orchestrator and by the oracle — is exported once, **summed** over them, so
   the contract's series is one series per cause (per-raiser counts are in each
   process's own log; the raiser is also visible in ``engs status``);
-* every histogram (:data:`shared.layout.HISTOGRAMS`) with the shared-memory buckets
+* every histogram (:data:`engs.shared.layout.HISTOGRAMS`) with the shared-memory buckets
   converted to seconds (25 µs … 100 ms, +Inf), summed the same way;
 * gauges of the newest NeurochemicalState and PhysicsTelemetry (absent until the
   first publication), the interrupt word, heartbeats and liveness, pinning outcome,
@@ -40,10 +40,10 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from services.oracle.liveness import LivenessLimits, LivenessMonitor
-from shared.clock import NS_PER_S, monotonic_ns
-from shared.interrupt import InterruptWord
-from shared.layout import (
+from engs.services.oracle.liveness import LivenessLimits, LivenessMonitor
+from engs.shared.clock import NS_PER_S, monotonic_ns
+from engs.shared.interrupt import InterruptWord
+from engs.shared.layout import (
     HIST_BOUNDS_NS,
     REQUEST_KINDS,
     Cause,
@@ -52,9 +52,9 @@ from shared.layout import (
     Process,
     RegionFlags,
 )
-from shared.region import Region
-from shared.seqlock import SeqlockReader
-from shared.stats import read_stats
+from engs.shared.region import Region
+from engs.shared.seqlock import SeqlockReader
+from engs.shared.stats import read_stats
 
 #: HELP text of every counter in the stats schema (a counter added to the schema
 #: without an entry here is still exported, with a generic HELP).

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
-from shared.errors import EngsError
+from engs.shared.errors import EngsError
 
 log = logging.getLogger("engs.oracle.http")
 

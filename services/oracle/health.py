@@ -21,11 +21,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from services.oracle.watchdog import Watchdog
-from shared.clock import NS_PER_S, monotonic_ns
-from shared.interrupt import InterruptWord
-from shared.layout import Cause
-from shared.region import Region
+from engs.services.oracle.watchdog import Watchdog
+from engs.shared.clock import NS_PER_S, monotonic_ns
+from engs.shared.interrupt import InterruptWord
+from engs.shared.layout import Cause
+from engs.shared.region import Region
 
 SHM_DIR = Path("/dev/shm")
 

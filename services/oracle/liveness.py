@@ -2,7 +2,7 @@
 
 Three signals per process, all read-only:
 
-* the heartbeat slot (:mod:`shared.heartbeat`): lifecycle state and the age of the
+* the heartbeat slot (:mod:`engs.shared.heartbeat`): lifecycle state and the age of the
   last beat — a process that stops beating is DEAD;
 * its published output, for the two processes that publish a seqlock record: the
   physics' telemetry tick time ``t_ns`` and the orchestrator's state ``t_calc_ns``. A
@@ -24,11 +24,11 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from shared.clock import NS_PER_S, monotonic_ns
-from shared.config import OracleConfig
-from shared.layout import HeartbeatState, Process
-from shared.region import Region
-from shared.seqlock import SeqlockReader
+from engs.shared.clock import NS_PER_S, monotonic_ns
+from engs.shared.config import OracleConfig
+from engs.shared.layout import HeartbeatState, Process
+from engs.shared.region import Region
+from engs.shared.seqlock import SeqlockReader
 
 
 class Verdict(enum.Enum):

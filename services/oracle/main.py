@@ -27,17 +27,17 @@ from collections.abc import Callable
 
 from prometheus_client.registry import CollectorRegistry
 
-from services.oracle.collector import EngsCollector
-from services.oracle.exporter import MetricsServer
-from services.oracle.health import Health
-from services.oracle.liveness import LivenessLimits
-from services.oracle.watchdog import Watchdog
-from shared.clock import NS_PER_S, monotonic_ns
-from shared.config import Config, OracleConfig, parse_addr
-from shared.errors import WriterBusy
-from shared.heartbeat import PeerLoss
-from shared.layout import HeartbeatState, Process
-from shared.region import Region
+from engs.services.oracle.collector import EngsCollector
+from engs.services.oracle.exporter import MetricsServer
+from engs.services.oracle.health import Health
+from engs.services.oracle.liveness import LivenessLimits
+from engs.services.oracle.watchdog import Watchdog
+from engs.shared.clock import NS_PER_S, monotonic_ns
+from engs.shared.config import Config, OracleConfig, parse_addr
+from engs.shared.errors import WriterBusy
+from engs.shared.heartbeat import PeerLoss
+from engs.shared.layout import HeartbeatState, Process
+from engs.shared.region import Region
 
 log = logging.getLogger("engs.oracle")
 

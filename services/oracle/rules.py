@@ -1,8 +1,8 @@
 """The oracle's decision rules, as small state machines fed plain numbers.
 
-Nothing here touches shared memory, reads a clock or logs: :mod:`services.oracle.watchdog`
+Nothing here touches shared memory, reads a clock or logs: :mod:`engs.services.oracle.watchdog`
 reads the region and feeds each rule; tests feed them crafted inputs. Times are
-CLOCK_MONOTONIC nanoseconds (:mod:`shared.clock`), the clock every process stamps its
+CLOCK_MONOTONIC nanoseconds (:mod:`engs.shared.clock`), the clock every process stamps its
 records with. Every raise, clear and hysteresis rule below is written out in
 docs/oracle.md under the same name.
 

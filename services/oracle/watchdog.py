@@ -17,7 +17,7 @@ One :class:`Watchdog` per oracle process, driven from one thread. Each :meth:`po
 6. beats the oracle's heartbeat, counts the poll and its duration.
 
 The oracle never writes the control state: anhedonia and mania go to the orchestrator
-as requests (:mod:`shared.requests`). Its lane holds only causes it raised, except at
+as requests (:mod:`engs.shared.requests`). Its lane holds only causes it raised, except at
 start, when it *adopts* bits a previous oracle left (they stay raised until their clear
 rule is met, so a restarted oracle never silently drops a safety interlock).
 """
@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from services.oracle.liveness import Liveness, LivenessLimits, LivenessMonitor, Verdict
-from services.oracle.ratelog import RateLimitedLog
-from services.oracle.rules import (
+from engs.services.oracle.liveness import Liveness, LivenessLimits, LivenessMonitor, Verdict
+from engs.services.oracle.ratelog import RateLimitedLog
+from engs.services.oracle.rules import (
     AnhedoniaRule,
     BandRule,
     ManiaRule,
@@ -42,11 +42,11 @@ from services.oracle.rules import (
     StalenessRule,
     UnstableRule,
 )
-from shared.clock import NS_PER_S, monotonic_ns, sleep_until
-from shared.config import OracleConfig
-from shared.heartbeat import Heartbeat
-from shared.interrupt import InterruptWord
-from shared.layout import (
+from engs.shared.clock import NS_PER_S, monotonic_ns, sleep_until
+from engs.shared.config import OracleConfig
+from engs.shared.heartbeat import Heartbeat
+from engs.shared.interrupt import InterruptWord
+from engs.shared.layout import (
     REQUEST_KINDS,
     SYNC_CHANNELS,
     Cause,
@@ -56,10 +56,10 @@ from shared.layout import (
     Process,
     counter_index,
 )
-from shared.region import Region
-from shared.requests import RequestSender
-from shared.seqlock import SeqlockReader
-from shared.stats import StatsWriter, read_stats
+from engs.shared.region import Region
+from engs.shared.requests import RequestSender
+from engs.shared.seqlock import SeqlockReader
+from engs.shared.stats import StatsWriter, read_stats
 
 log = logging.getLogger("engs.oracle")
 

@@ -28,9 +28,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from shared.client import SignalClient
-from shared.region import Region, unlink
-from shared.seqlock import SeqlockReader
+from engs.shared.client import SignalClient
+from engs.shared.region import Region, unlink
+from engs.shared.seqlock import SeqlockReader
 
 
 def _free_port() -> int:
@@ -64,7 +64,7 @@ def measure_live(*, seconds: float = 5.0, rate_hz: float = 500.0) -> dict[str, A
                         [
                             sys.executable,
                             "-m",
-                            "services.cli",
+                            "engs.services.cli",
                             service,
                             "--instance",
                             instance,

@@ -36,11 +36,11 @@ from typing import Any
 import msgspec
 import uvloop
 
-from services.orchestrator.inbox import SignalInbox
-from services.orchestrator.server import Limits, SignalServer
-from shared.config import Config
-from shared.layout import SIGNAL_TYPES
-from shared.messages import Ack, FrameSplitter, Framing, Reward, decode_reply, encode_frame
+from engs.services.orchestrator.inbox import SignalInbox
+from engs.services.orchestrator.server import Limits, SignalServer
+from engs.shared.config import Config
+from engs.shared.layout import SIGNAL_TYPES
+from engs.shared.messages import Ack, FrameSplitter, Framing, Reward, decode_reply, encode_frame
 
 _ctx = mp.get_context("fork")
 _REWARD = SIGNAL_TYPES.index("reward")
@@ -261,7 +261,7 @@ def format_table(results: list[IngestResult]) -> str:
 
 def run(cfg: Config, *, json_out: bool = False, quick: bool = False) -> int:
     """Print the ingest results; 1 if any run lost or rejected a signal."""
-    from services.orchestrator.bench_live import measure_live  # noqa: PLC0415
+    from engs.services.orchestrator.bench_live import measure_live  # noqa: PLC0415
 
     results = measure_all(quick=quick)
     live = measure_live(seconds=1.0 if quick else 10.0, rate_hz=500.0)

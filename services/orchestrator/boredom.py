@@ -77,7 +77,7 @@ import math
 
 import msgspec
 
-from shared.config import BoredomConfig
+from engs.shared.config import BoredomConfig
 
 
 def logit(p: float) -> float:

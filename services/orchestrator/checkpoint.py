@@ -24,7 +24,7 @@ from typing import TypeVar
 
 import msgspec
 
-from shared.errors import EngsError
+from engs.shared.errors import EngsError
 
 T = TypeVar("T", bound=msgspec.Struct)
 

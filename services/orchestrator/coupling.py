@@ -6,10 +6,10 @@ Owns the linear part of the global ENGS dynamics (seed 003 GAP-005)::
 
 with A the ATP *ratio* (reserve / capacity). The seed writes ``dN/dt = M·N``, which
 relaxes every level to zero; the deviation form ``M(x - x_eq)`` relaxes to the
-baselines (ARCHITECTURE §6.2). M comes from :class:`shared.config.CouplingConfig`; the
+baselines (ARCHITECTURE §6.2). M comes from :class:`engs.shared.config.CouplingConfig`; the
 ATP row is converted from NMU/s to the ratio scale there, and scaled here by the
 runtime cost multiplier (host calibration x thermal x lattice size, see
-:mod:`services.orchestrator.metabolism`), because consumption in NMU scales with it.
+:mod:`engs.services.orchestrator.metabolism`), because consumption in NMU scales with it.
 
 Stability is judged by eigenvalues (spectral abscissa < 0). The seed's Gershgorin
 test is only sufficient and fails on the seed's own numbers (row D: 0.15 < 0.10 +
@@ -19,7 +19,7 @@ stable M can push a deviation before it decays.
 
 The linear part is integrated exactly: x⁺ = x_eq + Φ (x - x_eq) with Φ = e^{M·dt},
 computed once per cost scale (:class:`LinearStep`). F_nl and I_ext are added by
-:mod:`services.orchestrator.engs` as an explicit Euler term and as impulses.
+:mod:`engs.services.orchestrator.engs` as an explicit Euler term and as impulses.
 
 Writer and reader: the orchestrator's control cycle (single thread).
 """
@@ -32,7 +32,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from shared.config import CouplingConfig
+from engs.shared.config import CouplingConfig
 
 #: Names of the state components, in matrix order.
 STATE = ("D", "S", "N", "A")

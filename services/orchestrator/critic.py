@@ -73,7 +73,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from shared.config import CriticConfig
+from engs.shared.config import CriticConfig
 
 F64Array = np.ndarray[Any, np.dtype[np.float64]]
 

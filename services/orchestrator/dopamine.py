@@ -7,12 +7,12 @@ The tonic update is not done here: D is one component of the coupled state, so i
 homeostatic decay is the coupling matrix's diagonal (λ_D = 0.15 s⁻¹, GAP-005) and
 β·δ_DA — the phasic signal, δ with negative errors compressed (SN-54) — enters as an
 impulse once per cycle, beside the average-reward drive (SN-55;
-:mod:`services.orchestrator.engs`). With the
+:mod:`engs.services.orchestrator.engs`). With the
 cross-couplings at rest this is exactly §3.2 with λ_decay = 1 - e^{-λ_D·dt}
 (0.0015 at 100 Hz; §3.2's "≈ 0.01" per step is replaced by the matrix's rate, which
 the seed gives twice with different numbers). All rewards that arrive within one cycle
 are summed into R (the seed's lock-free CAS accumulation becomes a per-cycle sum,
-:class:`services.orchestrator.inputs.InputAccumulator`).
+:class:`engs.services.orchestrator.inputs.InputAccumulator`).
 
 The discount: the seed's γ = 0.95 carries no time unit. Read per 10 ms cycle it is a
 0.2 s horizon, and with a value that does not vanish at rest (the field energy) it

@@ -3,9 +3,9 @@
 :class:`Engs` owns the global neurochemical state of seed 003 — x = [D, S, N, A]
 (GAP-005) plus cortisol and boredom — and everything that evolves it. One call of
 :meth:`Engs.step` is one control cycle of ``dt = 1 / orchestrator.cycle_hz`` ENGS
-seconds; it takes that cycle's :class:`~services.orchestrator.inputs.CycleInputs` and
+seconds; it takes that cycle's :class:`~engs.services.orchestrator.inputs.CycleInputs` and
 the latest PhysicsTelemetry record and returns a
-:class:`~services.orchestrator.events.StepResult`. Nothing in it reads a clock, sleeps,
+:class:`~engs.services.orchestrator.events.StepResult`. Nothing in it reads a clock, sleeps,
 does I/O or takes a lock other than the ATP ledger's: the 100 Hz loop, a validation
 suite or a replay tool drive it at any speed, and two runs with the same config,
 calibration and inputs produce bit-identical float64 trajectories (on one host and
@@ -34,7 +34,7 @@ One step, in order (docs/orchestrator.md §1)::
                            cause (own or another lane's) revokes all metabolic locks
     areas                  nuclei → projections → areas (seed 002), receptors (seed 000),
                            learning awake, dream batches napping, consolidation on waking
-                           (:mod:`services.orchestrator.areas`, docs/areas.md)
+                           (:mod:`engs.services.orchestrator.areas`, docs/areas.md)
     replay                 record the experience (awake; stride or salient)
     outputs                gates, drive, noise, flags for fill_state
 
@@ -51,13 +51,17 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from services.orchestrator import checkpoint
-from services.orchestrator.areas.model import AreaNeurochemistry, AreasSnapshot, AreasStateError
-from services.orchestrator.boredom import Boredom, BoredomState
-from services.orchestrator.coupling import LinearStep, StabilityReport, analyse, restoring
-from services.orchestrator.critic import CriticState, Features, LinearTdCritic, summary_size
-from services.orchestrator.dopamine import EnergyValue, EnergyValueState, per_cycle, td_error
-from services.orchestrator.events import (
+from engs.services.orchestrator import checkpoint
+from engs.services.orchestrator.areas.model import (
+    AreaNeurochemistry,
+    AreasSnapshot,
+    AreasStateError,
+)
+from engs.services.orchestrator.boredom import Boredom, BoredomState
+from engs.services.orchestrator.coupling import LinearStep, StabilityReport, analyse, restoring
+from engs.services.orchestrator.critic import CriticState, Features, LinearTdCritic, summary_size
+from engs.services.orchestrator.dopamine import EnergyValue, EnergyValueState, per_cycle, td_error
+from engs.services.orchestrator.events import (
     AreaConsolidated,
     AreaGainsReduced,
     CausesChanged,
@@ -70,21 +74,21 @@ from services.orchestrator.events import (
     OracleApplied,
     StepResult,
 )
-from services.orchestrator.gates import (
+from engs.services.orchestrator.gates import (
     dream_temperature,
     elasticity_gate,
     plasticity_gate,
     relevance_gate,
     speed_gain,
 )
-from services.orchestrator.inputs import CycleInputs, DmnReport, dmn_metrics
-from services.orchestrator.ledger import AtpLedger, LedgerState, Lock
-from services.orchestrator.metabolism import Calibration, MetabolicCosts, Operation, calibrate
-from services.orchestrator.nap import NapController, NapState
-from services.orchestrator.priorities import CauseMonitor, OracleLedger
-from services.orchestrator.replay import ReplayBatch, ReplayBuffer, ReplayState
-from shared.config import Config
-from shared.layout import Cause, Mode
+from engs.services.orchestrator.inputs import CycleInputs, DmnReport, dmn_metrics
+from engs.services.orchestrator.ledger import AtpLedger, LedgerState, Lock
+from engs.services.orchestrator.metabolism import Calibration, MetabolicCosts, Operation, calibrate
+from engs.services.orchestrator.nap import NapController, NapState
+from engs.services.orchestrator.priorities import CauseMonitor, OracleLedger
+from engs.services.orchestrator.replay import ReplayBatch, ReplayBuffer, ReplayState
+from engs.shared.config import Config
+from engs.shared.layout import Cause, Mode
 
 FORMAT = "engs-orchestrator"
 VERSION = 3
@@ -93,7 +97,7 @@ refused: they cannot restore the area state). 3: the critic's time cells, the av
 reward rate and the opportunity-cost boredom (issue #12; v2 critics cannot be mapped
 onto the new features)."""
 
-#: NeurochemicalState.priority values (shared.layout.state_dtype).
+#: NeurochemicalState.priority values (engs.shared.layout.state_dtype).
 PRIORITY_HIGH = 1
 PRIORITY_CRITICAL = 2
 
@@ -627,7 +631,7 @@ class Engs:
     def fill_state(self, out: np.ndarray[Any, Any]) -> None:
         """Write the neurochemistry into a NeurochemicalState record in place.
 
-        ``out``: 0-d array of ``shared.layout.state_dtype(max_areas)``. Writes the
+        ``out``: 0-d array of ``engs.shared.layout.state_dtype(max_areas)``. Writes the
         globals, gates, flags, priority, n_areas and the per-area rows; rows beyond
         ``n_areas`` are zeroed. Leaves ``seq``, ``t_calc_ns``, ``signal_id`` and
         ``signal_t_ns`` to the publisher.

@@ -5,7 +5,7 @@ convention), so a subscriber can be sent any of them with one encoder and decode
 with one ``Decoder(Event)``. Times ``t_s`` are ENGS seconds (cycles x dt since the
 start of the run), never wall-clock time: the step is a pure function of its inputs.
 
-Writer: :meth:`services.orchestrator.engs.Engs.step` (and the metabolic ledger, for
+Writer: :meth:`engs.services.orchestrator.engs.Engs.step` (and the metabolic ledger, for
 denials, which it queues until the next step). Readers: the 100 Hz loop, which raises
 and clears ``StepResult.causes`` on its interrupt lane and forwards the events.
 """
@@ -16,7 +16,7 @@ from typing import Literal
 
 import msgspec
 
-from shared.layout import Cause
+from engs.shared.layout import Cause
 
 
 class _Event(msgspec.Struct, frozen=True, tag_field="type"):
@@ -70,7 +70,7 @@ class LocksRevoked(_Event, tag="locks_revoked", frozen=True):
 
 
 class CausesChanged(_Event, tag="causes_changed", frozen=True):
-    """The ENGS's own CRITICAL cause set changed (bits of shared.layout.Cause)."""
+    """The ENGS's own CRITICAL cause set changed (bits of engs.shared.layout.Cause)."""
 
     active: int
     raised: int
@@ -125,7 +125,7 @@ class StepResult(msgspec.Struct, frozen=True):
     cycle: int
     t_s: float
     causes: int
-    """The ENGS's active CRITICAL causes (shared.layout.Cause bits) after this step:
+    """The ENGS's active CRITICAL causes (engs.shared.layout.Cause bits) after this step:
     the caller mirrors them onto its interrupt lane at once (raise new bits, clear
     dropped ones)."""
     events: tuple[Event, ...] = ()

@@ -22,7 +22,7 @@ Departures from the seed, and why (docs/orchestrator.md, seed notes):
   lesion (GAP-029: "threshold drops to 0") claims. Slope 0.6 and floor 0 keep the
   calm value 0.6 and reach 0 at N = 1 (configurable).
 
-Callers: :mod:`services.orchestrator.engs` once per cycle.
+Callers: :mod:`engs.services.orchestrator.engs` once per cycle.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The handoff from the signal socket to the ENGS dynamics, exactly once.
 
 Everything here runs on the orchestrator's one event loop: the server
-(:mod:`services.orchestrator.server`) calls :meth:`SignalInbox.try_put` from its
+(:mod:`engs.services.orchestrator.server`) calls :meth:`SignalInbox.try_put` from its
 protocol callbacks, the control cycle calls :meth:`SignalInbox.drain` once per cycle.
 Single-threaded, so no lock; neither side ever waits.
 
@@ -18,7 +18,7 @@ the orchestrator through :class:`SignalHandler` instead; those calls also run on
 loop, between cycles, never during one.
 
 Counters (:class:`SignalCounters`) are kept in process and, when a
-:class:`shared.stats.StatsWriter` is given, mirrored into the orchestrator's stats
+:class:`engs.shared.stats.StatsWriter` is given, mirrored into the orchestrator's stats
 block: ``engs_signals_total{type}`` (decoded requests), ``engs_signals_applied_total
 {type}`` (applied: drained, or answered by the handler) and
 ``engs_signals_rejected_total{reason}``. Slot indexes are resolved once.
@@ -31,9 +31,9 @@ from typing import Protocol
 
 from msgspec import Struct
 
-from shared.layout import REJECT_REASONS, SIGNAL_TYPES, Cause, Process
-from shared.messages import TAG, Signal, StateSnapshot
-from shared.stats import StatsWriter
+from engs.shared.layout import REJECT_REASONS, SIGNAL_TYPES, Cause, Process
+from engs.shared.messages import TAG, Signal, StateSnapshot
+from engs.shared.stats import StatsWriter
 
 
 class Accepted(Struct, frozen=True, gc=False):
@@ -82,7 +82,7 @@ class SignalHandler(Protocol):
 TYPE_INDEX: dict[type, int] = {
     cls: SIGNAL_TYPES.index(tag) for cls, tag in TAG.items() if tag in SIGNAL_TYPES
 }
-"""Index into :data:`shared.layout.SIGNAL_TYPES` of each counted request class (``auth``
+"""Index into :data:`engs.shared.layout.SIGNAL_TYPES` of each counted request class (``auth``
 is not a signal and is not counted by type)."""
 REASON_INDEX: dict[str, int] = {r: i for i, r in enumerate(REJECT_REASONS)}
 
@@ -90,8 +90,8 @@ REASON_INDEX: dict[str, int] = {r: i for i, r in enumerate(REJECT_REASONS)}
 class SignalCounters:
     """Received / applied / rejected counts, in process and optionally in shared memory.
 
-    ``received[i]``, ``applied[i]`` are indexed like :data:`shared.layout.SIGNAL_TYPES`,
-    ``rejected[i]`` like :data:`shared.layout.REJECT_REASONS`.
+    ``received[i]``, ``applied[i]`` are indexed like :data:`engs.shared.layout.SIGNAL_TYPES`,
+    ``rejected[i]`` like :data:`engs.shared.layout.REJECT_REASONS`.
     """
 
     def __init__(self, stats: StatsWriter | None = None) -> None:

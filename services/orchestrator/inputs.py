@@ -20,8 +20,8 @@ which also resets it. The combination rules live here, once; within one cycle:
 
 Values are checked here (finite, in range) so bad input never reaches the dynamics,
 against the same bounds the socket's decoder enforces: each is written once, on the
-message's field in :mod:`shared.messages`, and read from there
-(:func:`shared.messages.check_field`). A program driving the dynamics directly can
+message's field in :mod:`engs.shared.messages`, and read from there
+(:func:`engs.shared.messages.check_field`). A program driving the dynamics directly can
 send no value the socket would refuse (issue #12: 1e6 rewards once passed here). The accumulator
 lives on the event loop's thread and is not thread-safe (asyncio handlers do not
 interleave inside a method). :class:`CycleInputs` is a msgspec Struct so that a replay
@@ -35,7 +35,7 @@ from typing import Literal
 
 import msgspec
 
-from shared import messages
+from engs.shared import messages
 
 #: DMN outcome metrics (seed 000 "DMN metrics"), in the order the replay buffer stores.
 DMN_FIELDS = ("coherence_gain", "utility_gain", "uncertainty_drop", "safety", "calibration_gain")

@@ -13,7 +13,7 @@ Semantics:
 
 * **reserve**: granted iff not napping and ``cost <= available``; the cost moves from
   ``available`` to escrow at once. Denied otherwise, with a
-  :class:`~services.orchestrator.events.MetabolicWarning` queued for the next step's
+  :class:`~engs.services.orchestrator.events.MetabolicWarning` queued for the next step's
   events (the seed's constructor throws ``MetabolicExhaustion``; a real-time caller
   gets ``None`` instead and nothing is raised across the socket).
 * **commit** spends the escrow; **abort** refunds it (the seed's RAII destructor).
@@ -50,7 +50,7 @@ from typing import Literal
 
 import msgspec
 
-from services.orchestrator.events import MetabolicWarning
+from engs.services.orchestrator.events import MetabolicWarning
 
 MAX_QUEUED_WARNINGS = 1024
 

@@ -5,7 +5,7 @@ Each cycle (ARCHITECTURE §1, seed 003 GAP-022), on an absolute deadline:
 1. read the newest PhysicsTelemetry (one seqlock snapshot);
 2. drain the signals accepted since the last cycle (each applied in exactly this one
    cycle) and take the oracle's pending requests (each applied exactly once);
-3. step the ENGS dynamics (:class:`services.orchestrator.engs.Engs`);
+3. step the ENGS dynamics (:class:`engs.services.orchestrator.engs.Engs`);
 4. mirror the dynamics' CRITICAL causes onto the orchestrator's interrupt lane at once —
    publishing the emergency state *before* raising, so the physics can use it from the
    tick that sees the bit — together with causes an operator raised over the socket;
@@ -35,29 +35,29 @@ from typing import Any
 
 import msgspec
 
-from services.orchestrator import checkpoint, events
-from services.orchestrator.engs import Engs
-from services.orchestrator.inbox import SignalCounters, SignalInbox
-from services.orchestrator.inputs import InputAccumulator
-from services.orchestrator.server import SignalServer
-from services.orchestrator.session import LedgerOp, SessionLog, dynamic_crc, fill_dynamic
-from shared import messages
-from shared.clock import NS_PER_S, monotonic_ns, next_deadline
-from shared.config import Config
-from shared.heartbeat import Heartbeat, PeerLoss
-from shared.interrupt import InterruptWord
-from shared.layout import Cause, HeartbeatState, Lane, Mode, Process
-from shared.region import Region, open_for_service
-from shared.requests import RequestReceiver
-from shared.seqlock import SeqlockReader, SeqlockWriter
-from shared.stats import StatsWriter
+from engs.services.orchestrator import checkpoint, events
+from engs.services.orchestrator.engs import Engs
+from engs.services.orchestrator.inbox import SignalCounters, SignalInbox
+from engs.services.orchestrator.inputs import InputAccumulator
+from engs.services.orchestrator.server import SignalServer
+from engs.services.orchestrator.session import LedgerOp, SessionLog, dynamic_crc, fill_dynamic
+from engs.shared import messages
+from engs.shared.clock import NS_PER_S, monotonic_ns, next_deadline
+from engs.shared.config import Config
+from engs.shared.heartbeat import Heartbeat, PeerLoss
+from engs.shared.interrupt import InterruptWord
+from engs.shared.layout import Cause, HeartbeatState, Lane, Mode, Process
+from engs.shared.region import Region, open_for_service
+from engs.shared.requests import RequestReceiver
+from engs.shared.seqlock import SeqlockReader, SeqlockWriter
+from engs.shared.stats import StatsWriter
 
 log = logging.getLogger("engs.orchestrator")
 
 EXIT_PHYSICS_LOST = 3
 PRIORITY_HIGH = 1
 PRIORITY_CRITICAL = 2
-#: Oracle request kinds (shared.layout.REQUEST_KINDS) → the dynamics' request names.
+#: Oracle request kinds (engs.shared.layout.REQUEST_KINDS) → the dynamics' request names.
 ORACLE_REQUESTS = {"emergency_stimulus": "anhedonia", "serotonin_boost": "mania"}
 
 

@@ -42,7 +42,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 
-from shared.config import MetabolismConfig
+from engs.shared.config import MetabolismConfig
 
 THERMAL_ROOT = Path("/sys/class/thermal")
 

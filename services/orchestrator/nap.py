@@ -27,7 +27,7 @@ from typing import Literal
 
 import msgspec
 
-from shared.config import NapConfig
+from engs.shared.config import NapConfig
 
 
 class NapState(msgspec.Struct, frozen=True):

@@ -1,7 +1,7 @@
 """CRITICAL conditions the ENGS detects, with hysteresis, and oracle requests.
 
 Seed 003 GAP-022 lists the CRITICAL triggers; the ENGS owns three of them and reports
-them as :class:`shared.layout.Cause` bits for the caller to raise on the
+them as :class:`engs.shared.layout.Cause` bits for the caller to raise on the
 orchestrator's interrupt lane at once (not at the next publication):
 
 =================  ==========================  ===================================
@@ -28,8 +28,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from shared.config import PriorityConfig
-from shared.layout import Cause
+from engs.shared.config import PriorityConfig
+from engs.shared.layout import Cause
 
 
 class CauseMonitor:

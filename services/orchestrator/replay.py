@@ -37,7 +37,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from services.orchestrator.inputs import N_DMN
+from engs.services.orchestrator.inputs import N_DMN
 
 F64Array = np.ndarray[Any, np.dtype[np.float64]]
 

@@ -12,10 +12,10 @@ connection is aborted. Nothing here blocks on a client.
 
 Who calls what:
 
-* the server puts accepted signals into the :class:`~services.orchestrator.inbox.
+* the server puts accepted signals into the :class:`~engs.services.orchestrator.inbox.
   SignalInbox` (ack only after the put succeeded), the control cycle drains it;
 * request/response messages call the orchestrator's
-  :class:`~services.orchestrator.inbox.SignalHandler` at once;
+  :class:`~engs.services.orchestrator.inbox.SignalHandler` at once;
 * the orchestrator calls :meth:`SignalServer.publish` to push events (curiosity goals)
   to subscribers; subscribers' snapshots are taken from ``handler.snapshot()`` at
   their requested rate.
@@ -45,11 +45,11 @@ from typing import Annotated, cast
 import msgspec
 from msgspec import Meta, Struct
 
-from services.orchestrator.inbox import TYPE_INDEX, Accepted, SignalHandler, SignalInbox
-from shared.config import SignalsConfig, is_loopback, parse_addr
-from shared.errors import ConfigError
-from shared.layout import Cause
-from shared.messages import (
+from engs.services.orchestrator.inbox import TYPE_INDEX, Accepted, SignalHandler, SignalInbox
+from engs.shared.config import SignalsConfig, is_loopback, parse_addr
+from engs.shared.errors import ConfigError
+from engs.shared.layout import Cause
+from engs.shared.messages import (
     HEADER,
     HEADER_BYTES,
     MAX_FRAME,
@@ -126,7 +126,7 @@ class Limits(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
 @dataclass
 class ServerStats:
     """Connection-level counts of one server (in process; the signal counters proper
-    are in :class:`~services.orchestrator.inbox.SignalCounters`)."""
+    are in :class:`~engs.services.orchestrator.inbox.SignalCounters`)."""
 
     connections: int = 0
     refused: int = 0

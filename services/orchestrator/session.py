@@ -32,12 +32,12 @@ from typing import Any, BinaryIO
 import msgspec
 import numpy as np
 
-from services.orchestrator.engs import Engs, EngsSnapshot
-from services.orchestrator.inputs import CycleInputs
-from services.orchestrator.metabolism import Calibration
-from shared.config import Config
-from shared.errors import EngsError
-from shared.layout import state_dtype, telemetry_dtype
+from engs.services.orchestrator.engs import Engs, EngsSnapshot
+from engs.services.orchestrator.inputs import CycleInputs
+from engs.services.orchestrator.metabolism import Calibration
+from engs.shared.config import Config
+from engs.shared.errors import EngsError
+from engs.shared.layout import state_dtype, telemetry_dtype
 
 FORMAT_VERSION = 1
 _LEN = struct.Struct(">I")

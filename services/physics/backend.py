@@ -4,7 +4,7 @@
 saying why, instead of failing: ``engs up`` must run on a machine without a GPU
 (ARCHITECTURE §5). CuPy is imported only here and in :mod:`gpu`, and only when the GPU
 backend is asked for, so the CPU path never pays for (or depends on) it. The
-``ENGS_BACKEND`` environment variable is applied by ``shared.config``; this module
+``ENGS_BACKEND`` environment variable is applied by ``engs.shared.config``; this module
 takes the resulting name.
 """
 
@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 
-from shared.errors import NotAvailable
+from engs.shared.errors import NotAvailable
 
 BackendName = Literal["numpy", "cupy"]
 
@@ -70,7 +70,7 @@ def select_backend(name: str) -> Backend:
     """The backend for ``name`` in ``"auto" | "numpy" | "cupy"``.
 
     ``auto``: CuPy when the probe passes, else NumPy with the probe's reason.
-    ``cupy``: CuPy or :class:`~shared.errors.NotAvailable` naming the reason.
+    ``cupy``: CuPy or :class:`~engs.shared.errors.NotAvailable` naming the reason.
     """
     if name == "numpy":
         return numpy_backend("requested")

@@ -16,7 +16,7 @@ a tick next to a bandwidth bound measured in the same run:
 * ``fraction``: bytes_moved / tick time / bound. Above 1 means the working set
   lives in cache (small lattices on the CPU), which the table flags.
 
-Not wired into the CLI here: ``services.cli`` calls :func:`main` with its argv.
+Not wired into the CLI here: ``engs.services.cli`` calls :func:`main` with its argv.
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from services.physics.backend import Backend, select_backend
-from services.physics.coefficients import Coefficients
-from services.physics.field import Field, make_field
-from shared.config import PhysicsConfig
-from shared.errors import EngsError
+from engs.services.physics.backend import Backend, select_backend
+from engs.services.physics.coefficients import Coefficients
+from engs.services.physics.field import Field, make_field
+from engs.shared.config import PhysicsConfig
+from engs.shared.errors import EngsError
 
 CPU_SHAPES: tuple[str, ...] = ("4096", "64x64", "256x256", "32x32x32", "3x3x3x3x3x3x3x3x3")
 GPU_SHAPES: tuple[str, ...] = (*CPU_SHAPES, "6x6x6x6x6x6x6x6x6")

@@ -2,7 +2,7 @@
 
 Owns two things:
 
-* :class:`Coefficients`: the seven per-area multipliers of ``shared.layout.state_dtype``
+* :class:`Coefficients`: the seven per-area multipliers of ``engs.shared.layout.state_dtype``
   (``area_plasticity`` η/η₀, ``area_elasticity`` λ/λ₀, ``area_speed`` v/v₀,
   ``area_damping`` γ/γ₀, ``area_drive``, ``area_stimulus``, ``area_noise``), copied
   out of one coherent state snapshot by the real-time loop at a tick start
@@ -26,9 +26,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from services.physics.cfl import speed_limit
-from shared.config import PhysicsConfig
-from shared.layout import Mode
+from engs.services.physics.cfl import speed_limit
+from engs.shared.config import PhysicsConfig
+from engs.shared.layout import Mode
 
 F32 = np.float32
 
@@ -150,7 +150,7 @@ class Coefficients:
     def load_state(self, state: Any, *, with_stimulus: bool) -> None:
         """Copy the per-area rows of one NeurochemicalState record.
 
-        ``state``: a record of ``shared.layout.state_dtype(max_areas)`` (a 0-d array or
+        ``state``: a record of ``engs.shared.layout.state_dtype(max_areas)`` (a 0-d array or
         an ``np.void``), read by the loop from the control seqlock at the tick start.
         ``with_stimulus``: True on the first tick that applies this ``seq`` (the
         stimulus is one-shot); False afterwards, which zeroes it.

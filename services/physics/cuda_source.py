@@ -33,9 +33,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.physics.coefficients import COLUMNS, NCOEF
-from services.physics.lattice import Lattice
-from services.physics.reductions import NSUM
+from engs.services.physics.coefficients import COLUMNS, NCOEF
+from engs.services.physics.lattice import Lattice
+from engs.services.physics.reductions import NSUM
 
 BLOCK = 256
 

@@ -12,11 +12,11 @@ the telemetry record through the seqlock.
 
 One tick (ARCHITECTURE §3, seed 003 GAP-022 for the phase coherence):
 
-1. :func:`~services.physics.coefficients.derive_tick_table`: the per-area constants
-   from one coherent :class:`~services.physics.coefficients.Coefficients` snapshot,
+1. :func:`~engs.services.physics.coefficients.derive_tick_table`: the per-area constants
+   from one coherent :class:`~engs.services.physics.coefficients.Coefficients` snapshot,
    the CFL clamp (:mod:`cfl`) and, if ``critical``, the emergency damping;
 2. the leapfrog with plasticity (:mod:`integrator`): NumPy twin here, fused CUDA
-   kernels in :class:`services.physics.gpu.CudaField`;
+   kernels in :class:`engs.services.physics.gpu.CudaField`;
 3. the reductions (:mod:`reductions`, :mod:`entropy`) and the non-finite check.
 
 Non-finite values are never hidden: a NaN/Inf anywhere in Ψ or Π makes the energy sum
@@ -33,16 +33,16 @@ from typing import Any
 
 import numpy as np
 
-from services.physics import entropy as ent
-from services.physics.backend import Backend, numpy_backend
-from services.physics.cfl import area_lambda_bound, previous_area
-from services.physics.coefficients import (
+from engs.services.physics import entropy as ent
+from engs.services.physics.backend import Backend, numpy_backend
+from engs.services.physics.cfl import area_lambda_bound, previous_area
+from engs.services.physics.coefficients import (
     Coefficients,
     PhysicsParams,
     TickTable,
     derive_tick_table,
 )
-from services.physics.integrator import (
+from engs.services.physics.integrator import (
     RowTable,
     SweepScratch,
     drift,
@@ -50,10 +50,10 @@ from services.physics.integrator import (
     half_kick,
     noise_kick,
 )
-from services.physics.laplacian import laplacian
-from services.physics.lattice import Lattice
-from services.physics.noise import NoiseScratch, complex_normal, stream_key
-from services.physics.reductions import (
+from engs.services.physics.laplacian import laplacian
+from engs.services.physics.lattice import Lattice
+from engs.services.physics.noise import NoiseScratch, complex_normal, stream_key
+from engs.services.physics.reductions import (
     NSUM,
     S_DG,
     S_GRAD2,
@@ -67,7 +67,7 @@ from services.physics.reductions import (
     StepResult,
     hamiltonian,
 )
-from shared.config import PhysicsConfig
+from engs.shared.config import PhysicsConfig
 
 #: Offset of the entropy estimator's stream from the configured seed (the noise uses
 #: the seed itself through :func:`noise.stream_key`).
@@ -78,7 +78,7 @@ class Field:
     """The physics state of one lattice and the step that advances it (NumPy twin).
 
     ``cfg``: the physics configuration (shape, areas, constants). ``backend``: from
-    :func:`~services.physics.backend.select_backend`; use :func:`make_field` to get the
+    :func:`~engs.services.physics.backend.select_backend`; use :func:`make_field` to get the
     GPU subclass when the backend is CuPy.
     """
 
@@ -148,7 +148,7 @@ class Field:
         ``coeffs``: the per-area multipliers of this tick (filled by the loop with
         :meth:`Coefficients.load_state`). ``critical``: a CRITICAL interrupt is set at
         this tick's start: damping is raised to ``emergency_damping``. ``out``: a
-        ``shared.layout.telemetry_dtype`` record to fill (:meth:`write_telemetry`), or
+        ``engs.shared.layout.telemetry_dtype`` record to fill (:meth:`write_telemetry`), or
         None. Returns :attr:`result` (the same object every tick, overwritten).
         """
         r = self.result
@@ -369,9 +369,9 @@ def _to_host(a: Any) -> Any:
 
 def make_field(cfg: PhysicsConfig, backend: Backend) -> Field:
     """The field for ``backend``: :class:`Field` on NumPy, the fused-kernel
-    :class:`services.physics.gpu.CudaField` on CuPy (imported only then)."""
+    :class:`engs.services.physics.gpu.CudaField` on CuPy (imported only then)."""
     if backend.name == "cupy":
-        from services.physics.gpu import CudaField  # noqa: PLC0415 - lazy: this imports cupy
+        from engs.services.physics.gpu import CudaField  # noqa: PLC0415 - lazy: this imports cupy
 
         return CudaField(cfg, backend)
     return Field(cfg, backend)

@@ -1,14 +1,14 @@
 """The field stepped by the fused kernels of :mod:`cuda_source`.
 
-:class:`FusedField` is :class:`~services.physics.field.Field` with ``_advance``
+:class:`FusedField` is :class:`~engs.services.physics.field.Field` with ``_advance``
 replaced by two kernel launches (``kick_drift``, ``force_kick_plasticity``) on an
 :class:`Executor`, one upload of the per-area tick table and one download of the
 reduction buffer. Everything around the kernels — the tick table, the CFL bound,
 the entropy, the costs, telemetry, recovery — is the base class's, so both backends
 share one semantics by construction.
 
-Two executors run the same source: :class:`services.physics.gpu.CupyExecutor` (CUDA,
-the GPU backend) and :class:`services.physics.host_kernels.HostExecutor` (the source
+Two executors run the same source: :class:`engs.services.physics.gpu.CupyExecutor` (CUDA,
+the GPU backend) and :class:`engs.services.physics.host_kernels.HostExecutor` (the source
 compiled for the CPU, used to test the kernels' arithmetic without a GPU).
 """
 
@@ -18,10 +18,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from services.physics.field import Field
-from services.physics.integrator import RowTable
-from services.physics.noise import tick_base
-from services.physics.reductions import NSUM
+from engs.services.physics.field import Field
+from engs.services.physics.integrator import RowTable
+from engs.services.physics.noise import tick_base
+from engs.services.physics.reductions import NSUM
 
 
 class Executor(Protocol):

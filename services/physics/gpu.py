@@ -13,14 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from services.physics.coefficients import NCOEF
-from services.physics.cuda_source import BLOCK, NVRTC_OPTIONS, module_source, red_len
-from services.physics.fused import Executor, FusedField
-from services.physics.lattice import Lattice
+from engs.services.physics.coefficients import NCOEF
+from engs.services.physics.cuda_source import BLOCK, NVRTC_OPTIONS, module_source, red_len
+from engs.services.physics.fused import Executor, FusedField
+from engs.services.physics.lattice import Lattice
 
 
 class CupyExecutor:
-    """:class:`~services.physics.fused.Executor` on a CUDA device (cupy arrays)."""
+    """:class:`~engs.services.physics.fused.Executor` on a CUDA device (cupy arrays)."""
 
     def __init__(self, cp: Any, lat: Lattice) -> None:
         self.cp = cp

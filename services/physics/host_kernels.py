@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from services.physics.cuda_source import host_source
-from services.physics.fused import Executor, FusedField
-from services.physics.lattice import Lattice
-from shared.errors import NotAvailable
+from engs.services.physics.cuda_source import host_source
+from engs.services.physics.fused import Executor, FusedField
+from engs.services.physics.lattice import Lattice
+from engs.shared.errors import NotAvailable
 
 CXXFLAGS = ("-O2", "-std=c++17", "-ffp-contract=off", "-shared", "-fPIC")
 
@@ -38,7 +38,7 @@ def compiler() -> str | None:
 def build(lat: Lattice) -> ctypes.CDLL:
     """Compile and load the host build of ``lat``'s kernels.
 
-    Raises :class:`~shared.errors.NotAvailable` without a compiler, and
+    Raises :class:`~engs.shared.errors.NotAvailable` without a compiler, and
     ``RuntimeError`` with the compiler's output if the source does not compile."""
     cxx = compiler()
     if cxx is None:
@@ -63,7 +63,7 @@ def _ptr(a: np.ndarray[Any, Any]) -> ctypes.c_void_p:
 
 
 class HostExecutor:
-    """:class:`~services.physics.fused.Executor` over the host build (numpy arrays)."""
+    """:class:`~engs.services.physics.fused.Executor` over the host build (numpy arrays)."""
 
     def __init__(self, lat: Lattice) -> None:
         self.lib = build(lat)

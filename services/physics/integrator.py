@@ -46,10 +46,10 @@ from typing import Any
 
 import numpy as np
 
-from services.physics.coefficients import COL, NCOEF
-from services.physics.laplacian import subtract_backward
-from services.physics.lattice import Lattice
-from services.physics.plasticity import correlation, hebbian_update
+from engs.services.physics.coefficients import COL, NCOEF
+from engs.services.physics.laplacian import subtract_backward
+from engs.services.physics.lattice import Lattice
+from engs.services.physics.plasticity import correlation, hebbian_update
 
 
 class RowTable:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from services.physics.lattice import Lattice
+from engs.services.physics.lattice import Lattice
 
 
 def shift_forward(xp: ModuleType, lat: Lattice, a: Any, axis: int, out: Any) -> Any:

@@ -32,18 +32,25 @@ import signal
 from types import FrameType
 from typing import Any
 
-from services.physics.backend import select_backend
-from services.physics.coefficients import Coefficients
-from services.physics.field import make_field
-from shared.clock import NS_PER_S, monotonic_ns, next_deadline, sleep_until
-from shared.config import Config
-from shared.heartbeat import Heartbeat
-from shared.interrupt import InterruptWord
-from shared.layout import Cause, HeartbeatState, Lane, Mode, Process, RegionFlags
-from shared.region import Region, open_for_service
-from shared.rt import RtResult, freeze_gc, set_affinity, set_sched_fifo, set_timer_slack, thaw_gc
-from shared.seqlock import SeqlockReader, SeqlockWriter
-from shared.stats import StatsWriter
+from engs.services.physics.backend import select_backend
+from engs.services.physics.coefficients import Coefficients
+from engs.services.physics.field import make_field
+from engs.shared.clock import NS_PER_S, monotonic_ns, next_deadline, sleep_until
+from engs.shared.config import Config
+from engs.shared.heartbeat import Heartbeat
+from engs.shared.interrupt import InterruptWord
+from engs.shared.layout import Cause, HeartbeatState, Lane, Mode, Process, RegionFlags
+from engs.shared.region import Region, open_for_service
+from engs.shared.rt import (
+    RtResult,
+    freeze_gc,
+    set_affinity,
+    set_sched_fifo,
+    set_timer_slack,
+    thaw_gc,
+)
+from engs.shared.seqlock import SeqlockReader, SeqlockWriter
+from engs.shared.stats import StatsWriter
 
 log = logging.getLogger("engs.physics")
 

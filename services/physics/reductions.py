@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from services.physics.lattice import Lattice
+from engs.services.physics.lattice import Lattice
 
 # Layout of the per-tick sums vector (float64), shared with the CUDA kernel.
 S_V = 0  # Σ |Ψ|²

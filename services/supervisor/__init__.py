@@ -19,7 +19,7 @@ them (SIGKILL, the OOM killer), they stop cleanly instead of running on unsuperv
 and the next ``engs up`` replaces their region as stale.
 
 Under docker compose there is no supervisor: Docker's restart policies and the
-healthchecks in :mod:`services.supervisor.healthcheck` take its place.
+healthchecks in :mod:`engs.services.supervisor.healthcheck` take its place.
 """
 
 from __future__ import annotations
@@ -37,13 +37,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from shared.clock import NS_PER_S, monotonic_ns
-from shared.config import Config
-from shared.errors import EngsError, RegionExists
-from shared.heartbeat import Heartbeat, read_heartbeats
-from shared.layout import HeartbeatState, Process
-from shared.region import Region, unlink
-from shared.stats import StatsWriter
+from engs.shared.clock import NS_PER_S, monotonic_ns
+from engs.shared.config import Config
+from engs.shared.errors import EngsError, RegionExists
+from engs.shared.heartbeat import Heartbeat, read_heartbeats
+from engs.shared.layout import HeartbeatState, Process
+from engs.shared.region import Region, unlink
+from engs.shared.stats import StatsWriter
 
 #: Start order; shutdown is ORCHESTRATOR, PHYSICS, ORACLE.
 START_ORDER = (Process.PHYSICS, Process.ORCHESTRATOR, Process.ORACLE)
@@ -207,7 +207,7 @@ class Supervisor:
         self.frozen_after_ns = int(frozen_after_s * NS_PER_S)
         self.start_grace_ns = int(start_grace_s * NS_PER_S)
         self.stop_timeout_s = stop_timeout_s
-        base = [sys.executable, "-m", "services.cli"]
+        base = [sys.executable, "-m", "engs.services.cli"]
         common = ["--instance", cfg.instance] + (["--config", config_path] if config_path else [])
         self.children = {p: Child(p, [*base, p.name.lower(), *common]) for p in START_ORDER}
         self._stop = asyncio.Event()

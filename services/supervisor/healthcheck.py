@@ -5,10 +5,10 @@ take the supervisor's place, one container per service. The oracle answers ``/he
 over HTTP; the physics and the orchestrator serve no HTTP (the physics must not), so
 their containers run this instead::
 
-    python -m services.supervisor.healthcheck physics|orchestrator [--config F] [--instance N]
+    python -m engs.services.supervisor.healthcheck physics|orchestrator [--config F] [--instance N]
 
 It attaches to the instance's region read-only in effect (no pinning, no writes), applies
-the oracle's liveness rule (:func:`services.oracle.liveness.liveness`, limits from the
+the oracle's liveness rule (:func:`engs.services.oracle.liveness.liveness`, limits from the
 ``[oracle]`` section) and exits 0 iff the verdict is ``alive``: the process beats *and*
 its published record is fresh (physics telemetry, orchestrator state). Anything else —
 no region, never started, still starting, dead, frozen, failed, stopped — exits 1. One
@@ -22,11 +22,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from services.oracle.liveness import LivenessLimits, Verdict, liveness
-from shared.config import load_config
-from shared.errors import ConfigError, EngsError
-from shared.layout import Process
-from shared.region import Region
+from engs.services.oracle.liveness import LivenessLimits, Verdict, liveness
+from engs.shared.config import load_config
+from engs.shared.errors import ConfigError, EngsError
+from engs.shared.layout import Process
+from engs.shared.region import Region
 
 CHECKED = (Process.PHYSICS, Process.ORCHESTRATOR)
 
@@ -54,7 +54,7 @@ class Unhealthy(Exception):
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m services.supervisor.healthcheck",
+        prog="python -m engs.services.supervisor.healthcheck",
         description="Exit 0 iff the ENGS process is alive (heartbeat and output fresh).",
     )
     parser.add_argument("process", choices=[p.name.lower() for p in CHECKED])

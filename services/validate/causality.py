@@ -27,13 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from services.orchestrator.inputs import CycleInputs
-from services.validate import lesions
-from services.validate.report import AssayResult, Prediction
-from services.validate.runner import Progress
-from services.validate.sim import Mechanisms, Sim
-from services.validate.stats import fmt_p, granger, welch_t
-from shared.config import Config
+from engs.services.orchestrator.inputs import CycleInputs
+from engs.services.validate import lesions
+from engs.services.validate.report import AssayResult, Prediction
+from engs.services.validate.runner import Progress
+from engs.services.validate.sim import Mechanisms, Sim
+from engs.services.validate.stats import fmt_p, granger, welch_t
+from engs.shared.config import Config
 
 #: Why the entropy comparison carries no verdict (docs/seed-notes.md SN-71).
 RETIRED_ENTROPY = (

@@ -33,13 +33,13 @@ from typing import Any
 
 import numpy as np
 
-from services.orchestrator.events import CuriosityGoal
-from services.orchestrator.inputs import CycleInputs
-from services.validate.report import AssayResult, Prediction
-from services.validate.runner import Progress, pmap
-from services.validate.sim import Mechanisms, Sim
-from services.validate.stats import fmt_p, welch_t
-from shared.config import Config
+from engs.services.orchestrator.events import CuriosityGoal
+from engs.services.orchestrator.inputs import CycleInputs
+from engs.services.validate.report import AssayResult, Prediction
+from engs.services.validate.runner import Progress, pmap
+from engs.services.validate.sim import Mechanisms, Sim
+from engs.services.validate.stats import fmt_p, welch_t
+from engs.shared.config import Config
 
 NAME = "foraging"
 TITLE = "4. Exploration/exploitation: boredom-driven patch leaving vs the Marginal Value Theorem"

@@ -33,10 +33,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from services.validate.report import AssayResult, Prediction
-from services.validate.runner import Progress, pmap
-from services.validate.sim import Mechanisms, Sim
-from shared.config import Config
+from engs.services.validate.report import AssayResult, Prediction
+from engs.services.validate.runner import Progress, pmap
+from engs.services.validate.sim import Mechanisms, Sim
+from engs.shared.config import Config
 
 NAME = "homeostasis"
 TITLE = "7. Homeostasis: an area's input stepped down and back"
@@ -89,7 +89,7 @@ class EngsAreaHomeostat:
         """The density of the receptors the area's drive passes through (activity
         scaling, relative to calibration); a model without them: the density networks'
         output summed over the receptor types of the area's site."""
-        from services.orchestrator.areas.receptors import DENSITY  # noqa: PLC0415
+        from engs.services.orchestrator.areas.receptors import DENSITY  # noqa: PLC0415
 
         m = self._model
         if not 0 <= area < int(m.n_areas):

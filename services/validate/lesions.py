@@ -5,7 +5,7 @@ three lesions (D clamped to 0, S clamped to 0, N clamped to 1):
 
 * The environment's resting input drives every area at ``rest_input`` of the published
   drive. Presenting pattern P_k raises area k's input to ``pattern_input`` (the
-  harness's input-drive model, :mod:`services.validate.sim`).
+  harness's input-drive model, :mod:`engs.services.validate.sim`).
 * The stored pattern is the metric: the contrast of P_k is C_k = ḡ_k − mean ḡ over the
   background areas (ḡ: mean conductance of an area's edges; background: the areas that
   are never a target), and the task's accuracy is A_k = clip(C_k / C*, 0, 1) with
@@ -46,12 +46,12 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from services.orchestrator.gates import relevance_gate
-from services.orchestrator.inputs import CycleInputs
-from services.validate.report import AssayResult, Prediction
-from services.validate.runner import Progress, pmap
-from services.validate.sim import Clamp, Constant, Mechanisms, Sim, running_mean
-from shared.config import Config
+from engs.services.orchestrator.gates import relevance_gate
+from engs.services.orchestrator.inputs import CycleInputs
+from engs.services.validate.report import AssayResult, Prediction
+from engs.services.validate.runner import Progress, pmap
+from engs.services.validate.sim import Clamp, Constant, Mechanisms, Sim, running_mean
+from engs.shared.config import Config
 
 NAME = "lesions"
 TITLE = "1. Virtual lesions: control vs D = 0, S = 0, N = 1 on a feedback task"

@@ -1,6 +1,6 @@
 """``engs validate [--out DIR] [--quick]``: the neuro-psychometric profile (seed 003 GAP-029).
 
-Runs the seven assays headless on the real step functions (:mod:`services.validate.sim`),
+Runs the seven assays headless on the real step functions (:mod:`engs.services.validate.sim`),
 writes ``report.md``, ``report.json`` and the PNG plots into ``--out``, prints one line
 per prediction, and exits 1 if any prediction fails (0 if all pass). ``--quick`` (CI)
 runs fewer assays (:data:`QUICK_ASSAYS`), each with the full run's parameters: a weaker
@@ -9,7 +9,7 @@ verdict is always the full run's verdict for that prediction (issue 13); the rep
 names the assays it left out. Progress goes to stderr. Plots need matplotlib (the
 ``validate`` extra); without it the text report is still written and the command says so.
 
-The CLI wiring (``services.cli``) calls :func:`add_arguments` on the ``validate``
+The CLI wiring (``engs.services.cli``) calls :func:`add_arguments` on the ``validate``
 sub-parser and :func:`run_args` with the loaded configuration.
 """
 
@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from services.validate import (
+from engs.services.validate import (
     causality,
     foraging,
     homeostasis,
@@ -34,10 +34,10 @@ from services.validate import (
     rpe,
     stability,
 )
-from services.validate.report import AssayResult, Prediction, write_report
-from services.validate.runner import Progress
-from services.validate.sim import assay_shape
-from shared.config import Config
+from engs.services.validate.report import AssayResult, Prediction, write_report
+from engs.services.validate.runner import Progress
+from engs.services.validate.sim import assay_shape
+from engs.shared.config import Config
 
 ASSAYS = ("lesions", "rpe", "risk", "foraging", "causality", "stability", "homeostasis")
 #: What ``--quick`` runs: the assays that finish in about a minute each at full strength

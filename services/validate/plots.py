@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from services.validate.report import AssayResult
-from services.validate.stats import fmt_p
+from engs.services.validate.report import AssayResult
+from engs.services.validate.stats import fmt_p
 
 COLORS = {
     "control": "#222222",

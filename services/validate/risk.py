@@ -2,7 +2,7 @@
 
 Two options of equal expected value: *safe* pays 0.5 for sure, *risky* pays 1 or 0 with
 probability ½ each. Serotonin is clamped high (``s_high``) in one run and low
-(``s_low``) in the other (:class:`services.validate.sim.Clamp`), everything else the
+(``s_low``) in the other (:class:`engs.services.validate.sim.Clamp`), everything else the
 same, and the agent chooses ``trials`` times after ``forced`` forced choices of each.
 
 How the agent chooses from the ENGS state (the seed gives no rule; this one reads only
@@ -29,12 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from services.orchestrator.inputs import CycleInputs
-from services.validate.report import AssayResult, Prediction
-from services.validate.runner import Progress, pmap
-from services.validate.sim import Clamp, Mechanisms, Sim
-from services.validate.stats import fmt_p, two_proportion_z
-from shared.config import Config
+from engs.services.orchestrator.inputs import CycleInputs
+from engs.services.validate.report import AssayResult, Prediction
+from engs.services.validate.runner import Progress, pmap
+from engs.services.validate.sim import Clamp, Mechanisms, Sim
+from engs.services.validate.stats import fmt_p, two_proportion_z
+from engs.shared.config import Config
 
 NAME = "risk"
 TITLE = "3. Risk aversion: safe vs risky choice with serotonin clamped high and low"

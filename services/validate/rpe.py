@@ -38,12 +38,12 @@ from typing import Any
 
 import numpy as np
 
-from services.orchestrator.inputs import CycleInputs, Stimulus
-from services.validate.report import AssayResult, Prediction
-from services.validate.runner import Progress, pmap
-from services.validate.sim import Mechanisms, Sim
-from services.validate.stats import fmt_p, slope_test, welch_t
-from shared.config import Config
+from engs.services.orchestrator.inputs import CycleInputs, Stimulus
+from engs.services.validate.report import AssayResult, Prediction
+from engs.services.validate.runner import Progress, pmap
+from engs.services.validate.sim import Mechanisms, Sim
+from engs.services.validate.stats import fmt_p, slope_test, welch_t
+from engs.shared.config import Config
 
 NAME = "rpe"
 TITLE = "2. Dopamine as reward prediction error: critic vs the seed's energy value"

@@ -6,7 +6,7 @@ faster than real time and deterministic by seed:
 1. ``Engs.step(inputs, telemetry)`` with the newest telemetry record (None before the
    first physics tick), exactly as the orchestrator's loop calls it;
 2. ``Engs.fill_state(state)`` and a new ``seq``: the NeurochemicalState the physics
-   reads (``shared.layout.state_dtype``);
+   reads (``engs.shared.layout.state_dtype``);
 3. the harness's own interventions on that record, in this order: lesion clamps,
    mechanism replacements, the environment's input drive, plug-in controllers
    (each documented below; with none of them the record is the one ENGS published);
@@ -24,7 +24,7 @@ Interventions:
   clamp acts on the dynamics (the level is overwritten in the ``Engs`` after every
   step, so the couplings, the PANIC monitor and the next cycle all see it) and on the
   published record (the level and every coefficient derived from it are recomputed with
-  the same gate functions ENGS uses, :mod:`services.orchestrator.gates`).
+  the same gate functions ENGS uses, :mod:`engs.services.orchestrator.gates`).
 * :class:`Mechanisms`: replacements for the flip tests — a gate replaced by another
   function of its level, the learned critic replaced by a zero value, the boredom
   drive's novelty relief removed. An assay that depends on a mechanism must fail when
@@ -35,7 +35,7 @@ Interventions:
   the published drive plus an extra, ``u = gain · drive + extra``. With the area model on,
   u is handed to it (``AreaNeurochemistry.input_gain`` / ``input_extra``) before the cycle,
   so it passes through the areas' receptors — their saturating response and activity
-  scaling (:class:`services.orchestrator.areas.receptors.ActivityScaling`) — as any input
+  scaling (:class:`engs.services.orchestrator.areas.receptors.ActivityScaling`) — as any input
   would; without it the published drive is rescaled, ``area_drive = gain · published +
   extra``.
 * Controllers: callables run on the finished record each cycle — the hook through
@@ -58,23 +58,23 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from services.orchestrator.boredom import Boredom
-from services.orchestrator.critic import F64Array, LinearTdCritic
-from services.orchestrator.engs import Engs
-from services.orchestrator.events import StepResult
-from services.orchestrator.gates import (
+from engs.services.orchestrator.boredom import Boredom
+from engs.services.orchestrator.critic import F64Array, LinearTdCritic
+from engs.services.orchestrator.engs import Engs
+from engs.services.orchestrator.events import StepResult
+from engs.services.orchestrator.gates import (
     elasticity_gate,
     plasticity_gate,
     relevance_gate,
     speed_gain,
 )
-from services.orchestrator.inputs import CycleInputs
-from services.orchestrator.metabolism import Calibration
-from services.physics.backend import numpy_backend
-from services.physics.coefficients import Coefficients
-from services.physics.field import Field, make_field
-from shared.config import Config
-from shared.layout import Cause, state_dtype, telemetry_dtype
+from engs.services.orchestrator.inputs import CycleInputs
+from engs.services.orchestrator.metabolism import Calibration
+from engs.services.physics.backend import numpy_backend
+from engs.services.physics.coefficients import Coefficients
+from engs.services.physics.field import Field, make_field
+from engs.shared.config import Config
+from engs.shared.layout import Cause, state_dtype, telemetry_dtype
 
 #: Nodes along every axis but the first in the assay lattice (see :func:`assay_shape`).
 CROSS_NODES = 4

@@ -1,11 +1,11 @@
 """Assay 6 — stability (seed 003 GAP-005; ARCHITECTURE §6.3).
 
 The coupling matrix M of dx/dt = M(x − x_eq) + F_nl(x) + I_ext (x = [D, S, N, A]) at
-the reference cost scale (:meth:`shared.config.CouplingConfig.matrix`):
+the reference cost scale (:meth:`engs.shared.config.CouplingConfig.matrix`):
 
 * eigenvalues and the spectral abscissa (stable iff max Re λ < 0), the Gershgorin
   margins per row (the seed's diagonal-dominance test — only sufficient), and the
-  transient amplification max_t ‖e^{Mt}‖₂ (:mod:`services.orchestrator.coupling`);
+  transient amplification max_t ‖e^{Mt}‖₂ (:mod:`engs.services.orchestrator.coupling`);
 * the boundaries where it turns unstable, by bisection on the spectral abscissa with the
   other entries fixed: λ_D (dopamine clearance), κ_SA (ATP → serotonin, which closes
   the positive D → A → S → D loop) and the metabolic cost scale (which multiplies M's
@@ -20,7 +20,7 @@ with the metric frozen (plasticity and elasticity gates 0). Its peak field energ
 relative to the pre-step level says whether metric learning can drive the field into
 runaway ("epileptic seizure", GAP-005); the mean conductance at the peak and the
 drive's distance from the lattice's forced modes (the area-axis spectrum as the leapfrog
-rings it, swept over the speed gains N can set; :mod:`services.physics.modes`) is reported
+rings it, swept over the speed gains N can set; :mod:`engs.services.physics.modes`) is reported
 with it.
 """
 
@@ -34,15 +34,15 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from services.orchestrator.coupling import analyse, expm, spectral_abscissa
-from services.orchestrator.engs import Engs
-from services.orchestrator.inputs import CycleInputs
-from services.orchestrator.metabolism import Calibration
-from services.physics.modes import drive_detuning, mode_frequencies_hz
-from services.validate.report import AssayResult, Prediction
-from services.validate.runner import Progress, pmap
-from services.validate.sim import Constant, Mechanisms, Sim, derive_config
-from shared.config import Config, CouplingConfig
+from engs.services.orchestrator.coupling import analyse, expm, spectral_abscissa
+from engs.services.orchestrator.engs import Engs
+from engs.services.orchestrator.inputs import CycleInputs
+from engs.services.orchestrator.metabolism import Calibration
+from engs.services.physics.modes import drive_detuning, mode_frequencies_hz
+from engs.services.validate.report import AssayResult, Prediction
+from engs.services.validate.runner import Progress, pmap
+from engs.services.validate.sim import Constant, Mechanisms, Sim, derive_config
+from engs.shared.config import Config, CouplingConfig
 
 NAME = "stability"
 TITLE = "6. Stability: the coupling matrix, its boundaries, and the field under an input step"
@@ -181,7 +181,7 @@ def field_step(
 
 def cavity_modes(cfg: Config, g: float, speed: float = 1.0) -> dict[str, Any]:
     """Where the drive falls among the forced (area-axis) modes of the configured lattice
-    (:mod:`services.physics.modes`) at mean conductance ``g``: at the published speed gain
+    (:mod:`engs.services.physics.modes`) at mean conductance ``g``: at the published speed gain
     ``speed``, and swept over the speed gains norepinephrine can set (1 + N², 1 … 2)."""
     p = cfg.physics
     shape = list(p.shape)

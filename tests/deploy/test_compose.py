@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from shared.config import load_config, parse_addr
-from shared.layout import build_layout
+from engs.shared.config import load_config, parse_addr
+from engs.shared.layout import build_layout
 from tests.deploy.tools import OPS, ROOT, dockerfile_arg, load_yaml, require_tool
 
 COMPOSE = ROOT / "docker-compose.yml"
@@ -92,7 +92,7 @@ def test_healthchecks_restart_policies_and_start_order(services: dict[str, Any])
         assert svc["healthcheck"]["test"][0] == "CMD", name
     for name in ("physics", "orchestrator"):
         test = services[name]["healthcheck"]["test"]
-        assert test == ["CMD", "python", "-m", "services.supervisor.healthcheck", name]
+        assert test == ["CMD", "python", "-m", "engs.services.supervisor.healthcheck", name]
     assert "/healthz" in services["oracle"]["healthcheck"]["test"][-1]
     want = {
         "orchestrator": {"physics"},

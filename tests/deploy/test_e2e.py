@@ -8,7 +8,7 @@ runtime and TSDB directories in tmp. It proves, with the real programs:
 * the alert rules load into Prometheus and evaluate without error on live data, and
   every dashboard query parses and returns series;
 * the containers' healthchecks (the Dockerfile's /healthz one-liner, and
-  ``services.supervisor.healthcheck`` for the physics and the orchestrator) pass against
+  ``engs.services.supervisor.healthcheck`` for the physics and the orchestrator) pass against
   the live instance and fail once it is gone;
 * SIGTERM to `engs up` exits 0 and leaves no process and no shared-memory region.
 """
@@ -116,7 +116,7 @@ def _healthchecks(up: EngsUp) -> dict[str, int]:
     env |= {"ENGS_CONFIG": str(up.config), "ENGS_INSTANCE": up.instance}
     codes = {}
     for process in ("physics", "orchestrator"):
-        argv = [sys.executable, "-m", "services.supervisor.healthcheck", process]
+        argv = [sys.executable, "-m", "engs.services.supervisor.healthcheck", process]
         codes[process] = subprocess.run(argv, env=env, timeout=30, check=False).returncode
     env["ENGS_METRICS_ADDR"] = f"127.0.0.1:{up.metrics_port}"
     argv = [sys.executable, "-c", healthcheck_command()]

@@ -11,8 +11,8 @@ import re
 
 from prometheus_client.core import CollectorRegistry
 
-from services.oracle.collector import EngsCollector
-from shared.region import Region
+from engs.services.oracle.collector import EngsCollector
+from engs.shared.region import Region
 from tests.deploy.tools import OPS, dashboard_exprs, load_yaml
 
 NAME = re.compile(r"\bengs_[a-z0-9_]+")

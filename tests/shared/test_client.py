@@ -16,13 +16,13 @@ import msgspec
 import pytest
 import uvloop
 
-from services.cli.send import add_arguments, run
-from services.orchestrator.server import Limits
-from shared.client import AsyncSignalClient, SignalClient
-from shared.config import Config, SignalsConfig
-from shared.errors import SignalConnectionError, SignalRejected
-from shared.layout import Cause
-from shared.messages import (
+from engs.services.cli.send import add_arguments, run
+from engs.services.orchestrator.server import Limits
+from engs.shared.client import AsyncSignalClient, SignalClient
+from engs.shared.config import Config, SignalsConfig
+from engs.shared.errors import SignalConnectionError, SignalRejected
+from engs.shared.layout import Cause
+from engs.shared.messages import (
     Ack,
     CuriosityGoal,
     Error,

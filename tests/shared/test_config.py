@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import Config, is_loopback, load_config, parse_addr
-from shared.errors import ConfigError
+from engs.shared.config import Config, is_loopback, load_config, parse_addr
+from engs.shared.errors import ConfigError
 
 
 def _load(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> Config:

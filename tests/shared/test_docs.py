@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.layout import describe
+from engs.shared.layout import describe
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -16,7 +16,7 @@ def test_layout_table_matches_the_layout() -> None:
 
 
 def test_config_reference_matches_the_structs() -> None:
-    from shared.config_doc import describe as describe_config
+    from engs.shared.config_doc import describe as describe_config
 
     text = (DOCS / "config.md").read_text(encoding="utf-8")
     table = text.split("<!-- config:begin -->\n", 1)[1].split("<!-- config:end -->", 1)[0]

@@ -1,4 +1,4 @@
-"""shared.gym: the Gymnasium wrapper in headless mode on a real env (a two-armed bandit
+"""engs.shared.gym: the Gymnasium wrapper in headless mode on a real env (a two-armed bandit
 written here), its errors, its determinism, the example agent, and one live run against
 a real ``engs up`` through the socket."""
 
@@ -13,16 +13,16 @@ import msgspec
 import numpy as np
 import pytest
 
-from shared.client import SignalClient
-from shared.config import BoredomConfig, CouplingConfig
-from shared.gym import (
+from engs.shared.client import SignalClient
+from engs.shared.config import BoredomConfig, CouplingConfig
+from engs.shared.gym import (
     EngsInfo,
     EngsWrapper,
     MappingError,
     exploration_signal,
     headless_engine,
 )
-from shared.gym_agents import ALPHA0, EPSILON0, GatedAgent
+from engs.shared.gym_agents import ALPHA0, EPSILON0, GatedAgent
 
 N_EQ = CouplingConfig().n_eq
 THETA = BoredomConfig().threshold

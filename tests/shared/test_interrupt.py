@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.clock import monotonic_ns
-from shared.interrupt import InterruptWord, lanes_or
-from shared.layout import ALL_CAUSES, Cause, Lane
-from shared.region import Region
+from engs.shared.clock import monotonic_ns
+from engs.shared.interrupt import InterruptWord, lanes_or
+from engs.shared.layout import ALL_CAUSES, Cause, Lane
+from engs.shared.region import Region
 
 ctx = mp.get_context("fork")
 
@@ -94,7 +94,7 @@ def test_raise_is_seen_by_another_process(region: Region) -> None:
 def test_matches_a_model_of_per_lane_sets(ops: list[tuple[Lane, bool, int]]) -> None:
     import uuid
 
-    from shared.region import unlink
+    from engs.shared.region import unlink
 
     inst = f"test-hyp-{uuid.uuid4().hex[:10]}"
     r = Region.create(inst, 1, lock_memory=False)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from shared.layout import (
+from engs.shared.layout import (
     CACHE_LINE,
     COUNTERS,
     HIST_BOUNDS_NS,

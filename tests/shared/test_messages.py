@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.layout import REJECT_REASONS, SIGNAL_TYPES, Cause
-from shared.messages import (
+from engs.shared.layout import REJECT_REASONS, SIGNAL_TYPES, Cause
+from engs.shared.messages import (
     MAX_FRAME,
     REQUEST_CLASSES,
     REQUEST_JSON,

@@ -15,9 +15,9 @@ import numpy as np
 import posix_ipc
 import pytest
 
-from shared.errors import LayoutMismatch, RegionExists, RegionMissing, RegionNotReady
-from shared.layout import LAYOUT_VERSION, MAGIC, READY_MARK, RegionFlags, build_layout
-from shared.region import Region, region_name, unlink
+from engs.shared.errors import LayoutMismatch, RegionExists, RegionMissing, RegionNotReady
+from engs.shared.layout import LAYOUT_VERSION, MAGIC, READY_MARK, RegionFlags, build_layout
+from engs.shared.region import Region, region_name, unlink
 
 
 def _shm_path(instance: str) -> Path:
@@ -117,7 +117,7 @@ def test_open_creates_then_attaches(instance: str) -> None:
 def test_open_race_between_processes(instance: str) -> None:
     """Several processes open the same instance at once: exactly one creates it."""
     code = (
-        "import sys; from shared.region import Region; "
+        "import sys; from engs.shared.region import Region; "
         f"r = Region.open({instance!r}, 4, lock_memory=False); print(int(r.created))"
     )
     procs = [
@@ -151,7 +151,7 @@ def test_mlock_success_is_recorded(instance: str) -> None:
 )
 def test_mlock_failure_is_reported_not_fatal(instance: str) -> None:
     code = (
-        "from shared.region import Region; from shared.layout import RegionFlags; "
+        "from engs.shared.region import Region; from engs.shared.layout import RegionFlags; "
         f"r = Region.create({instance!r}, 2); "
         "print(int(r.pin_flags), r.pin_errors[0] if r.pin_errors else '')"
     )

@@ -6,8 +6,8 @@ import multiprocessing as mp
 
 import pytest
 
-from shared.region import Region
-from shared.requests import RequestReceiver, RequestSender
+from engs.shared.region import Region
+from engs.shared.requests import RequestReceiver, RequestSender
 
 ctx = mp.get_context("fork")
 

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from shared.rt import freeze_gc, set_affinity, set_sched_fifo, set_timer_slack, thaw_gc
+from engs.shared.rt import freeze_gc, set_affinity, set_sched_fifo, set_timer_slack, thaw_gc
 
 
 def test_timer_slack_is_set_and_readable() -> None:
@@ -35,7 +35,9 @@ def test_affinity_ok_and_bad_cpu_reported() -> None:
 def test_sched_fifo_failure_is_reported_not_raised() -> None:
     # Without CAP_SYS_NICE the call must fail politely; run it in a child so this
     # test process never becomes a real-time task.
-    code = "from shared.rt import set_sched_fifo; r = set_sched_fifo(10); print(r.ok, r.detail)"
+    code = (
+        "from engs.shared.rt import set_sched_fifo; r = set_sched_fifo(10); print(r.ok, r.detail)"
+    )
     cmd = [
         "setpriv",
         "--inh-caps=-sys_nice",
@@ -61,7 +63,7 @@ def test_gc_freeze_and_thaw() -> None:
 
 
 def test_next_deadline_skips_past_deadlines_on_the_grid() -> None:
-    from shared.clock import next_deadline
+    from engs.shared.clock import next_deadline
 
     assert next_deadline(1000, 100, 1050) == (1100, 0)  # on time
     assert next_deadline(1000, 100, 1100) == (1100, 0)  # exactly at the next deadline
@@ -72,7 +74,7 @@ def test_next_deadline_skips_past_deadlines_on_the_grid() -> None:
 
 
 def test_sleep_until_returns_lateness() -> None:
-    from shared.clock import monotonic_ns, sleep_until
+    from engs.shared.clock import monotonic_ns, sleep_until
 
     target = monotonic_ns() + 2_000_000
     late = sleep_until(target, spin_ns=500_000)

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from shared.errors import WriterBusy
-from shared.region import Region
-from shared.seqlock import SeqlockReader, SeqlockWriter
+from engs.shared.errors import WriterBusy
+from engs.shared.region import Region
+from engs.shared.seqlock import SeqlockReader, SeqlockWriter
 
 ctx = mp.get_context("fork")
 MAX_AREAS = 16  # ~1 KiB records: large enough for copies to interleave

@@ -9,11 +9,11 @@ import os
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.clock import monotonic_ns
-from shared.heartbeat import Heartbeat, read_heartbeats
-from shared.layout import HIST_BOUNDS_NS, N_BUCKETS, HeartbeatState, Process
-from shared.region import Region
-from shared.stats import StatsWriter, read_stats
+from engs.shared.clock import monotonic_ns
+from engs.shared.heartbeat import Heartbeat, read_heartbeats
+from engs.shared.layout import HIST_BOUNDS_NS, N_BUCKETS, HeartbeatState, Process
+from engs.shared.region import Region
+from engs.shared.stats import StatsWriter, read_stats
 
 ctx = mp.get_context("fork")
 N = 100_000
@@ -66,7 +66,7 @@ def test_other_slots_untouched(region: Region) -> None:
 def test_buckets_follow_prometheus_le(values: list[int]) -> None:
     import uuid
 
-    from shared.region import unlink
+    from engs.shared.region import unlink
 
     inst = f"test-hyp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     r = Region.create(inst, 1, lock_memory=False)
@@ -97,7 +97,7 @@ def test_heartbeat_age_uses_the_shared_monotonic_clock(region: Region) -> None:
 
 
 def test_peer_loss_needs_the_peer_seen_alive_first(region: Region) -> None:
-    from shared.heartbeat import PeerLoss
+    from engs.shared.heartbeat import PeerLoss
 
     watch = PeerLoss(region, Process.PHYSICS, after_s=0.5)
     t = monotonic_ns()

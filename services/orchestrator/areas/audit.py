@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from shared.config import AuditConfig
+from engs.shared.config import AuditConfig
 
 CAPPED = 1
 """Flag: the edge cap clipped this transfer."""

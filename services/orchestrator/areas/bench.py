@@ -12,7 +12,7 @@ forward half plus bookkeeping), and reports p50 / p99 / mean per cycle. The targ
 Inputs vary every cycle (levels around rest, per-area activity) so that no branch is
 skipped; the generator is seeded, the run is deterministic but for the clock.
 
-Not wired into the CLI here: ``services.cli`` calls :func:`add_arguments` and
+Not wired into the CLI here: ``engs.services.cli`` calls :func:`add_arguments` and
 :func:`run_args` (or :func:`main` with its argv).
 """
 
@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from services.orchestrator.areas.model import AreaNeurochemistry
-from services.orchestrator.areas.projections import Graph, synthetic_graph
-from shared.config import Config, load_config
-from shared.errors import EngsError
+from engs.services.orchestrator.areas.model import AreaNeurochemistry
+from engs.services.orchestrator.areas.projections import Graph, synthetic_graph
+from engs.shared.config import Config, load_config
+from engs.shared.errors import EngsError
 
 EDGES: tuple[int, ...] = (100, 1_000, 10_000)
 TARGET_EDGES = 1_000

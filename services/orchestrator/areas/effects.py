@@ -28,7 +28,7 @@ OXT    area_noise        noise x (1 - a tanh(κ (x - rest)))                 sig
 TST    area_stimulus     stimulus x (1 + a tanh(κ (x - rest)))              cue salience
 =====  ================  =================================================  ==============
 
-The first three are the gates of :mod:`services.orchestrator.gates`, vectorised (the
+The first three are the gates of :mod:`engs.services.orchestrator.gates`, vectorised (the
 test suite checks them against the scalar functions); a = ``effect_gain`` (0.5), κ =
 ``effect_slope`` (5), so the other four stay in (0.5, 1.5) and are exactly 1 at rest.
 
@@ -41,9 +41,9 @@ from typing import Any
 
 import numpy as np
 
-from services.orchestrator.areas.projections import NT_INDEX
-from shared.config import OrchestratorConfig
-from shared.layout import N_NT, NEUROMODULATORS
+from engs.services.orchestrator.areas.projections import NT_INDEX
+from engs.shared.config import OrchestratorConfig
+from engs.shared.layout import N_NT, NEUROMODULATORS
 
 F64Array = np.ndarray[Any, np.dtype[np.float64]]
 
@@ -111,17 +111,17 @@ def modulation(x: F64Array, rest: float, gain: float, slope: float, sign: float)
 
 
 def plasticity_gates(x: F64Array, centre: float, gain: float) -> F64Array:
-    """:func:`services.orchestrator.gates.plasticity_gate`, vectorised."""
+    """:func:`engs.services.orchestrator.gates.plasticity_gate`, vectorised."""
     return 1.0 + np.tanh(gain * (x - centre))
 
 
 def elasticity_gates(x: F64Array, centre: float, gain: float) -> F64Array:
-    """:func:`services.orchestrator.gates.elasticity_gate`, vectorised."""
+    """:func:`engs.services.orchestrator.gates.elasticity_gate`, vectorised."""
     return 0.5 + 0.5 * np.tanh(gain * (x - centre))
 
 
 def speed_gains(x: F64Array) -> F64Array:
-    """:func:`services.orchestrator.gates.speed_gain`, vectorised."""
+    """:func:`engs.services.orchestrator.gates.speed_gain`, vectorised."""
     return 1.0 + x * x
 
 

@@ -47,7 +47,7 @@ its target's supply. When the nap ends:
    the recent awake time above / below): the centre moves ``band_rate`` of the way to the
    mean level, never more than ``band_drift_max`` from the configured rest.
 
-Writer: :class:`~services.orchestrator.areas.model.AreaNeurochemistry` (one thread).
+Writer: :class:`~engs.services.orchestrator.areas.model.AreaNeurochemistry` (one thread).
 """
 
 from __future__ import annotations
@@ -57,10 +57,10 @@ from typing import Any
 
 import numpy as np
 
-from services.orchestrator.areas.receptors import sigmoid
-from services.orchestrator.areas.transfer import Flows, Kinetics, backward
-from shared.config import ConsolidationConfig, HomeostasisConfig
-from shared.layout import N_NT
+from engs.services.orchestrator.areas.receptors import sigmoid
+from engs.services.orchestrator.areas.transfer import Flows, Kinetics, backward
+from engs.shared.config import ConsolidationConfig, HomeostasisConfig
+from engs.shared.layout import N_NT
 
 F64Array = np.ndarray[Any, np.dtype[np.float64]]
 BoolArray = np.ndarray[Any, np.dtype[np.bool_]]

@@ -40,9 +40,9 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from services.orchestrator.areas import effects as fx
-from services.orchestrator.areas.audit import AuditLog
-from services.orchestrator.areas.homeostasis import (
+from engs.services.orchestrator.areas import effects as fx
+from engs.services.orchestrator.areas.audit import AuditLog
+from engs.services.orchestrator.areas.homeostasis import (
     N_FEATURES,
     ConsolidationResult,
     DreamStats,
@@ -55,9 +55,9 @@ from services.orchestrator.areas.homeostasis import (
     reduce_feeding_gains,
     saturation_hits,
 )
-from services.orchestrator.areas.optim import ParamSet
-from services.orchestrator.areas.projections import Graph, build_graph
-from services.orchestrator.areas.receptors import (
+from engs.services.orchestrator.areas.optim import ParamSet
+from engs.services.orchestrator.areas.projections import Graph, build_graph
+from engs.services.orchestrator.areas.receptors import (
     DENSITY,
     N_NETS,
     RELEASE,
@@ -74,17 +74,17 @@ from services.orchestrator.areas.receptors import (
     local_objective,
     node_bucket,
 )
-from services.orchestrator.areas.transfer import (
+from engs.services.orchestrator.areas.transfer import (
     Flows,
     backward,
     forward,
     make_kinetics,
     steady_state,
 )
-from services.orchestrator.replay import ReplayBatch
-from shared.config import OrchestratorConfig
-from shared.errors import ConfigError
-from shared.layout import N_NT
+from engs.services.orchestrator.replay import ReplayBatch
+from engs.shared.config import OrchestratorConfig
+from engs.shared.errors import ConfigError
+from engs.shared.layout import N_NT
 
 F64Array = np.ndarray[Any, np.dtype[np.float64]]
 

@@ -34,9 +34,9 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from shared.config import AreasConfig, NucleusSpec, ProjectionSpec
-from shared.errors import ConfigError
-from shared.layout import N_NT, NEUROMODULATORS
+from engs.shared.config import AreasConfig, NucleusSpec, ProjectionSpec
+from engs.shared.errors import ConfigError
+from engs.shared.layout import N_NT, NEUROMODULATORS
 
 NT_INDEX: dict[str, int] = {name: i for i, name in enumerate(NEUROMODULATORS)}
 ROLES: tuple[str, ...] = ("sensory", "motor", "association", "limbic")

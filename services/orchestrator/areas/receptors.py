@@ -52,7 +52,7 @@ term depends on the present parameters: ∂RangeUtil/∂u = α ψ'(u).
 regression (Ŝ); NoiseLeak, a statistic of a window, is not differentiated but weights
 that credit: activity the signals do not explain earns them nothing.
 
-Writer: :class:`~services.orchestrator.areas.model.AreaNeurochemistry` (one thread).
+Writer: :class:`~engs.services.orchestrator.areas.model.AreaNeurochemistry` (one thread).
 """
 
 from __future__ import annotations
@@ -64,9 +64,9 @@ from typing import Any
 
 import numpy as np
 
-from services.orchestrator.areas.transfer import Flows, Kinetics
-from shared.config import ReceptorConfig, ScalingConfig
-from shared.layout import N_NT
+from engs.services.orchestrator.areas.transfer import Flows, Kinetics
+from engs.shared.config import ReceptorConfig, ScalingConfig
+from engs.shared.layout import N_NT
 
 F64Array = np.ndarray[Any, np.dtype[np.float64]]
 BoolArray = np.ndarray[Any, np.dtype[np.bool_]]

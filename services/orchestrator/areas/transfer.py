@@ -49,7 +49,7 @@ changes (s, g, r̂, ρ̂), with the levels μ, the drivers and the capacities he
 :func:`steady_state` solves the same cycle's fixed point with the caps ignored, for
 calibration and for consolidation's regression over replayed states.
 
-Writer: :class:`services.orchestrator.areas.model.AreaNeurochemistry` (one thread).
+Writer: :class:`engs.services.orchestrator.areas.model.AreaNeurochemistry` (one thread).
 """
 
 from __future__ import annotations
@@ -60,8 +60,8 @@ from typing import Any
 
 import numpy as np
 
-from services.orchestrator.areas.projections import Graph
-from shared.layout import N_NT
+from engs.services.orchestrator.areas.projections import Graph
+from engs.shared.layout import N_NT
 
 F64Array = np.ndarray[Any, np.dtype[np.float64]]
 BoolArray = np.ndarray[Any, np.dtype[np.bool_]]

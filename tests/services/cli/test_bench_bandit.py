@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.cli import main
-from services.cli.bench_bandit import (
+from engs.services.cli import main
+from engs.services.cli.bench_bandit import (
     ALPHAS,
     EPSILONS,
     WALK_SIGMA,

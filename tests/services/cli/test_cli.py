@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from shared.clock import monotonic_ns
-from shared.heartbeat import Heartbeat
-from shared.interrupt import InterruptWord
-from shared.layout import Cause, HeartbeatState, Lane, Process
-from shared.region import Region
-from shared.seqlock import SeqlockWriter
+from engs.shared.clock import monotonic_ns
+from engs.shared.heartbeat import Heartbeat
+from engs.shared.interrupt import InterruptWord
+from engs.shared.layout import Cause, HeartbeatState, Lane, Process
+from engs.shared.region import Region
+from engs.shared.seqlock import SeqlockWriter
 
 ctx = mp.get_context("fork")
 
@@ -29,7 +29,7 @@ def engs(
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("ENGS_")}
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
+        [sys.executable, "-m", "engs.services.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -111,7 +111,7 @@ def test_status_watch_repeats_until_interrupted(region: Region) -> None:
         [
             sys.executable,
             "-m",
-            "services.cli",
+            "engs.services.cli",
             "status",
             "--instance",
             region.instance,

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared.clock import monotonic_ns
-from shared.region import Region
+from engs.shared.clock import monotonic_ns
+from engs.shared.region import Region
 from tests.services.oracle.craft import Crafter
 
 

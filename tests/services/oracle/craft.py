@@ -9,12 +9,12 @@ from typing import Any
 
 import msgspec
 
-from services.oracle.watchdog import Watchdog
-from shared.config import OracleConfig
-from shared.layout import Process
-from shared.region import Region
-from shared.seqlock import SeqlockWriter
-from shared.stats import read_stats
+from engs.services.oracle.watchdog import Watchdog
+from engs.shared.config import OracleConfig
+from engs.shared.layout import Process
+from engs.shared.region import Region
+from engs.shared.seqlock import SeqlockWriter
+from engs.shared.stats import read_stats
 
 MS = 1_000_000
 

@@ -17,15 +17,15 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
-from services.oracle.collector import EngsCollector
-from services.oracle.exporter import MetricsServer
-from shared.clock import monotonic_ns
-from shared.heartbeat import Heartbeat
-from shared.interrupt import InterruptWord, lanes_or
-from shared.layout import Cause, HeartbeatState, Mode, Process
-from shared.region import Region
-from shared.seqlock import SeqlockReader, SeqlockWriter
-from shared.stats import StatsWriter
+from engs.services.oracle.collector import EngsCollector
+from engs.services.oracle.exporter import MetricsServer
+from engs.shared.clock import monotonic_ns
+from engs.shared.heartbeat import Heartbeat
+from engs.shared.interrupt import InterruptWord, lanes_or
+from engs.shared.layout import Cause, HeartbeatState, Mode, Process
+from engs.shared.region import Region
+from engs.shared.seqlock import SeqlockReader, SeqlockWriter
+from engs.shared.stats import StatsWriter
 from tests.services.oracle.craft import make_watchdog
 
 ctx = mp.get_context("fork")

@@ -1,4 +1,4 @@
-"""``services.oracle.bench.run`` (for ``engs bench oracle``): a short run against live
+"""``engs.services.oracle.bench.run`` (for ``engs bench oracle``): a short run against live
 writer processes returns its figures and leaves nothing behind. Figures are not judged
 here (timings belong in the bench, not in pass/fail tests); their consistency is."""
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import msgspec
 
-from services.oracle.bench import format_result, run
-from shared.config import Config
+from engs.services.oracle.bench import format_result, run
+from engs.shared.config import Config
 
 
 def test_bench_measures_a_short_run(instance: str) -> None:

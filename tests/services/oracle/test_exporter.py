@@ -24,14 +24,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
-from services.oracle.collector import EngsCollector
-from services.oracle.exporter import ExporterBindError, MetricsServer
-from services.oracle.health import Health
-from shared.clock import monotonic_ns
-from shared.heartbeat import Heartbeat
-from shared.layout import COUNTERS, HIST_BOUNDS_NS, HISTOGRAMS, Cause, HeartbeatState, Process
-from shared.region import Region, unlink
-from shared.stats import StatsWriter
+from engs.services.oracle.collector import EngsCollector
+from engs.services.oracle.exporter import ExporterBindError, MetricsServer
+from engs.services.oracle.health import Health
+from engs.shared.clock import monotonic_ns
+from engs.shared.heartbeat import Heartbeat
+from engs.shared.layout import COUNTERS, HIST_BOUNDS_NS, HISTOGRAMS, Cause, HeartbeatState, Process
+from engs.shared.region import Region, unlink
+from engs.shared.stats import StatsWriter
 from tests.services.oracle.craft import MS, Crafter, make_watchdog
 
 #: ARCHITECTURE §5, Contract: name -> (type, label names).

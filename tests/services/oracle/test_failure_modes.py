@@ -4,11 +4,11 @@ RequestReceiver and the oracle's own counters."""
 
 from __future__ import annotations
 
-from services.oracle.watchdog import Watchdog
-from shared.layout import Process
-from shared.region import Region
-from shared.requests import RequestReceiver
-from shared.stats import StatsWriter
+from engs.services.oracle.watchdog import Watchdog
+from engs.shared.layout import Process
+from engs.shared.region import Region
+from engs.shared.requests import RequestReceiver
+from engs.shared.stats import StatsWriter
 from tests.services.oracle.craft import MS, Crafter, make_watchdog, oracle_counter
 
 

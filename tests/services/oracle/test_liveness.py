@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from services.oracle.liveness import LivenessLimits, Verdict, assess, liveness
-from shared.clock import monotonic_ns
-from shared.heartbeat import Heartbeat
-from shared.layout import HeartbeatState, Process
-from shared.region import Region
-from shared.seqlock import SeqlockWriter
+from engs.services.oracle.liveness import LivenessLimits, Verdict, assess, liveness
+from engs.shared.clock import monotonic_ns
+from engs.shared.heartbeat import Heartbeat
+from engs.shared.layout import HeartbeatState, Process
+from engs.shared.region import Region
+from engs.shared.seqlock import SeqlockWriter
 
 ctx = mp.get_context("fork")
 S = 1_000_000_000

@@ -1,4 +1,4 @@
-"""The oracle as a real process (``python -m services.oracle``, what ``engs oracle``
+"""The oracle as a real process (``python -m engs.services.oracle``, what ``engs oracle``
 runs): serves /healthz and /metrics against a region, refuses a second oracle, names
 an address it cannot bind, and exits 0 on SIGTERM with its heartbeat STOPPED."""
 
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.heartbeat import read_heartbeats
-from shared.layout import HeartbeatState, Process
-from shared.region import Region
+from engs.shared.heartbeat import read_heartbeats
+from engs.shared.layout import HeartbeatState, Process
+from engs.shared.region import Region
 
 
 def free_port() -> int:
@@ -41,7 +41,7 @@ def config_file(tmp_path: Path) -> Path:
 def _cmd(region: Region, cfg: Path, port: int) -> tuple[list[str], dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENGS_")}
     env["ENGS_METRICS_ADDR"] = f"127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "services.oracle", "--config", str(cfg)]
+    cmd = [sys.executable, "-m", "engs.services.oracle", "--config", str(cfg)]
     return [*cmd, "--instance", region.instance], env
 
 
@@ -127,7 +127,7 @@ def test_exits_3_when_the_physics_is_lost(region: Region, tmp_path: Path) -> Non
     """With exit_when_physics_lost_s set (the compose configuration), an oracle whose
     physics was alive and went silent exits 3 so its container restarts into the
     physics' new IPC namespace; it never fires before the physics was seen alive."""
-    from shared.heartbeat import Heartbeat
+    from engs.shared.heartbeat import Heartbeat
 
     cfg = tmp_path / "lost.toml"
     cfg.write_text(

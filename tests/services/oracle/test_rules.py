@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from services.oracle.ratelog import RateLimitedLog
-from services.oracle.rules import AnhedoniaRule, BandRule, ManiaRule, ScramRule, StalenessRule
+from engs.services.oracle.ratelog import RateLimitedLog
+from engs.services.oracle.rules import AnhedoniaRule, BandRule, ManiaRule, ScramRule, StalenessRule
 
 MS = 1_000_000
 S = 1_000_000_000

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from services.oracle.watchdog import Watchdog
-from shared.interrupt import InterruptWord
-from shared.layout import Cause, Lane, Process
-from shared.region import Region
-from shared.stats import StatsWriter
+from engs.services.oracle.watchdog import Watchdog
+from engs.shared.interrupt import InterruptWord
+from engs.shared.layout import Cause, Lane, Process
+from engs.shared.region import Region
+from engs.shared.stats import StatsWriter
 from tests.services.oracle.craft import MS, Crafter, make_watchdog, oracle_counter
 
 

@@ -9,10 +9,10 @@ import logging
 
 import pytest
 
-from services.oracle.watchdog import Watchdog
-from shared.interrupt import InterruptWord
-from shared.layout import Cause, Lane, Mode
-from shared.region import Region
+from engs.services.oracle.watchdog import Watchdog
+from engs.shared.interrupt import InterruptWord
+from engs.shared.layout import Cause, Lane, Mode
+from engs.shared.region import Region
 from tests.services.oracle.craft import MS, Crafter, make_watchdog, oracle_counter
 
 
@@ -157,8 +157,8 @@ def test_no_pause_when_the_orchestrator_stops_on_purpose(
 ) -> None:
     """A planned stop (heartbeat STOPPING/STOPPED, as `engs up` shuts down in order) is
     not a lag-induced dissociation: starvation then raises nothing."""
-    from shared.heartbeat import Heartbeat
-    from shared.layout import HeartbeatState, Process
+    from engs.shared.heartbeat import Heartbeat
+    from engs.shared.layout import HeartbeatState, Process
 
     wd = make_watchdog(region)
     irq = InterruptWord(region)

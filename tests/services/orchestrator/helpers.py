@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from services.orchestrator.engs import Engs
-from services.orchestrator.metabolism import Calibration
-from shared.config import Config, load_config
-from shared.layout import telemetry_dtype
+from engs.services.orchestrator.engs import Engs
+from engs.services.orchestrator.metabolism import Calibration
+from engs.shared.config import Config, load_config
+from engs.shared.layout import telemetry_dtype
 
 #: Couplings off and no quadratic term: each level relaxes on its own, so one cycle
 #: of the exact linear step is x_eq + e^{-λ dt}(x - x_eq), computable by hand.

@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from services.orchestrator.boredom import Boredom, logit
-from services.orchestrator.events import CuriosityGoal
-from services.orchestrator.inputs import CycleInputs
-from shared.layout import Mode
+from engs.services.orchestrator.boredom import Boredom, logit
+from engs.services.orchestrator.events import CuriosityGoal
+from engs.services.orchestrator.inputs import CycleInputs
+from engs.shared.layout import Mode
 from tests.services.orchestrator.helpers import (
     GLOBAL_ONLY,
     FakeTelemetry,

@@ -13,9 +13,9 @@ import msgspec
 import numpy as np
 import pytest
 
-from services.orchestrator.checkpoint import CheckpointError, load_checkpoint, write_atomic
-from services.orchestrator.engs import VERSION, Engs, EngsSnapshot
-from services.orchestrator.inputs import CycleInputs, DmnReport, Stimulus
+from engs.services.orchestrator.checkpoint import CheckpointError, load_checkpoint, write_atomic
+from engs.services.orchestrator.engs import VERSION, Engs, EngsSnapshot
+from engs.services.orchestrator.inputs import CycleInputs, DmnReport, Stimulus
 from tests.services.orchestrator.helpers import FakeTelemetry, make_engs
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -124,7 +124,7 @@ def test_write_atomic_replaces_and_leaves_no_temp(tmp_path: Path) -> None:
 _CHILD = textwrap.dedent(
     """
     import sys
-    from services.orchestrator.inputs import CycleInputs
+    from engs.services.orchestrator.inputs import CycleInputs
     from tests.services.orchestrator.helpers import FakeTelemetry, make_engs
 
     engs = make_engs()

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import load_config
-from shared.errors import ConfigError
+from engs.shared.config import load_config
+from engs.shared.errors import ConfigError
 
 
 def _load(tmp_path: Path, toml: str) -> None:

@@ -10,7 +10,7 @@ import msgspec
 import numpy as np
 import pytest
 
-from services.orchestrator.coupling import (
+from engs.services.orchestrator.coupling import (
     LinearStep,
     analyse,
     expm,
@@ -18,10 +18,10 @@ from services.orchestrator.coupling import (
     restoring,
     transient_peak,
 )
-from services.orchestrator.inputs import CycleInputs
-from shared.config import load_config
-from shared.errors import ConfigError
-from shared.layout import Cause
+from engs.services.orchestrator.inputs import CycleInputs
+from engs.shared.config import load_config
+from engs.shared.errors import ConfigError
+from engs.shared.layout import Cause
 from tests.services.orchestrator.helpers import (
     DECOUPLED,
     FakeTelemetry,

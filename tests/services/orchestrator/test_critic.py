@@ -13,9 +13,9 @@ import warnings
 import numpy as np
 import pytest
 
-from services.orchestrator.critic import N_FIXED, Features, LinearTdCritic
-from services.orchestrator.engs import Engs
-from services.orchestrator.inputs import CycleInputs, InputAccumulator, Stimulus
+from engs.services.orchestrator.critic import N_FIXED, Features, LinearTdCritic
+from engs.services.orchestrator.engs import Engs
+from engs.services.orchestrator.inputs import CycleInputs, InputAccumulator, Stimulus
 from tests.services.orchestrator.helpers import GLOBAL_ONLY, FakeTelemetry, make_config, make_engs
 
 DT = 0.01

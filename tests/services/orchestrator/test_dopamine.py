@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from services.orchestrator.dopamine import EnergyValue, per_cycle, td_error
-from services.orchestrator.inputs import CycleInputs
+from engs.services.orchestrator.dopamine import EnergyValue, per_cycle, td_error
+from engs.services.orchestrator.inputs import CycleInputs
 from tests.services.orchestrator.helpers import DECOUPLED, GLOBAL_ONLY, FakeTelemetry, make_engs
 
 DT = 0.01

@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from services.orchestrator.engs import Engs
-from services.orchestrator.events import CausesChanged, LocksRevoked, NapEnded, NapStarted
-from services.orchestrator.gates import elasticity_gate, plasticity_gate, speed_gain
-from services.orchestrator.inputs import CycleInputs, OracleRequest, Stimulus
-from shared.layout import N_NT, Cause, Mode, state_dtype
+from engs.services.orchestrator.engs import Engs
+from engs.services.orchestrator.events import CausesChanged, LocksRevoked, NapEnded, NapStarted
+from engs.services.orchestrator.gates import elasticity_gate, plasticity_gate, speed_gain
+from engs.services.orchestrator.inputs import CycleInputs, OracleRequest, Stimulus
+from engs.shared.layout import N_NT, Cause, Mode, state_dtype
 from tests.services.orchestrator.helpers import FakeTelemetry, make_engs
 
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from services.orchestrator.gates import (
+from engs.services.orchestrator.gates import (
     dream_temperature,
     elasticity_gate,
     plasticity_gate,

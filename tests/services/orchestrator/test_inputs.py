@@ -8,7 +8,7 @@ import math
 import msgspec
 import pytest
 
-from services.orchestrator.inputs import (
+from engs.services.orchestrator.inputs import (
     CycleInputs,
     DmnReport,
     InputAccumulator,
@@ -16,7 +16,7 @@ from services.orchestrator.inputs import (
     Stimulus,
     dmn_metrics,
 )
-from shared import messages
+from engs.shared import messages
 
 AREAS = ("sensory", "motor", "association", "limbic")
 

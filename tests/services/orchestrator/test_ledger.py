@@ -11,10 +11,10 @@ from collections.abc import Iterator
 import msgspec
 import pytest
 
-from services.orchestrator.events import LockExpired, LocksRevoked, MetabolicWarning
-from services.orchestrator.inputs import CycleInputs
-from services.orchestrator.ledger import AtpLedger, Lock
-from shared.layout import Cause
+from engs.services.orchestrator.events import LockExpired, LocksRevoked, MetabolicWarning
+from engs.services.orchestrator.inputs import CycleInputs
+from engs.services.orchestrator.ledger import AtpLedger, Lock
+from engs.shared.layout import Cause
 from tests.services.orchestrator.helpers import DECOUPLED, make_engs
 
 

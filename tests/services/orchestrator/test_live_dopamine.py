@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.client import SignalClient
+from engs.shared.client import SignalClient
 from tests.services.supervisor.running import EngsUp, http_get
 
 pytestmark = pytest.mark.slow

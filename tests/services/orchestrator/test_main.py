@@ -17,15 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from services.orchestrator.session import replay
-from shared.client import SignalClient
-from shared.errors import SignalRejected
-from shared.heartbeat import read_heartbeats
-from shared.interrupt import InterruptWord
-from shared.layout import Cause, HeartbeatState, Lane, Mode, Process
-from shared.region import Region
-from shared.seqlock import SeqlockReader
-from shared.stats import read_stats
+from engs.services.orchestrator.session import replay
+from engs.shared.client import SignalClient
+from engs.shared.errors import SignalRejected
+from engs.shared.heartbeat import read_heartbeats
+from engs.shared.interrupt import InterruptWord
+from engs.shared.layout import Cause, HeartbeatState, Lane, Mode, Process
+from engs.shared.region import Region
+from engs.shared.seqlock import SeqlockReader
+from engs.shared.stats import read_stats
 
 TOKEN = "a-test-token-of-some-length"
 
@@ -59,7 +59,7 @@ class Instance:
             [
                 sys.executable,
                 "-m",
-                "services.cli",
+                "engs.services.cli",
                 service,
                 "--instance",
                 self.name,

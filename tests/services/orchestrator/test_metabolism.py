@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from services.orchestrator.inputs import CycleInputs
-from services.orchestrator.metabolism import (
+from engs.services.orchestrator.inputs import CycleInputs
+from engs.services.orchestrator.metabolism import (
     Calibration,
     HostBenchmark,
     MetabolicCosts,

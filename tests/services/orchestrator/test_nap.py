@@ -9,10 +9,10 @@ import math
 import numpy as np
 import pytest
 
-from services.orchestrator.events import MetabolicWarning, NapEnded, NapStarted
-from services.orchestrator.inputs import CycleInputs
-from services.orchestrator.nap import NapController
-from shared.layout import Mode, state_dtype
+from engs.services.orchestrator.events import MetabolicWarning, NapEnded, NapStarted
+from engs.services.orchestrator.inputs import CycleInputs
+from engs.services.orchestrator.nap import NapController
+from engs.shared.layout import Mode, state_dtype
 from tests.services.orchestrator.helpers import DECOUPLED, FakeTelemetry, make_config, make_engs
 
 SMALL = {

@@ -6,10 +6,10 @@ import math
 
 import pytest
 
-from services.orchestrator.events import CausesChanged, OracleApplied
-from services.orchestrator.inputs import CycleInputs, OracleRequest
-from services.orchestrator.priorities import CauseMonitor
-from shared.layout import Cause
+from engs.services.orchestrator.events import CausesChanged, OracleApplied
+from engs.services.orchestrator.inputs import CycleInputs, OracleRequest
+from engs.services.orchestrator.priorities import CauseMonitor
+from engs.shared.layout import Cause
 from tests.services.orchestrator.helpers import DECOUPLED, make_config, make_engs
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.orchestrator.replay import ReplayBuffer
+from engs.services.orchestrator.replay import ReplayBuffer
 
 
 def _buffer() -> ReplayBuffer:

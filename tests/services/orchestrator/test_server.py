@@ -24,11 +24,11 @@ import uvloop
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.orchestrator.inbox import Accepted, SignalCounters, SignalInbox
-from services.orchestrator.server import Limits, SignalServer, check_bind
-from shared.errors import ConfigError
-from shared.layout import SIGNAL_TYPES, Cause, Process
-from shared.messages import (
+from engs.services.orchestrator.inbox import Accepted, SignalCounters, SignalInbox
+from engs.services.orchestrator.server import Limits, SignalServer, check_bind
+from engs.shared.errors import ConfigError
+from engs.shared.layout import SIGNAL_TYPES, Cause, Process
+from engs.shared.messages import (
     REQUEST_JSON,
     REQUEST_MSGPACK,
     SIGNAL_CLASSES,
@@ -40,8 +40,8 @@ from shared.messages import (
     Reward,
     StateSnapshot,
 )
-from shared.region import Region
-from shared.stats import StatsWriter, read_stats
+from engs.shared.region import Region
+from engs.shared.stats import StatsWriter, read_stats
 
 T = TypeVar("T")
 TOKEN = "test-token-0123456789"
@@ -915,7 +915,7 @@ def test_server_refuses_to_start_on_a_wildcard_without_a_token_before_binding() 
 
 
 def test_from_config_reads_the_token_from_the_environment() -> None:
-    from shared.config import SignalsConfig
+    from engs.shared.config import SignalsConfig
 
     cfg = SignalsConfig(addr="0.0.0.0:7411")
     server = SignalServer.from_config(cfg, SignalInbox(), env={"ENGS_TOKEN": TOKEN})
@@ -1054,7 +1054,7 @@ def test_counters_are_written_to_the_orchestrator_stats_block(region: Region) ->
 
 @pytest.mark.slow
 def test_load_10k_signals_per_second_for_10s_loses_nothing() -> None:
-    from shared.client import SignalClient
+    from engs.shared.client import SignalClient
 
     clients, per_window, windows, period = 4, 25, 1000, 0.01  # 4 x 2500/s x 10 s
     with ServerThread() as s:

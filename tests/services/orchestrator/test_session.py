@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from services.orchestrator.engs import Engs
-from services.orchestrator.inputs import InputAccumulator
-from services.orchestrator.session import (
+from engs.services.orchestrator.engs import Engs
+from engs.services.orchestrator.inputs import InputAccumulator
+from engs.services.orchestrator.session import (
     CycleRecord,
     Header,
     SessionLog,
@@ -22,8 +22,8 @@ from services.orchestrator.session import (
     read_records,
     replay,
 )
-from shared.config import load_config
-from shared.layout import state_dtype
+from engs.shared.config import load_config
+from engs.shared.layout import state_dtype
 
 
 class _CountingPool(ThreadPoolExecutor):

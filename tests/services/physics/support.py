@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from services.physics.lattice import Lattice
-from shared.config import PhysicsConfig
+from engs.services.physics.lattice import Lattice
+from engs.shared.config import PhysicsConfig
 
 SEED = 20240611
 

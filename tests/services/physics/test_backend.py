@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.physics.backend import probe_cupy, select_backend
-from shared.errors import NotAvailable
+from engs.services.physics.backend import probe_cupy, select_backend
+from engs.shared.errors import NotAvailable
 
 
 def test_numpy_is_always_available() -> None:

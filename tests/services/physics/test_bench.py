@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from services.physics import bench
-from services.physics.coefficients import Coefficients
+from engs.services.physics import bench
+from engs.services.physics.coefficients import Coefficients
 from tests.services.physics.support import config
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.physics.coefficients import Coefficients
-from services.physics.field import Field
+from engs.services.physics.coefficients import Coefficients
+from engs.services.physics.field import Field
 from tests.services.physics.support import config, dense_minus_laplacian, random_field
 
 

@@ -7,14 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from services.physics.coefficients import (
+from engs.services.physics.coefficients import (
     COL,
     Coefficients,
     PhysicsParams,
     TickTable,
     derive_tick_table,
 )
-from shared.layout import Mode, state_dtype
+from engs.shared.layout import Mode, state_dtype
 from tests.services.physics.support import config
 
 

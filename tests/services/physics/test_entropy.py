@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from services.physics import entropy as ent
-from services.physics.coefficients import Coefficients
-from services.physics.field import Field
+from engs.services.physics import entropy as ent
+from engs.services.physics.coefficients import Coefficients
+from engs.services.physics.field import Field
 from tests.services.physics.support import config, random_field
 
 

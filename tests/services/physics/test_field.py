@@ -7,9 +7,9 @@ import tracemalloc
 
 import numpy as np
 
-from services.physics.backend import numpy_backend
-from services.physics.coefficients import Coefficients
-from services.physics.field import Field, make_field
+from engs.services.physics.backend import numpy_backend
+from engs.services.physics.coefficients import Coefficients
+from engs.services.physics.field import Field, make_field
 from tests.services.physics.support import config
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.physics.coefficients import Coefficients
-from services.physics.field import Field
+from engs.services.physics.coefficients import Coefficients
+from engs.services.physics.field import Field
 from tests.services.physics.support import config, random_field
 
 # (shape, steps): 10⁴ steps each, small lattices so the suite stays fast.

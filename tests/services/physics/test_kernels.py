@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.physics import noise
-from services.physics.backend import probe_cupy, select_backend
-from services.physics.coefficients import Coefficients
-from services.physics.cuda_source import module_source
-from services.physics.field import Field, make_field
-from services.physics.host_kernels import HostKernelField, compiler
-from services.physics.lattice import Lattice
+from engs.services.physics import noise
+from engs.services.physics.backend import probe_cupy, select_backend
+from engs.services.physics.coefficients import Coefficients
+from engs.services.physics.cuda_source import module_source
+from engs.services.physics.field import Field, make_field
+from engs.services.physics.host_kernels import HostKernelField, compiler
+from engs.services.physics.lattice import Lattice
 from tests.services.physics.support import config, random_field
 
 SHAPES = [(40,), (12, 10), (6, 5, 4), (3,) * 9]

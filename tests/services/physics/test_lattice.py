@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.physics.cfl import area_lambda_bound, global_lambda_bound, previous_area
-from services.physics.laplacian import laplacian
-from services.physics.lattice import Lattice, split_rows
+from engs.services.physics.cfl import area_lambda_bound, global_lambda_bound, previous_area
+from engs.services.physics.laplacian import laplacian
+from engs.services.physics.lattice import Lattice, split_rows
 from tests.services.physics.support import dense_minus_laplacian
 
 SHAPES = [(7,), (2,), (5, 4), (2, 3), (3, 2, 4), (2,) * 5]

@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
-from shared.clock import monotonic_ns
-from shared.heartbeat import read_heartbeats
-from shared.interrupt import InterruptWord
-from shared.layout import Cause, HeartbeatState, Lane, Mode, Process
-from shared.region import Region
-from shared.seqlock import SeqlockReader, SeqlockWriter
-from shared.stats import read_stats
+from engs.shared.clock import monotonic_ns
+from engs.shared.heartbeat import read_heartbeats
+from engs.shared.interrupt import InterruptWord
+from engs.shared.layout import Cause, HeartbeatState, Lane, Mode, Process
+from engs.shared.region import Region
+from engs.shared.seqlock import SeqlockReader, SeqlockWriter
+from engs.shared.stats import read_stats
 
 CONFIG = """
 [shm]
@@ -51,7 +51,7 @@ def physics(instance: str, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[st
         [
             sys.executable,
             "-m",
-            "services.cli",
+            "engs.services.cli",
             "physics",
             "--instance",
             instance,
@@ -176,7 +176,7 @@ def test_a_restarted_physics_continues_the_tick_count(
         [
             sys.executable,
             "-m",
-            "services.cli",
+            "engs.services.cli",
             "physics",
             "--instance",
             region.instance,

@@ -9,18 +9,18 @@ import math
 import numpy as np
 import pytest
 
-from services.physics.backend import numpy_backend
-from services.physics.cfl import global_lambda_bound
-from services.physics.coefficients import Coefficients
-from services.physics.field import make_field
-from services.physics.lattice import Lattice
-from services.physics.modes import (
+from engs.services.physics.backend import numpy_backend
+from engs.services.physics.cfl import global_lambda_bound
+from engs.services.physics.coefficients import Coefficients
+from engs.services.physics.field import make_field
+from engs.services.physics.lattice import Lattice
+from engs.services.physics.modes import (
     drive_detuning,
     leapfrog_hz,
     mode_frequencies_hz,
     spectrum_ceiling_hz,
 )
-from shared.config import Config, PhysicsConfig
+from engs.shared.config import Config, PhysicsConfig
 from tests.services.physics.support import SEED, dense_minus_laplacian
 
 #: "Several linewidths" (issue 13), with margin.

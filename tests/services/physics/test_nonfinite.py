@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.physics.coefficients import Coefficients
-from services.physics.field import Field
-from shared.layout import telemetry_dtype
+from engs.services.physics.coefficients import Coefficients
+from engs.services.physics.field import Field
+from engs.shared.layout import telemetry_dtype
 from tests.services.physics.support import config, random_field
 
 SHAPE = (8, 8)

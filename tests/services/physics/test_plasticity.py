@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.physics.coefficients import Coefficients
-from services.physics.field import Field
+from engs.services.physics.coefficients import Coefficients
+from engs.services.physics.field import Field
 from tests.services.physics.support import config
 
 SHAPE = (8, 8)

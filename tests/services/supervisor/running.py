@@ -1,6 +1,6 @@
 """A real ``engs up`` for tests: its own instance, ports, state and runtime directories.
 
-:class:`EngsUp` starts ``python -m services.cli up`` with a generated TOML config (free
+:class:`EngsUp` starts ``python -m engs.services.cli up`` with a generated TOML config (free
 loopback ports, a temporary state dir) and ``XDG_RUNTIME_DIR`` in the test's tmp dir,
 collects its output on a thread, and on exit stops it with SIGTERM — SIGKILL for it and
 every child pid it announced if that fails — so a failing test leaves nothing running.
@@ -22,9 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from services.oracle.liveness import Verdict, liveness
-from services.supervisor import START_ORDER
-from shared.region import Region
+from engs.services.oracle.liveness import Verdict, liveness
+from engs.services.supervisor import START_ORDER
+from engs.shared.region import Region
 
 CHILDREN = START_ORDER
 STARTED = re.compile(r"^\[supervisor\] started (\w+) \(pid (\d+)\)$")
@@ -102,7 +102,7 @@ class EngsUp:
     def __enter__(self) -> EngsUp:
         argv = ["up", "--instance", self.instance, "--config", str(self.config)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", *argv],
+            [sys.executable, "-m", "engs.services.cli", *argv],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

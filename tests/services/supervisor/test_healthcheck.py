@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from services.supervisor.healthcheck import main
-from shared.heartbeat import Heartbeat
-from shared.layout import HeartbeatState, Process
-from shared.region import Region
+from engs.services.supervisor.healthcheck import main
+from engs.shared.heartbeat import Heartbeat
+from engs.shared.layout import HeartbeatState, Process
+from engs.shared.region import Region
 from tests.services.supervisor.running import ENGS_ENV
 
 

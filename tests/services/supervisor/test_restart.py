@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from services.oracle.liveness import Verdict, liveness
-from services.supervisor import describe_exit
-from shared.heartbeat import read_heartbeats
-from shared.layout import HeartbeatState, Process
-from shared.region import Region
+from engs.services.oracle.liveness import Verdict, liveness
+from engs.services.supervisor import describe_exit
+from engs.shared.heartbeat import read_heartbeats
+from engs.shared.layout import HeartbeatState, Process
+from engs.shared.region import Region
 from tests.services.supervisor.running import EngsUp, eventually, http_get, running
 
 pytestmark = pytest.mark.slow

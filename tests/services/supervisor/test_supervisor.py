@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from services.supervisor import InstanceBusy, acquire_instance_lock, create_region
-from shared.config import load_config
-from shared.heartbeat import Heartbeat
-from shared.layout import HeartbeatState, Process
-from shared.region import Region
+from engs.services.supervisor import InstanceBusy, acquire_instance_lock, create_region
+from engs.shared.config import load_config
+from engs.shared.heartbeat import Heartbeat
+from engs.shared.layout import HeartbeatState, Process
+from engs.shared.region import Region
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def test_second_supervisor_on_the_same_instance_is_refused(
     try:
         env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime_dir)}
         res = subprocess.run(
-            [sys.executable, "-m", "services.cli", "up", "--instance", instance],
+            [sys.executable, "-m", "engs.services.cli", "up", "--instance", instance],
             capture_output=True,
             text=True,
             timeout=30,

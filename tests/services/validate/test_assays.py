@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from services.validate import (
+from engs.services.validate import (
     causality,
     foraging,
     homeostasis,
@@ -21,9 +21,9 @@ from services.validate import (
     rpe,
     stability,
 )
-from services.validate.report import AssayResult
-from services.validate.sim import Constant, Mechanisms, Sim, derive_config
-from shared.config import Config, CouplingConfig, load_config
+from engs.services.validate.report import AssayResult
+from engs.services.validate.sim import Constant, Mechanisms, Sim, derive_config
+from engs.shared.config import Config, CouplingConfig, load_config
 
 JOBS = 2
 

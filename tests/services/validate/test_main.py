@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from services.validate import main, plots, risk, stability
-from shared.config import load_config
+from engs.services.validate import main, plots, risk, stability
+from engs.shared.config import load_config
 
 
 def _args(*argv: str) -> argparse.Namespace:

@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.orchestrator.engs import Engs
-from services.orchestrator.gates import plasticity_gate
-from services.orchestrator.inputs import CycleInputs, Stimulus
-from services.orchestrator.metabolism import Calibration
-from services.physics.backend import numpy_backend
-from services.physics.coefficients import Coefficients
-from services.physics.field import make_field
-from services.validate.sim import (
+from engs.services.orchestrator.engs import Engs
+from engs.services.orchestrator.gates import plasticity_gate
+from engs.services.orchestrator.inputs import CycleInputs, Stimulus
+from engs.services.orchestrator.metabolism import Calibration
+from engs.services.physics.backend import numpy_backend
+from engs.services.physics.coefficients import Coefficients
+from engs.services.physics.field import make_field
+from engs.services.validate.sim import (
     Clamp,
     Constant,
     Mechanisms,
@@ -22,8 +22,8 @@ from services.validate.sim import (
     derive_config,
     running_mean,
 )
-from shared.config import Config, load_config
-from shared.layout import Cause, state_dtype, telemetry_dtype
+from engs.shared.config import Config, load_config
+from engs.shared.layout import Cause, state_dtype, telemetry_dtype
 
 
 @pytest.fixture(scope="module")

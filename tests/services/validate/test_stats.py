@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from services.validate.stats import (
+from engs.services.validate.stats import (
     betainc,
     f_sf,
     granger,

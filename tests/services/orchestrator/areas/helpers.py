@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from services.orchestrator.areas.model import AreaNeurochemistry
-from services.orchestrator.areas.projections import synthetic_graph
-from services.orchestrator.areas.receptors import SENSITIVITY
+from engs.services.orchestrator.areas.model import AreaNeurochemistry
+from engs.services.orchestrator.areas.projections import synthetic_graph
+from engs.services.orchestrator.areas.receptors import SENSITIVITY
 from tests.services.orchestrator.helpers import make_config
 
 REST_DMN = (0.0, 0.0, 0.0, 1.0, 0.0)

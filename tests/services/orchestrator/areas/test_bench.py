@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from services.orchestrator.areas import bench
+from engs.services.orchestrator.areas import bench
 
 
 def test_bench_times_the_default_and_synthetic_graphs() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from shared.config import Config, load_config
-from shared.errors import ConfigError
+from engs.shared.config import Config, load_config
+from engs.shared.errors import ConfigError
 
 
 def _load(tmp_path: Path, toml: str) -> Config:

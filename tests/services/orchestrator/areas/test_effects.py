@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 
-from services.orchestrator import gates
-from services.orchestrator.areas import effects as fx
-from shared.layout import N_NT, NEUROMODULATORS
+from engs.services.orchestrator import gates
+from engs.services.orchestrator.areas import effects as fx
+from engs.shared.layout import N_NT, NEUROMODULATORS
 from tests.services.orchestrator.helpers import make_config
 
 COEFFS = ("plasticity", "elasticity", "speed", "drive_gain", "damping", "noise_gain",

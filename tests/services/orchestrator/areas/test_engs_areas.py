@@ -11,15 +11,15 @@ import msgspec
 import numpy as np
 import pytest
 
-from services.orchestrator.areas.audit import CAPPED
-from services.orchestrator.areas.projections import load_file
-from services.orchestrator.areas.receptors import node_bucket
-from services.orchestrator.checkpoint import CheckpointError
-from services.orchestrator.engs import Engs
-from services.orchestrator.inputs import CycleInputs, DmnReport, InputAccumulator, Stimulus
-from services.orchestrator.replay import ReplayBuffer
-from shared import messages
-from shared.layout import N_NT, state_dtype
+from engs.services.orchestrator.areas.audit import CAPPED
+from engs.services.orchestrator.areas.projections import load_file
+from engs.services.orchestrator.areas.receptors import node_bucket
+from engs.services.orchestrator.checkpoint import CheckpointError
+from engs.services.orchestrator.engs import Engs
+from engs.services.orchestrator.inputs import CycleInputs, DmnReport, InputAccumulator, Stimulus
+from engs.services.orchestrator.replay import ReplayBuffer
+from engs.shared import messages
+from engs.shared.layout import N_NT, state_dtype
 from tests.services.orchestrator.areas.helpers import make_model, rest_step
 from tests.services.orchestrator.helpers import FakeTelemetry, make_engs
 

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from services.orchestrator.areas.homeostasis import hm_objective
-from services.orchestrator.areas.model import AreaNeurochemistry
-from services.orchestrator.areas.receptors import local_objective
+from engs.services.orchestrator.areas.homeostasis import hm_objective
+from engs.services.orchestrator.areas.model import AreaNeurochemistry
+from engs.services.orchestrator.areas.receptors import local_objective
 from tests.services.orchestrator.areas.helpers import make_model, make_synthetic, scramble
 
 EPS = 1e-6

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from services.orchestrator.events import AreaConsolidated, NapEnded
-from services.orchestrator.inputs import CycleInputs
-from services.orchestrator.replay import ReplayBatch
+from engs.services.orchestrator.events import AreaConsolidated, NapEnded
+from engs.services.orchestrator.inputs import CycleInputs
+from engs.services.orchestrator.replay import ReplayBatch
 from tests.services.orchestrator.areas.helpers import make_model, rest_step
 from tests.services.orchestrator.helpers import FakeTelemetry, make_engs
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.orchestrator.areas.projections import build_graph, load_file
-from shared.errors import ConfigError
-from shared.layout import N_NT
+from engs.services.orchestrator.areas.projections import build_graph, load_file
+from engs.shared.errors import ConfigError
+from engs.shared.layout import N_NT
 from tests.services.orchestrator.helpers import make_config
 
 AREAS = ("sensory", "motor", "association", "limbic")

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from services.orchestrator.areas.model import AreaNeurochemistry
-from services.orchestrator.areas.receptors import (
+from engs.services.orchestrator.areas.model import AreaNeurochemistry
+from engs.services.orchestrator.areas.receptors import (
     N_DMN,
     N_GLOBALS,
     SENSITIVITY,
@@ -21,8 +21,8 @@ from services.orchestrator.areas.receptors import (
     context_size,
     node_bucket,
 )
-from shared.config import ReceptorConfig
-from shared.layout import N_NT
+from engs.shared.config import ReceptorConfig
+from engs.shared.layout import N_NT
 from tests.services.orchestrator.areas.helpers import make_model, rest_step
 
 DA = 0

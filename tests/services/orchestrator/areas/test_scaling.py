@@ -10,8 +10,8 @@ import math
 import numpy as np
 import pytest
 
-from services.orchestrator.areas.receptors import ActivityScaling
-from shared.config import ScalingConfig
+from engs.services.orchestrator.areas.receptors import ActivityScaling
+from engs.shared.config import ScalingConfig
 from tests.services.orchestrator.areas.helpers import make_model
 
 DT = 0.01
@@ -95,7 +95,7 @@ def test_disabled_scaling_publishes_the_input_itself() -> None:
 def test_the_model_routes_the_environment_input_through_the_receptors() -> None:
     m = make_model()
     n = m.n_areas
-    from shared.layout import state_dtype
+    from engs.shared.layout import state_dtype
 
     st = np.zeros((), state_dtype(16))
     m.fill(st, 1.0, 0.01, np.zeros(n))

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.orchestrator.areas.model import AreaNeurochemistry
-from services.orchestrator.areas.transfer import Flows, forward, steady_state
-from shared.layout import state_dtype
+from engs.services.orchestrator.areas.model import AreaNeurochemistry
+from engs.services.orchestrator.areas.transfer import Flows, forward, steady_state
+from engs.shared.layout import state_dtype
 from tests.services.orchestrator.areas.helpers import (
     make_model,
     make_synthetic,
