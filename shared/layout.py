@@ -22,6 +22,12 @@ Blocks, their writers and readers::
     heartbeats   one 64-byte slot per process, single writer each
     stats        one slot per process: counters and fixed-bucket histograms,
                  single writer each; read by the oracle's exporter
+    deadlines    DeadlineReport, seqlock; writer: the physics' reporter thread (1 Hz):
+                 achieved tick rate, deadline misses, tick and staleness p99 over the
+                 last window; readers: oracle, supervisor, healthcheck, ``engs status``
+    endpoints    where the instance listens, one seqlock each: ``signals`` (writer:
+                 orchestrator, the bound TCP address and Unix path) and ``metrics``
+                 (writer: oracle); readers: ``engs send/status --instance``
 
 Invariants (asserted in tests/shared/test_layout.py):
 * every block and every seqlock slot starts at a multiple of 64 bytes;
@@ -43,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 MAGIC = int.from_bytes(b"ENGS-SHM", "little")
 CACHE_LINE = 64
 
@@ -390,6 +396,64 @@ def telemetry_dtype(max_areas: int) -> np.dtype[Any]:
     )
 
 
+def deadline_dtype() -> np.dtype[Any]:
+    """DeadlineReport: the physics' deadline health over its last window (1 Hz).
+
+    Written by the reporter thread of the physics process (never the 1 kHz loop) from
+    the physics' own counters and histograms: ``*_window`` values are differences
+    between two samples ``window_ns`` apart (at most ~10 s). Quantiles are interpolated
+    within the histogram bucket like Prometheus' ``histogram_quantile``; NaN when the
+    window holds no observation. The rule that judges it is
+    :func:`engs.shared.deadlines.judge`.
+    """
+    return _record(
+        [
+            ("t_ns", "<i8"),  # when this report was computed (0: never)
+            ("window_ns", "<i8"),  # the span its *_window values cover
+            ("target_hz", "<f8"),  # physics.tick_hz
+            ("achieved_hz", "<f8"),  # ticks_window / window
+            ("ticks_total", "<u8"),
+            ("misses_total", "<u8"),
+            ("ticks_window", "<u8"),
+            ("misses_window", "<u8"),
+            ("tick_p99_s", "<f8"),
+            ("staleness_p99_s", "<f8"),
+            ("lateness_p99_s", "<f8"),
+            ("pid", "<i8"),  # the physics process that wrote it
+        ],
+        align=8,
+    )
+
+
+#: Longest address an endpoint record holds (a Unix socket path is at most 107 bytes).
+ENDPOINT_BYTES = 112
+
+
+def signals_endpoint_dtype() -> np.dtype[Any]:
+    """Where the orchestrator's signal socket listens, as bound (port 0 resolved)."""
+    return _record(
+        [
+            ("pid", "<i8"),
+            ("t_ns", "<i8"),  # when it was published (0: never)
+            ("tcp", f"S{ENDPOINT_BYTES}"),  # "host:port", ASCII, NUL-padded
+            ("unix", f"S{ENDPOINT_BYTES}"),  # Unix socket path, empty if none
+        ],
+        align=8,
+    )
+
+
+def metrics_endpoint_dtype() -> np.dtype[Any]:
+    """Where the oracle serves /metrics and /healthz, as bound."""
+    return _record(
+        [
+            ("pid", "<i8"),
+            ("t_ns", "<i8"),
+            ("http", f"S{ENDPOINT_BYTES}"),  # "host:port"
+        ],
+        align=8,
+    )
+
+
 def seqlock_dtype(record: np.dtype[Any]) -> np.dtype[Any]:
     """A double-buffered seqlock block around ``record`` (see :mod:`engs.shared.seqlock`).
 
@@ -455,6 +519,12 @@ def build_layout(max_areas: int) -> np.dtype[Any]:
     )
     counters_line = _record([("count", "<u8", (N_REQUESTS,))])
     requests = _record([("requested", counters_line), ("applied", counters_line)])
+    endpoints = _record(
+        [
+            ("signals", seqlock_dtype(signals_endpoint_dtype())),
+            ("metrics", seqlock_dtype(metrics_endpoint_dtype())),
+        ]
+    )
     stats = _record(
         [
             ("counters", "<u8", (N_COUNTERS,)),
@@ -472,12 +542,20 @@ def build_layout(max_areas: int) -> np.dtype[Any]:
             ("requests", requests),
             ("heartbeats", heartbeat, (N_PROCESSES,)),
             ("stats", stats, (N_PROCESSES,)),
+            ("deadlines", seqlock_dtype(deadline_dtype())),
+            ("endpoints", endpoints),
         ],
         align=4096,  # whole pages: the region is mmapped and mlocked as pages
     )
 
 
 READY_MARK = 0x52454144  # "READ"
+
+#: Every seqlock block, by dotted path: the creator gives each a valid zero record.
+SEQLOCK_BLOCKS: tuple[str, ...] = (
+    "control", "telemetry", "interrupt.emergency", "deadlines", "endpoints.signals",
+    "endpoints.metrics",
+)  # fmt: skip
 
 
 def layout_hash(region: np.dtype[Any]) -> int:
@@ -536,6 +614,10 @@ def describe(max_areas: int) -> str:
         "heartbeats": f"{N_PROCESSES} x (pid, start, last beat, beats, state, pin flags)",
         "stats": f"{N_PROCESSES} x ({N_COUNTERS} counters, {N_HISTOGRAMS} histograms x "
         f"{N_BUCKETS} buckets, sums)",
+        "deadlines": "seqlock: seq, writer pid, 2 slots of (CRC-32, DeadlineReport "
+        f"{deadline_dtype().itemsize} B): the physics' tick rate, misses, p99s (1 Hz)",
+        "endpoints": "two seqlocks: the signal socket as bound (TCP, Unix path; "
+        "orchestrator) and the metrics address (oracle)",
     }
     for name in dt.names or ():
         sub, off = dt.fields[name][:2]  # type: ignore[index]

@@ -44,6 +44,7 @@ from engs.shared.layout import (
     LAYOUT_VERSION,
     MAGIC,
     READY_MARK,
+    SEQLOCK_BLOCKS,
     RegionFlags,
     build_layout,
     field_offset,
@@ -263,7 +264,7 @@ class Region:
         v["meta"]["n_areas"] = len(area_names)
         for i, n in enumerate(area_names):
             v["meta"]["area_names"][i] = n
-        for block in ("control", "telemetry", "interrupt.emergency"):
+        for block in SEQLOCK_BLOCKS:
             self._init_seqlock(block)
         h = v["header"]
         h["magic"] = MAGIC

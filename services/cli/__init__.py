@@ -1,9 +1,20 @@
 """The ``engs`` command line (ARCHITECTURE §5, Contract).
 
-``engs up | physics | orchestrator | oracle | send | status | bench | validate``; every
-command takes ``--config FILE`` (``ENGS_CONFIG``) and ``--instance NAME``
-(``ENGS_INSTANCE``). Runs in the user's process; each service it starts owns its own
-package under ``services/``.
+``engs up | physics | orchestrator | oracle | send | status | bench | validate | config``;
+every command takes ``--config FILE`` (``ENGS_CONFIG``), ``--instance NAME``
+(``ENGS_INSTANCE``) and the log flags ``-v``/``-q``/``--log-level LEVEL``, before or after
+the command name (``engs --instance a send reward 1`` = ``engs send reward 1 --instance
+a``). ``engs --version`` prints the installed version. Runs in the user's process; each
+service it starts owns its own package under ``services/``.
+
+Log level: ``--log-level`` if given, else INFO for the services (WARNING for the other
+commands), one step more verbose per ``-v`` and one quieter per ``-q``. ``engs up``
+passes the level it resolved on to its children.
+
+Signals: SIGINT ends a command with exit 130. ``engs status --watch`` and ``engs send
+subscribe`` also end cleanly on SIGTERM (exit 143), which matters where SIGINT is
+ignored, as it is for a job started in the background by a non-interactive shell or a
+CI runner; the services stop cleanly on either.
 
 Exit codes: 0 success, 1 a runtime failure (e.g. no running instance, a failed
 validation prediction), 2 bad usage or configuration, 3 a service that lost its physics
@@ -15,28 +26,60 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
+from types import FrameType
 
 import msgspec
 
+from engs import __version__
 from engs.shared.config import Config, load_config
 from engs.shared.errors import ConfigError, EngsError, NotAvailable
 
 EX_USAGE = 2
 EX_UNAVAILABLE = 69  # something this machine cannot provide (e.g. backend = "cupy", no GPU)
+EX_INTERRUPTED = 128 + signal.SIGINT
+EX_TERMINATED = 128 + signal.SIGTERM
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+SERVICES = ("up", "physics", "orchestrator", "oracle")
+UNTIL_INTERRUPTED = ("status", "send")  # `status --watch`, `send subscribe`
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _add_global_flags(p: argparse.ArgumentParser, *, top: bool) -> None:
+    """The flags every command takes, on the top-level parser (``top``: with their
+    defaults) and on each command's (defaults suppressed, so a flag given before the
+    command is not reset by the command's parser)."""
+
+    def default(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
     p.add_argument(
         "--config",
         metavar="FILE",
+        default=default(None),
         help="TOML configuration (default: ENGS_CONFIG, else built-in defaults)",
     )
     p.add_argument(
-        "--instance", metavar="NAME", help="instance name (default: ENGS_INSTANCE, else 'engs')"
+        "--instance",
+        metavar="NAME",
+        default=default(None),
+        help="instance name (default: ENGS_INSTANCE, else 'engs')",
     )
-    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    p.add_argument("-v", "--verbose", action="count", default=default(0), help="more log output")
+    p.add_argument("-q", "--quiet", action="count", default=default(0), help="less log output")
+    p.add_argument(
+        "--log-level",
+        type=str.lower,
+        choices=LOG_LEVELS,
+        metavar="LEVEL",
+        default=default(None),
+        help="log level: " + ", ".join(LOG_LEVELS) + " (overrides -v/-q)",
+    )
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    _add_global_flags(p, top=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="engs",
         description="ENGS: real-time neurochemical gating service.",
     )
+    parser.add_argument("--version", action="version", version=f"engs {__version__}")
+    _add_global_flags(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help_: str) -> argparse.ArgumentParser:
@@ -51,7 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
         _common(p)
         return p
 
-    add("up", "run physics, orchestrator and oracle under one supervisor")
+    p = add("up", "run physics, orchestrator and oracle under one supervisor")
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start from the built-in initial state: move the last checkpoint aside "
+        "(to checkpoint.json.bak) instead of restoring it",
+    )
     add("physics", "run the 1 kHz physics engine")
     add("orchestrator", "run the 100 Hz ENGS orchestrator and the signal socket")
     add("oracle", "run the watchdog and the Prometheus exporter")
@@ -104,29 +155,56 @@ def build_parser() -> argparse.ArgumentParser:
     from engs.services.validate.main import add_arguments as validate_arguments  # noqa: PLC0415
 
     validate_arguments(p)
+    p = add("config", "print the effective configuration and where each value comes from")
+    p.add_argument("--json", action="store_true", help="print JSON: {key: {value, source}}")
     p = add("replay", "re-run a recorded session log headless and check it bit for bit")
     p.add_argument("log", help="a session log segment (session-<instance>-NNNNNN.log)")
     p.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
-def _config(args: argparse.Namespace) -> Config:
-    overrides = {}
+def _overrides(args: argparse.Namespace) -> dict[str, tuple[tuple[str, ...], object]]:
+    """Command-line flags that set config fields: label → (field path, value)."""
+    overrides: dict[str, tuple[tuple[str, ...], object]] = {}
     if args.instance:
         overrides["--instance"] = (("instance",), args.instance)
-    return load_config(args.config, overrides=overrides)
+    return overrides
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(args.config, overrides=_overrides(args))
+
+
+def log_level(args: argparse.Namespace) -> int:
+    """The level the flags ask for (module docstring)."""
+    if args.log_level:
+        return int(getattr(logging, args.log_level.upper()))
+    base = logging.INFO if args.command in SERVICES else logging.WARNING
+    return max(logging.DEBUG, min(logging.CRITICAL, base - 10 * args.verbose + 10 * args.quiet))
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived: unwind (finally blocks run) and exit 143."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise _Terminated
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    service = args.command in ("up", "physics", "orchestrator", "oracle")
-    logging.basicConfig(
-        level=(logging.INFO if service else logging.WARNING) - 10 * min(args.verbose, 2),
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
+    level = log_level(args)
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.command in UNTIL_INTERRUPTED:
+        # Ends a watch or a stream cleanly even where SIGINT is ignored (a background
+        # job). The services install their own handlers; bench and validate keep the
+        # default (their worker processes are stopped with SIGTERM).
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         cfg = _config(args)
         return _HANDLERS[args.command](cfg, args)
+    except _Terminated:
+        return EX_TERMINATED
     except ConfigError as exc:
         print(f"engs {args.command}: {exc}", file=sys.stderr)
         return EX_USAGE
@@ -137,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"engs {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        return 130
+        return EX_INTERRUPTED
 
 
 def _status(cfg: Config, args: argparse.Namespace) -> int:
@@ -155,7 +233,15 @@ def _physics(cfg: Config, args: argparse.Namespace) -> int:
 def _up(cfg: Config, args: argparse.Namespace) -> int:
     from engs.services.supervisor import run  # noqa: PLC0415
 
-    return run(cfg, args.config)
+    flags = args.log_level is not None or args.verbose or args.quiet
+    child_args = ("--log-level", logging.getLevelName(log_level(args)).lower()) if flags else ()
+    return run(cfg, args.config, fresh=args.fresh, child_args=child_args)
+
+
+def _show_config(cfg: Config, args: argparse.Namespace) -> int:
+    from engs.services.cli.config import run  # noqa: PLC0415
+
+    return run(cfg, args.config, _overrides(args), json_out=args.json)
 
 
 def _orchestrator(cfg: Config, args: argparse.Namespace) -> int:
@@ -227,6 +313,7 @@ _HANDLERS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "validate": _validate,
     "status": _status,
     "bench": _bench,
+    "config": _show_config,
 }
 
 

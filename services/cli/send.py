@@ -17,6 +17,12 @@ Examples::
     engs send subscribe 10 --count 5              # five snapshots, one line each
     engs send state --json
 
+Where it connects: ``--addr`` or ``--unix`` if given; else where the instance
+(``--instance``, ``ENGS_INSTANCE``, default ``engs``) says it listens — the orchestrator
+publishes its bound address in the instance's shared-memory region — else, with no
+region on this machine (e.g. the service runs in another IPC namespace),
+``$.signals.addr`` of the configuration (``ENGS_SIGNAL_ADDR``).
+
 Exit codes: 0 acknowledged, 1 error reply or no connection, 2 bad usage.
 The token (for ``interrupt``/``clear``, or a non-loopback address) is read from
 ``ENGS_TOKEN``, never from the command line (where ``ps`` would show it).
@@ -32,7 +38,8 @@ from typing import Any, cast
 import msgspec
 
 from engs.shared.config import Config, is_loopback, parse_addr
-from engs.shared.errors import SignalConnectionError, SignalError, SignalRejected
+from engs.shared.endpoints import connect_addr, read_endpoints
+from engs.shared.errors import EngsError, SignalConnectionError, SignalError, SignalRejected
 from engs.shared.layout import SIGNAL_TYPES
 from engs.shared.messages import (
     JSON_ENCODER,
@@ -48,6 +55,7 @@ from engs.shared.messages import (
     StateSnapshot,
     Subscribe,
 )
+from engs.shared.region import Region
 
 EX_OK = 0
 EX_FAILED = 1
@@ -102,7 +110,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         fields.add_argument(opt, dest=f"field_{dest}", metavar="X", help=help_)
     p.add_argument("--id", help="request id, echoed in the reply (integer or string)")
     p.add_argument("--json", action="store_true", help="print the raw reply as JSON")
-    p.add_argument("--addr", metavar="HOST:PORT", help="signal socket (default: $.signals.addr)")
+    p.add_argument(
+        "--addr",
+        metavar="HOST:PORT",
+        help="signal socket (default: where the instance published it, else $.signals.addr)",
+    )
     p.add_argument("--unix", metavar="PATH", help="use this Unix socket instead of TCP")
     p.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS", help="reply timeout")
     p.add_argument(
@@ -143,7 +155,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"engs send: {exc}", file=sys.stderr)
         return EX_USAGE
-    addr = args.addr or cfg.signals.addr
+    addr, origin = resolve_addr(cfg, args.addr)
     unix = args.unix
     try:
         host, _ = parse_addr(addr)
@@ -175,7 +187,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         reason = cast(RejectReason, exc.reason)
         return _print_error(Error(id=exc.id, reason=reason, error=exc.error), args)
     except SignalConnectionError as exc:
-        print(f"engs send: {exc}", file=sys.stderr)
+        print(f"engs send: {exc} (the address {origin})", file=sys.stderr)
         return EX_FAILED
     except SignalError as exc:
         print(f"engs send: {exc}", file=sys.stderr)
@@ -190,6 +202,29 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         print(f"engs send: unexpected reply {reply!r}", file=sys.stderr)
         return EX_FAILED
     return EX_OK
+
+
+def resolve_addr(cfg: Config, addr: str | None) -> tuple[str, str]:
+    """(address to dial, where it came from) — see the module docstring."""
+    if addr:
+        return addr, "given by --addr"
+    try:
+        region = Region.attach(cfg.instance, lock_memory=False, ready_timeout_s=0.5)
+    except EngsError:
+        return cfg.signals.addr, (
+            f"from $.signals.addr: no running instance {cfg.instance!r} on this machine "
+            "published one"
+        )
+    try:
+        published = read_endpoints(region).signal_tcp
+    finally:
+        region.close()
+    if published is None:
+        return cfg.signals.addr, (
+            f"from $.signals.addr: instance {cfg.instance!r} has not published its socket "
+            "(orchestrator not listening yet)"
+        )
+    return connect_addr(published), f"instance {cfg.instance!r} published"
 
 
 def _print_error(reply: Error, args: argparse.Namespace) -> int:

@@ -1,7 +1,10 @@
 """``engs status``: attach to a live region and show what it holds.
 
 Read-only: it maps the region without pinning, reads the control and telemetry
-seqlocks as any reader does, the interrupt word, and the heartbeats. Never writes.
+seqlocks as any reader does, the interrupt word, the heartbeats, where the instance
+listens (:mod:`engs.shared.endpoints`) and the physics' deadline report
+(:mod:`engs.shared.deadlines`), and judges each process by the one health rule
+(:mod:`engs.services.oracle.verdict`). Never writes.
 """
 
 from __future__ import annotations
@@ -12,13 +15,26 @@ from typing import Any
 
 import msgspec
 
+from engs.services.oracle.liveness import LivenessLimits, LivenessMonitor
+from engs.services.oracle.verdict import judge_all
 from engs.shared.clock import NS_PER_S, monotonic_ns, wall_ns
 from engs.shared.config import Config
+from engs.shared.deadlines import DeadlineReport, read_report
+from engs.shared.endpoints import connect_addr, read_endpoints
 from engs.shared.heartbeat import read_heartbeats
 from engs.shared.interrupt import InterruptWord
-from engs.shared.layout import NEUROMODULATORS, Cause, HeartbeatState, Lane, Mode, RegionFlags
+from engs.shared.layout import (
+    NEUROMODULATORS,
+    Cause,
+    HeartbeatState,
+    Lane,
+    Mode,
+    Process,
+    RegionFlags,
+)
 from engs.shared.region import Region
 from engs.shared.seqlock import SeqlockReader
+from engs.shared.stats import read_stats
 
 _GLOBALS = (
     "dopamine", "serotonin", "norepinephrine", "atp_ratio", "atp_reserve", "cortisol",
@@ -46,8 +62,10 @@ def _age_s(now: int, t_ns: int) -> float | None:
 class Snapshotter:
     """Readers built once; :meth:`snapshot` returns one plain dict per call."""
 
-    def __init__(self, region: Region) -> None:
+    def __init__(self, region: Region, limits: LivenessLimits | None = None) -> None:
         self.region = region
+        self._live = LivenessMonitor(region, limits)
+        self._deadlines = SeqlockReader(region, "deadlines")
         self._ctl = SeqlockReader(region, "control")
         self._tel = SeqlockReader(region, "telemetry")
         self._state = self._ctl.new_record()
@@ -69,8 +87,28 @@ class Snapshotter:
         n_state = min(int(s["n_areas"]), int(r.view["header"]["max_areas"]))
         n_tel = min(int(t["n_areas"]), int(r.view["header"]["max_areas"]))
         causes = self._irq.causes()
+        health = judge_all(self._live.check(now), read_report(r, self._deadlines), now)
+        deadlines = health[Process.PHYSICS].deadlines
+        assert deadlines is not None  # judge_all judges the physics' deadlines
+        ends = read_endpoints(r)
+        physics_stats = read_stats(r, Process.PHYSICS)
         return {
             "instance": r.instance,
+            "endpoints": {
+                "signals": ends.signal_tcp and connect_addr(ends.signal_tcp),
+                "signals_bound": ends.signal_tcp,
+                "signals_unix": ends.signal_unix,
+                "metrics": ends.metrics_url and ends.metrics_url + "/metrics",
+                "healthz": ends.metrics_url and ends.metrics_url + "/healthz",
+            },
+            "deadlines": {
+                "status": deadlines.status.value,
+                "reasons": list(deadlines.reasons),
+                "ticks_total": physics_stats.counter("engs_physics_ticks_total"),
+                "misses_total": physics_stats.counter("engs_physics_deadline_misses_total"),
+                **_report_fields(deadlines.report),
+                "report_age_s": deadlines.age_s,
+            },
             "region": {
                 "name": r.name,
                 "size_bytes": r.size,
@@ -90,6 +128,8 @@ class Snapshotter:
                     "age_s": hb.age_s,
                     "uptime_s": hb.uptime_s,
                     "pinning": _flags(RegionFlags, int(hb.flags)),
+                    "health": health[hb.process].status.value,
+                    "health_detail": health[hb.process].detail,
                 }
                 for hb in read_heartbeats(r, now)
             ],
@@ -146,6 +186,30 @@ class Snapshotter:
         }
 
 
+def _report_fields(r: DeadlineReport | None) -> dict[str, Any]:
+    if r is None:
+        return {
+            "target_hz": None, "achieved_hz": None, "window_s": None, "ticks_window": None,
+            "misses_window": None, "miss_ratio": None, "tick_p99_s": None,
+            "staleness_p99_s": None, "lateness_p99_s": None,
+        }  # fmt: skip
+    return {
+        "target_hz": r.target_hz,
+        "achieved_hz": r.achieved_hz,
+        "window_s": r.window_s,
+        "ticks_window": r.ticks_window,
+        "misses_window": r.misses_window,
+        "miss_ratio": r.miss_ratio,
+        "tick_p99_s": r.tick_p99_s,
+        "staleness_p99_s": r.staleness_p99_s,
+        "lateness_p99_s": r.lateness_p99_s,
+    }
+
+
+def _fmt_ms(s: float | None) -> str:
+    return "-" if s is None else f"{s * 1e3:.2f} ms"
+
+
 def _fmt_age(age: float | None) -> str:
     if age is None:
         return "never"
@@ -161,8 +225,14 @@ def render(snap: dict[str, Any]) -> str:
         f"instance {snap['instance']}  region {reg['name']} ({reg['size_bytes']} B, "
         f"layout v{reg['layout_version']}, max_areas {reg['max_areas']}, "
         f"created by pid {reg['creator_pid']})",
-        "processes",
     ]
+    ep = snap["endpoints"]
+    sig = ep["signals"] or "not published (orchestrator not listening)"
+    if ep["signals_unix"]:
+        sig += f" and unix:{ep['signals_unix']}"
+    lines.append(f"signals     {sig}")
+    lines.append(f"metrics     {ep['metrics'] or 'not published (oracle not serving)'}")
+    lines.append("processes")
     for p in snap["processes"]:
         if p["state"] == HeartbeatState.ABSENT.name.lower():
             lines.append(f"  {p['process']:<13} absent")
@@ -170,8 +240,21 @@ def render(snap: dict[str, Any]) -> str:
         pin = ",".join(p["pinning"]) or "-"
         lines.append(
             f"  {p['process']:<13} {p['state']:<10} pid {p['pid']:<7} beat {_fmt_age(p['age_s'])}"
-            f"  up {p['uptime_s'] or 0:.1f} s  pinning {pin}"
+            f"  up {p['uptime_s'] or 0:.1f} s  pinning {pin}  [{p['health']}]"
         )
+    dl = snap["deadlines"]
+    total = f"misses {dl['misses_total']} of {dl['ticks_total'] + dl['misses_total']} total"
+    if dl["achieved_hz"] is None:
+        lines.append(f"deadlines   {total}; {'; '.join(dl['reasons'])}")
+    else:
+        lines.append(
+            f"deadlines   {dl['achieved_hz']:.0f} Hz of {dl['target_hz']:.0f} Hz target  "
+            f"{total}, {dl['misses_window']} in the last {dl['window_s']:.0f} s "
+            f"({dl['miss_ratio']:.1%})  tick p99 {_fmt_ms(dl['tick_p99_s'])}  "
+            f"staleness p99 {_fmt_ms(dl['staleness_p99_s'])}  [{dl['status']}]"
+        )
+        if dl["status"] != "ok":
+            lines.append(f"            {'; '.join(dl['reasons'])}")
     irq = snap["interrupts"]
     if irq["causes"]:
         who = "; ".join(f"{lane}: {','.join(c)}" for lane, c in irq["by_lane"].items() if c)
@@ -233,7 +316,7 @@ def render(snap: dict[str, Any]) -> str:
 
 def run(cfg: Config, *, json_out: bool, watch: float | None) -> int:
     region = Region.attach(cfg.instance, lock_memory=False)
-    snapper = Snapshotter(region)
+    snapper = Snapshotter(region, LivenessLimits.from_config(cfg.oracle))
     encoder = msgspec.json.Encoder()
     while True:
         snap = snapper.snapshot()

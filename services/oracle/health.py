@@ -13,6 +13,12 @@ Otherwise 503. The JSON body always carries the checks and, for the operator, th
 active interrupt causes and each process's liveness verdict — which do *not* affect
 the status: a dead physics is the supervisor's to restart, not a reason to restart the
 oracle (the Docker healthcheck restarts the container it runs in).
+
+When both hold but the physics misses its deadlines or falls behind (the one rule,
+:func:`engs.services.oracle.verdict.judge_process`: over 1 % of the last 10 s'
+deadlines missed, or below 95 % of the target rate), the status is ``degraded`` — still
+200, since the oracle does its job — and ``degraded`` lists the reasons; ``deadlines``
+carries the figures.
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from engs.services.oracle.liveness import Verdict
 from engs.services.oracle.watchdog import Watchdog
 from engs.shared.clock import NS_PER_S, monotonic_ns
+from engs.shared.deadlines import judge, read_report
 from engs.shared.interrupt import InterruptWord
-from engs.shared.layout import Cause
+from engs.shared.layout import Cause, Process
 from engs.shared.region import Region
 
 SHM_DIR = Path("/dev/shm")
@@ -61,9 +69,35 @@ class Health:
         elif age > self.max_poll_age_ns:
             problems.append(f"the poll loop last completed a poll {age / NS_PER_S:.3g} s ago")
         causes = int(self._irq.causes())
+        physics = self.watchdog.liveness.get(Process.PHYSICS)
+        deadlines = judge(
+            read_report(self.region),
+            running=physics is not None and physics.verdict is Verdict.ALIVE,
+        )
+        degraded = list(deadlines.reasons) if deadlines.degraded else []
+        r = deadlines.report
         body = {
-            "status": "unhealthy" if problems else "ok",
+            "status": "unhealthy" if problems else "degraded" if degraded else "ok",
             "problems": problems,
+            "degraded": degraded,
+            "deadlines": {
+                "status": deadlines.status.value,
+                "reasons": list(deadlines.reasons),
+                **(
+                    {}
+                    if r is None
+                    else {
+                        "target_hz": r.target_hz,
+                        "achieved_hz": r.achieved_hz,
+                        "window_s": r.window_s,
+                        "misses_window": r.misses_window,
+                        "misses_total": r.misses_total,
+                        "miss_ratio": r.miss_ratio,
+                        "tick_p99_s": r.tick_p99_s,
+                        "staleness_p99_s": r.staleness_p99_s,
+                    }
+                ),
+            },
             "instance": self.region.instance,
             "region": self.region.name,
             "polls": self.watchdog.polls,

@@ -34,6 +34,7 @@ from engs.services.oracle.liveness import LivenessLimits
 from engs.services.oracle.watchdog import Watchdog
 from engs.shared.clock import NS_PER_S, monotonic_ns
 from engs.shared.config import Config, OracleConfig, parse_addr
+from engs.shared.endpoints import publish_metrics
 from engs.shared.errors import WriterBusy
 from engs.shared.heartbeat import PeerLoss
 from engs.shared.layout import HeartbeatState, Process
@@ -142,6 +143,7 @@ def run(cfg: Config, *, stop: threading.Event | None = None) -> int:
         stop = stop if stop is not None else threading.Event()
         restore = _on_signals(stop)
         server.start()
+        publish_metrics(region, server.url.removeprefix("http://"))  # for `engs status`
         watchdog.heartbeat.set_state(HeartbeatState.RUNNING)
         log.info(
             "oracle for %s polling at %g Hz; metrics on %s/metrics",

@@ -13,7 +13,11 @@ One :class:`Watchdog` per oracle process, driven from one thread. Each :meth:`po
 4. every 250 ms the orchestrator's context-switch counter → mania; every 100 ms the
    liveness of every process (transitions are logged);
 5. stores the wanted cause set into the oracle's lane (raise: count and log; clear: log)
-   and warns if the physics, ticking, has not acted on a raised cause within 100 ms;
+   and warns if the physics, ticking, has not acted on a raised cause within 100 ms.
+   A COGNITIVE_PAUSE raised while the physics or the orchestrator is starting (within
+   :data:`STARTUP_GRACE_NS` of its start) is still raised — the interlock holds — but
+   it and its clear are logged at INFO with that reason: a first cycle that is late
+   while the processes load is expected, not an operator's concern;
 6. beats the oracle's heartbeat, counts the poll and its duration.
 
 The oracle never writes the control state: anhedonia and mania go to the orchestrator
@@ -67,6 +71,8 @@ log = logging.getLogger("engs.oracle")
 OWNED = Cause.SCRAM | Cause.ATP_EXHAUSTED | Cause.PANIC | Cause.UNSTABLE | Cause.COGNITIVE_PAUSE
 
 MANIA_SAMPLE_NS = 250_000_000
+#: A process started less than this long ago is starting (COGNITIVE_PAUSE logged at INFO).
+STARTUP_GRACE_NS = 5 * NS_PER_S
 LIVENESS_EVERY_NS = 100_000_000
 ACT_TIMEOUT_NS = 100_000_000
 
@@ -90,6 +96,11 @@ class Watchdog:
         self.cfg = cfg
         self._unstable_reported = False  # the state's spectral abscissa is >= 0
         self._orch_state = region.scalar(f"heartbeats[{int(Process.ORCHESTRATOR)}].state")
+        self._started = [
+            (p, region.scalar(f"heartbeats[{int(p)}].started_ns"))
+            for p in (Process.PHYSICS, Process.ORCHESTRATOR)
+        ]
+        self._quiet_pause = False  # the pause now raised was raised during start-up
         self.period_ns = round(NS_PER_S / cfg.poll_hz)
         self._max_areas = int(region.view["header"]["max_areas"])
         self._ctl = SeqlockReader(region, "control")
@@ -361,11 +372,23 @@ class Watchdog:
         if up:
             for c in _causes(self._irq.raise_cause(up)):
                 self.stats.inc(self._i_irq[c])
-                log.warning("raised %s: %s", c.name, self._reasons.get(c, "?"))
+                level, why = logging.WARNING, ""
+                if c is Cause.COGNITIVE_PAUSE:
+                    starting = self._starting(now)
+                    self._quiet_pause = starting is not None
+                    if starting is not None:
+                        level, why = logging.INFO, f" (during start-up: {starting})"
+                log.log(level, "raised %s: %s%s", c.name, self._reasons.get(c, "?"), why)
         if down:
             self._irq.clear_cause(down)
             for c in _causes(down):
-                log.warning("cleared %s (its clear rule is met)", c.name)
+                quiet = c is Cause.COGNITIVE_PAUSE and self._quiet_pause
+                log.log(
+                    logging.INFO if quiet else logging.WARNING,
+                    "cleared %s (its clear rule is met)%s",
+                    c.name,
+                    " (raised during start-up)" if quiet else "",
+                )
                 self._reasons.pop(c, None)
         held = int(want) & ~int(t["interrupt_mask"])
         if held and int(t["tick"]) and now - int(t["t_ns"]) <= self.pause_limit_ns:
@@ -380,6 +403,14 @@ class Watchdog:
                         c.name,
                         _ms(age),
                     )
+
+    def _starting(self, now: int) -> str | None:
+        """Which process is starting (started < STARTUP_GRACE_NS ago), or None."""
+        for p, started in self._started:
+            t = int(started[0])
+            if t and now - t < STARTUP_GRACE_NS:
+                return f"the {p.name.lower()} started {(now - t) / NS_PER_S:.1f} s ago"
+        return None
 
     # -- the loop -----------------------------------------------------------------
 

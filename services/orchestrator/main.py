@@ -44,6 +44,7 @@ from engs.services.orchestrator.session import LedgerOp, SessionLog, dynamic_crc
 from engs.shared import messages
 from engs.shared.clock import NS_PER_S, monotonic_ns, next_deadline
 from engs.shared.config import Config
+from engs.shared.endpoints import publish_signals
 from engs.shared.heartbeat import Heartbeat, PeerLoss
 from engs.shared.interrupt import InterruptWord
 from engs.shared.layout import Cause, HeartbeatState, Lane, Mode, Process
@@ -318,6 +319,10 @@ async def _run(cfg: Config) -> int:
     server = SignalServer.from_config(cfg.signals, orch.inbox, orch, areas=cfg.physics.areas)
     await server.start()
     orch.server = server
+    host, port = server.tcp_address
+    publish_signals(
+        region, f"[{host}]:{port}" if ":" in host else f"{host}:{port}", server.unix_path
+    )  # `engs send --instance X` finds it here
     log.info("signals on %s; state in %s", ", ".join(server.addresses()), orch.dir)
     if orch.session is not None:
         log.info("session log %s", orch.session.open_segment(orch.engs))

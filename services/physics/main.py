@@ -14,6 +14,11 @@ Per tick, in this order (ARCHITECTURE §1, seed 003 GAP-022):
    after ``scram_clear_ticks`` finite ticks);
 6. publish telemetry, heartbeat, tick time and lateness into the stats histograms.
 
+How well it keeps its deadlines is reported by a thread of the same process, outside
+the loop (:mod:`engs.services.physics.deadlines`): about once a second it publishes the
+achieved rate, the misses and the p99s of the last 10 s into the region and logs a
+rate-limited warning, naming the rate achieved, while the physics falls behind.
+
 Deadline policy (catch-up): ticks are on a fixed grid ``t0 + k·period``. A tick that
 ends after the next deadline makes the loop *skip* every deadline already past —
 counting each as a miss — and resume on the grid: no burst of back-to-back ticks (which
@@ -29,11 +34,13 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 from types import FrameType
 from typing import Any
 
 from engs.services.physics.backend import select_backend
 from engs.services.physics.coefficients import Coefficients
+from engs.services.physics.deadlines import DeadlineReporter
 from engs.services.physics.field import make_field
 from engs.shared.clock import NS_PER_S, monotonic_ns, next_deadline, sleep_until
 from engs.shared.config import Config
@@ -265,19 +272,26 @@ def run(cfg: Config) -> int:
     prev: dict[signal.Signals, Any] = {}
     for sig in (signal.SIGTERM, signal.SIGINT):
         prev[sig] = signal.signal(sig, loop.stop)
+    # The rate it achieves is the reporter's to say (after its first window), not ours.
     log.info(
-        "physics ticking at %.0f Hz on %s, lattice %s (%d nodes), areas %s",
+        "physics starting at a target of %.0f Hz on %s, lattice %s (%d nodes), areas %s",
         cfg.physics.tick_hz,
         loop.backend.name,
         "x".join(map(str, cfg.physics.shape)),
         int(loop.tel["n_nodes"]) or _nodes(cfg),
         ", ".join(cfg.physics.areas),
     )
+    reporter = DeadlineReporter(region, cfg.physics.tick_hz)
+    reporting = threading.Event()
+    reporter_thread = reporter.start(reporting)
     freeze_gc()
     try:
         ticks = loop.run()
     finally:
         thaw_gc()
+        reporting.set()
+        reporter_thread.join(timeout=2.0)
+        reporter.release()
         loop.hb.set_state(HeartbeatState.STOPPED)
         loop.tel_writer.release()
         for sig, handler in prev.items():

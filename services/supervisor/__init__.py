@@ -18,6 +18,17 @@ with a parent-death signal (SIGTERM): if the supervisor itself dies without stop
 them (SIGKILL, the OOM killer), they stop cleanly instead of running on unsupervised,
 and the next ``engs up`` replaces their region as stale.
 
+Before any child starts it checks that the instance is free (the flock), that the
+signal and metrics ports can be bound (a clear refusal naming the port and its config
+field, instead of a physics that starts and an orchestrator that dies a second later),
+and, with ``--fresh``, moves the last checkpoint aside. On a clean stop it removes its
+lock file.
+
+Health: a child is restarted when :func:`engs.services.oracle.verdict.judge_process` —
+the one rule the compose healthcheck applies too — has called it ``unhealthy`` (dead,
+frozen, failed) for ``frozen_after_s`` in a row, after its ``start_grace_s``. A physics
+that is ``degraded`` (missing deadlines) is not restarted: it logs why itself.
+
 Under docker compose there is no supervisor: Docker's restart policies and the
 healthchecks in :mod:`engs.services.supervisor.healthcheck` take its place.
 """
@@ -30,6 +41,7 @@ import ctypes
 import fcntl
 import os
 import signal
+import socket
 import sys
 import tempfile
 from collections.abc import Callable
@@ -37,10 +49,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from engs.services.oracle.liveness import Verdict
+from engs.services.oracle.verdict import Status, judge_region
 from engs.shared.clock import NS_PER_S, monotonic_ns
-from engs.shared.config import Config
+from engs.shared.config import ENV_OVERRIDES, Config, parse_addr
 from engs.shared.errors import EngsError, RegionExists
-from engs.shared.heartbeat import Heartbeat, read_heartbeats
+from engs.shared.heartbeat import Heartbeat
 from engs.shared.layout import HeartbeatState, Process
 from engs.shared.region import Region, unlink
 from engs.shared.stats import StatsWriter
@@ -62,6 +76,10 @@ class InstanceBusy(EngsError):
     """Another supervisor, or live services, already own this instance."""
 
 
+class PortUnavailable(EngsError):
+    """A port the instance needs cannot be bound (in use, or not allowed)."""
+
+
 @dataclass
 class Child:
     process: Process
@@ -73,6 +91,7 @@ class Child:
     restart_at_ns: int | None = None  # a restart is scheduled for then
     pump: asyncio.Task[None] | None = None
     exit_codes: list[int] = field(default_factory=list)
+    unhealthy_since_ns: int | None = None  # the health rule has said unhealthy since
 
     @property
     def name(self) -> str:
@@ -86,24 +105,77 @@ def _lock_path(instance: str) -> Path:
 
 
 def acquire_instance_lock(instance: str) -> IO[str]:
-    """An exclusive, crash-safe (flock) lock on the instance; InstanceBusy if taken."""
+    """An exclusive, crash-safe (flock) lock on the instance; InstanceBusy if taken.
+
+    The holder removes the file when it stops (:func:`release_instance_lock`), so a
+    lock taken on a file that was unlinked meanwhile is worthless: retry on the file
+    the path names now (the inode check).
+    """
     path = _lock_path(instance)
-    f = path.open("a+", encoding="utf-8")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.seek(0)
-        holder = f.read().strip() or "another process"
-        f.close()
-        raise InstanceBusy(
-            f"instance {instance!r} is already run by `engs up` (pid {holder}, lock {path}); "
-            f"stop it first or pick another --instance"
-        ) from None
+    while True:
+        f = path.open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise InstanceBusy(
+                f"instance {instance!r} is already run by `engs up` (pid {holder}, lock "
+                f"{path}); stop it first or pick another --instance"
+            ) from None
+        try:
+            same = os.stat(path).st_ino == os.fstat(f.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        f.close()  # its holder removed it between our open and our flock
     f.seek(0)
     f.truncate()
     f.write(str(os.getpid()))
     f.flush()
     return f
+
+
+def release_instance_lock(f: IO[str], instance: str) -> None:
+    """Remove the lock file (while still holding it), then release it."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(_lock_path(instance))
+    f.close()
+
+
+#: The addresses the instance binds, by config field.
+PORT_FIELDS = (("signals", "addr"), ("metrics", "addr"))
+
+
+def check_ports(cfg: Config) -> None:
+    """Bind each TCP address the instance will serve (as its servers do: SO_REUSEADDR),
+    then let go; PortUnavailable naming the port, the config field and its environment
+    variable if one cannot be bound. Run before any child starts."""
+    env = {f: var for var, f in ENV_OVERRIDES.items()}
+    held: list[socket.socket] = []  # held together: two fields on one port clash too
+    try:
+        for fld in PORT_FIELDS:
+            addr = getattr(getattr(cfg, fld[0]), fld[1])
+            host, port = parse_addr(addr)
+            s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+            held.append(s)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError as exc:
+                var = env.get(fld)
+                raise PortUnavailable(
+                    f"port {port} ({addr}, `$.{'.'.join(fld)}`) is not available: "
+                    f"{exc.strerror or exc}; another instance may be using it: stop it, or "
+                    f"give this one another address (`{fld[1]}` in [{fld[0]}] of --config"
+                    + (f", or {var}" if var else "")
+                    + ")"
+                ) from None
+    finally:
+        for s in held:
+            s.close()
 
 
 def describe_exit(code: int) -> str:
@@ -163,14 +235,16 @@ def create_region(cfg: Config, out: IO[str]) -> Region:
     except EngsError:
         old = None  # not even readable: stale by definition
     if old is not None:
+        # In use: a process the health rule's liveness sees beating, whose pid exists.
+        beating = (Verdict.ALIVE, Verdict.STARTING, Verdict.FROZEN)
         live = [
-            hb
-            for hb in read_heartbeats(old)
-            if hb.alive and _pid_alive(hb.pid) and (hb.age_s or 1e9) < 5.0
+            h.liveness
+            for h in judge_region(old, cfg.oracle).values()
+            if h.liveness.verdict in beating and _pid_alive(h.liveness.pid)
         ]
         old.close()
         if live:
-            who = ", ".join(f"{hb.process.name.lower()} pid {hb.pid}" for hb in live)
+            who = ", ".join(f"{lv.process.name.lower()} pid {lv.pid}" for lv in live)
             raise InstanceBusy(
                 f"instance {cfg.instance!r} is in use by live processes ({who}); "
                 f"stop them first or pick another --instance"
@@ -201,6 +275,8 @@ class Supervisor:
         frozen_after_s: float = 3.0,
         start_grace_s: float = 10.0,
         stop_timeout_s: float = 5.0,
+        fresh: bool = False,
+        child_args: tuple[str, ...] = (),
     ) -> None:
         self.cfg = cfg
         self.out = out
@@ -209,6 +285,8 @@ class Supervisor:
         self.stop_timeout_s = stop_timeout_s
         base = [sys.executable, "-m", "engs.services.cli"]
         common = ["--instance", cfg.instance] + (["--config", config_path] if config_path else [])
+        common += child_args  # e.g. --log-level
+        self.fresh = fresh
         self.children = {p: Child(p, [*base, p.name.lower(), *common]) for p in START_ORDER}
         self._stop = asyncio.Event()
         self._preexec = _parent_death_signal(os.getpid())
@@ -234,6 +312,7 @@ class Supervisor:
             preexec_fn=self._preexec,
         )
         child.restart_at_ns = None
+        child.unhealthy_since_ns = None
         child.started_ns = monotonic_ns()
         child.pump = asyncio.create_task(self._pump(child))
         self.say(f"started {child.name} (pid {child.proc.pid})")
@@ -260,7 +339,7 @@ class Supervisor:
         while not self._stop.is_set():
             hb.beat()
             now = monotonic_ns()
-            beats = {h.process: h for h in read_heartbeats(region, now)}
+            health = judge_region(region, self.cfg.oracle, now_ns=now)
             for child in self.children.values():
                 proc = child.proc
                 if proc is None:
@@ -282,9 +361,14 @@ class Supervisor:
                         return
                     why = describe_exit(code)
                 elif now - child.started_ns > self.start_grace_ns:
-                    info = beats[child.process]
-                    if info.age_s is not None and info.age_s * NS_PER_S > self.frozen_after_ns:
-                        why = f"heartbeat frozen for {info.age_s:.1f} s: killed it"
+                    h = health[child.process]
+                    if h.status is not Status.UNHEALTHY:
+                        child.unhealthy_since_ns = None
+                    elif child.unhealthy_since_ns is None:
+                        child.unhealthy_since_ns = now
+                    elif now - child.unhealthy_since_ns > self.frozen_after_ns:
+                        for_s = (now - child.unhealthy_since_ns) / NS_PER_S
+                        why = f"unhealthy for {for_s:.1f} s ({h.detail}): killed it"
                         proc.kill()
                         await proc.wait()
                 if why is None:
@@ -310,12 +394,25 @@ class Supervisor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), 0.1)
 
+    def _move_checkpoint_aside(self) -> None:
+        """``--fresh``: the orchestrator starts from the built-in initial state."""
+        from engs.services.orchestrator.main import state_dir  # noqa: PLC0415 - only here
+
+        path = state_dir(self.cfg) / "checkpoint.json"
+        if not path.exists():
+            self.say(f"--fresh: no checkpoint at {path}; starting fresh")
+            return
+        aside = path.with_name(path.name + ".bak")
+        os.replace(path, aside)
+        self.say(f"--fresh: moved the last checkpoint aside to {aside}; starting fresh")
+
     async def run(self) -> int:
         lock = acquire_instance_lock(self.cfg.instance)
         try:
+            check_ports(self.cfg)
             region = create_region(self.cfg, self.out)
         except BaseException:
-            lock.close()
+            release_instance_lock(lock, self.cfg.instance)
             raise
         try:
             hb = Heartbeat(region, Process.SUPERVISOR)
@@ -329,6 +426,8 @@ class Supervisor:
                 + (f" and {self.cfg.signals.unix_path}" if self.cfg.signals.unix_path else "")
                 + f", metrics on http://{self.cfg.metrics.addr}/metrics"
             )
+            if self.fresh:
+                self._move_checkpoint_aside()
             for p in START_ORDER:
                 await self._start(self.children[p])
             hb.set_state(HeartbeatState.RUNNING)
@@ -346,13 +445,15 @@ class Supervisor:
                     await child.proc.wait()
             region.close()
             unlink(self.cfg.instance)
-            lock.close()
+            release_instance_lock(lock, self.cfg.instance)
         self.say(f"region unlinked; exit {self.exit_code}")
         return self.exit_code
 
 
-def run(cfg: Config, config_path: str | None) -> int:
+def run(
+    cfg: Config, config_path: str | None, *, fresh: bool = False, child_args: tuple[str, ...] = ()
+) -> int:
     """Entry point of ``engs up``."""
     import uvloop  # noqa: PLC0415
 
-    return uvloop.run(Supervisor(cfg, config_path).run())
+    return uvloop.run(Supervisor(cfg, config_path, fresh=fresh, child_args=child_args).run())

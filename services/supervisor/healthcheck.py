@@ -8,12 +8,14 @@ their containers run this instead::
     python -m engs.services.supervisor.healthcheck physics|orchestrator [--config F] [--instance N]
 
 It attaches to the instance's region read-only in effect (no pinning, no writes), applies
-the oracle's liveness rule (:func:`engs.services.oracle.liveness.liveness`, limits from the
-``[oracle]`` section) and exits 0 iff the verdict is ``alive``: the process beats *and*
-its published record is fresh (physics telemetry, orchestrator state). Anything else —
-no region, never started, still starting, dead, frozen, failed, stopped — exits 1. One
-line on stdout says why (Docker keeps it in ``docker inspect``'s health log). A bad
-configuration exits 2, like every ``engs`` command.
+the one health rule :func:`engs.services.oracle.verdict.judge_process` — the rule ``engs
+up``'s supervisor restarts on, with the liveness limits of the ``[oracle]`` section — and
+exits 0 iff the status is ``ok`` or ``degraded``: the process beats *and* its published
+record is fresh (physics telemetry, orchestrator state). A physics that misses its
+deadlines is ``degraded``: the check passes (a restart would not make it faster) and the
+line says why. Anything else — no region, never started, still starting, dead, frozen,
+failed, stopped — exits 1. One line on stdout says why (Docker keeps it in ``docker
+inspect``'s health log). A bad configuration exits 2, like every ``engs`` command.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from engs.services.oracle.liveness import LivenessLimits, Verdict, liveness
+from engs.services.oracle.verdict import Status, judge_region
 from engs.shared.config import load_config
 from engs.shared.errors import ConfigError, EngsError
 from engs.shared.layout import Process
@@ -40,12 +42,13 @@ def check(process: Process, *, config: str | None = None, instance: str | None =
     except EngsError as exc:
         raise Unhealthy(str(exc)) from None
     try:
-        verdict = liveness(region, limits=LivenessLimits.from_config(cfg.oracle))[process]
+        health = judge_region(region, cfg.oracle)[process]
     finally:
         region.close()
-    if verdict.verdict is not Verdict.ALIVE:
-        raise Unhealthy(f"{verdict.verdict.value}: {verdict.detail}")
-    return f"alive: {verdict.detail}"
+    if not health.serving:
+        raise Unhealthy(f"{health.liveness.verdict.value}: {health.detail}")
+    tag = "alive" if health.status is Status.OK else f"alive, {health.status.value}"
+    return f"{tag}: {health.detail}"
 
 
 class Unhealthy(Exception):
@@ -55,7 +58,8 @@ class Unhealthy(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m engs.services.supervisor.healthcheck",
-        description="Exit 0 iff the ENGS process is alive (heartbeat and output fresh).",
+        description="Exit 0 iff the ENGS process is alive (heartbeat and output fresh), "
+        "even if degraded (the physics missing deadlines: the line says so).",
     )
     parser.add_argument("process", choices=[p.name.lower() for p in CHECKED])
     parser.add_argument("--config", help="TOML file (default: ENGS_CONFIG, else built-ins)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -105,16 +106,19 @@ def test_status_reads_a_live_instance(region: Region) -> None:
     assert "telemetry   none published yet" in text.stdout
 
 
-def test_status_watch_repeats_until_interrupted(region: Region) -> None:
+def _watch(instance: str, *, sigint: Any) -> subprocess.Popen[str]:
+    """``engs status --watch`` with SIGINT set to ``sigint`` in the child before exec,
+    whatever the test runner's own disposition is (a CI runner or ``nohup``/``&`` may
+    have it ignored, and an ignored signal stays ignored across exec)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENGS_")}
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
             "engs.services.cli",
             "status",
             "--instance",
-            region.instance,
+            instance,
             "--json",
             "--watch",
             "0.05",
@@ -123,12 +127,31 @@ def test_status_watch_repeats_until_interrupted(region: Region) -> None:
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        # Only signal(2) between fork and exec: no lock a thread could hold is taken.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),  # noqa: PLW1509
     )
+
+
+def test_status_watch_repeats_until_interrupted(region: Region) -> None:
+    proc = _watch(region.instance, sigint=signal.SIG_DFL)
     lines = [proc.stdout.readline() for _ in range(3)]  # type: ignore[union-attr]
-    proc.send_signal(2)
+    proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=10)
     assert proc.returncode == 130
     assert all(json.loads(line)["instance"] == region.instance for line in lines)
+
+
+def test_status_watch_ends_on_sigterm_where_sigint_is_ignored(region: Region) -> None:
+    proc = _watch(region.instance, sigint=signal.SIG_IGN)  # a background job's lot
+    lines = [proc.stdout.readline() for _ in range(2)]  # type: ignore[union-attr]
+    proc.send_signal(signal.SIGINT)  # ignored, as the caller asked
+    more = proc.stdout.readline()  # type: ignore[union-attr]
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err
+    assert all(json.loads(line)["instance"] == region.instance for line in [*lines, more])
 
 
 def test_bad_config_exits_2_and_names_the_field(tmp_path: Any) -> None:

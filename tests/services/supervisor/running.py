@@ -77,8 +77,9 @@ def http_get(url: str, timeout_s: float = 2.0) -> tuple[int, bytes]:
 class EngsUp:
     """``engs up`` on the CPU backend for one test; use as a context manager."""
 
-    def __init__(self, instance: str, tmp: Path) -> None:
+    def __init__(self, instance: str, tmp: Path, *extra: str) -> None:
         self.instance = instance
+        self.extra = extra  # more `engs up` arguments, e.g. --fresh
         self.signal_port, self.metrics_port = free_ports(2)
         self.metrics_url = f"http://127.0.0.1:{self.metrics_port}"
         self.runtime_dir = tmp / "run"
@@ -100,7 +101,7 @@ class EngsUp:
         self._lock = threading.Lock()
 
     def __enter__(self) -> EngsUp:
-        argv = ["up", "--instance", self.instance, "--config", str(self.config)]
+        argv = ["up", "--instance", self.instance, "--config", str(self.config), *self.extra]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "engs.services.cli", *argv],
             stdout=subprocess.PIPE,
