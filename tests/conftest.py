@@ -1,8 +1,10 @@
 """Fixtures shared by the whole suite.
 
 Every test that touches shared memory gets its own instance name (``test-<hex>``) and
-the region is unlinked after it; at the end of the session nothing named
-``engs-test-*`` may remain in /dev/shm (checked, and reported as a failure).
+the region is unlinked after it; at the end of the session nothing this session
+created (``engs-test-<its pid>-*``) may remain in /dev/shm (checked, and reported as a
+failure). Only its own: other pytest sessions may be running on the same host, and
+their live regions are theirs.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shm = Path("/dev/shm")
     if not shm.is_dir():
         return
-    left = sorted(p.name for p in shm.iterdir() if p.name.startswith(f"engs-{_PREFIX}"))
+    mine = f"engs-{_PREFIX}{os.getpid()}-"
+    left = sorted(p.name for p in shm.iterdir() if p.name.startswith(mine))
     if left:
         for name in left:
             unlink(name.removeprefix("engs-"))
