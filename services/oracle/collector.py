@@ -19,7 +19,8 @@ What it yields (the full list with meanings is in docs/oracle.md):
   converted to seconds (25 µs … 100 ms, +Inf), summed the same way;
 * gauges of the newest NeurochemicalState and PhysicsTelemetry (absent until the
   first publication), the interrupt word, heartbeats and liveness, pinning outcome,
-  and pending oracle requests.
+  pending oracle requests, and the physics' deadline report: its achieved tick rate and
+  whether the one health rule calls it degraded (absent while it cannot be judged).
 
 Reads are lock-free seqlock copies; a lock serialises concurrent scrapes only because
 the readers' scratch records are per collector.
@@ -40,8 +41,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from engs.services.oracle.liveness import LivenessLimits, LivenessMonitor
+from engs.services.oracle.liveness import LivenessLimits, LivenessMonitor, Verdict
 from engs.shared.clock import NS_PER_S, monotonic_ns
+from engs.shared.deadlines import DeadlineStatus, judge, read_report
 from engs.shared.interrupt import InterruptWord
 from engs.shared.layout import (
     HIST_BOUNDS_NS,
@@ -139,6 +141,7 @@ class EngsCollector(Collector):
         self._state: Any = self._ctl.new_record()
         self._telem: Any = self._tel.new_record()
         self._live = LivenessMonitor(region, limits)
+        self._deadlines = SeqlockReader(region, "deadlines")
         self._irq = InterruptWord(region)
         self._hb = region.block("heartbeats")
         self._requests = region.block("requests")
@@ -159,6 +162,7 @@ class EngsCollector(Collector):
         out += self._state_gauges(now)
         out += self._telemetry_gauges(now)
         out += self._interrupt_gauges()
+        out += self._deadline_gauges(live, now)
         hb_age = GaugeMetricFamily(
             "engs_heartbeat_age_seconds",
             "Seconds since each process's last heartbeat.",
@@ -245,6 +249,27 @@ class EngsCollector(Collector):
             for m in Mode:
                 mode.add_metric([_lower(m)], 1.0 if bits & int(m) else 0.0)
         return [*fams, age, used, mode]
+
+    def _deadline_gauges(self, live: dict[Process, Any], now: int) -> list[Metric]:
+        """The physics' DeadlineReport and the one rule's verdict on it."""
+        rate = GaugeMetricFamily(
+            "engs_physics_tick_rate_hz",
+            "Ticks per second the physics achieved over its last report window (~10 s).",
+        )
+        degraded = GaugeMetricFamily(
+            "engs_physics_degraded",
+            "1 if the physics misses over 1 % of its deadlines or ticks below 95 % of its "
+            "target over the last ~10 s, 0 if not; absent while that cannot be judged.",
+        )
+        health = judge(
+            read_report(self.region, self._deadlines),
+            now,
+            running=live[Process.PHYSICS].verdict is Verdict.ALIVE,
+        )
+        if health.report is not None and health.status is not DeadlineStatus.UNKNOWN:
+            rate.add_metric([], health.report.achieved_hz)
+            degraded.add_metric([], 1.0 if health.degraded else 0.0)
+        return [rate, degraded]
 
     def _interrupt_gauges(self) -> list[Metric]:
         active = GaugeMetricFamily(

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from prometheus_client.registry import CollectorRegistry
 
+from engs.services.oracle.collector import EngsCollector
 from engs.services.oracle.exporter import MetricsServer
 from engs.services.oracle.health import Health
 from engs.services.oracle.verdict import Status, judge_region
@@ -79,6 +80,11 @@ def test_a_late_physics_is_degraded_for_healthz_healthcheck_and_supervisor(
     assert judged[Process.PHYSICS].status is Status.DEGRADED  # `engs up` does not restart
     assert judged[Process.PHYSICS].serving
 
+    registry = CollectorRegistry()
+    registry.register(EngsCollector(region))
+    assert registry.get_sample_value("engs_physics_degraded") == 1.0
+    assert registry.get_sample_value("engs_physics_tick_rate_hz") == pytest.approx(100.0)
+
 
 def test_an_on_rate_physics_is_ok_and_a_silent_one_unhealthy(
     region: Region, capsys: pytest.CaptureFixture[str]
@@ -88,6 +94,9 @@ def test_an_on_rate_physics_is_ok_and_a_silent_one_unhealthy(
     wd.poll()
     ok, h = Health(region, wd, max_poll_age_ns=NS_PER_S).check()
     assert ok and h["status"] == "ok" and h["degraded"] == []
+    registry = CollectorRegistry()
+    registry.register(EngsCollector(region))
+    assert registry.get_sample_value("engs_physics_degraded") == 0.0
     assert h["deadlines"]["status"] == "ok"
     assert healthcheck(["physics", "--instance", region.instance]) == 0
     assert capsys.readouterr().out.strip() == "alive: physics: running"
