@@ -183,6 +183,14 @@ def log_level(args: argparse.Namespace) -> int:
     return max(logging.DEBUG, min(logging.CRITICAL, base - 10 * args.verbose + 10 * args.quiet))
 
 
+def child_log_args(args: argparse.Namespace) -> tuple[str, ...]:
+    """What ``engs up`` passes on to its children: the level it resolved, if any log
+    flag was given (none: each child applies its own default)."""
+    if args.log_level is None and not args.verbose and not args.quiet:
+        return ()
+    return ("--log-level", logging.getLevelName(log_level(args)).lower())
+
+
 class _Terminated(Exception):
     """SIGTERM arrived: unwind (finally blocks run) and exit 143."""
 
@@ -233,9 +241,7 @@ def _physics(cfg: Config, args: argparse.Namespace) -> int:
 def _up(cfg: Config, args: argparse.Namespace) -> int:
     from engs.services.supervisor import run  # noqa: PLC0415
 
-    flags = args.log_level is not None or args.verbose or args.quiet
-    child_args = ("--log-level", logging.getLevelName(log_level(args)).lower()) if flags else ()
-    return run(cfg, args.config, fresh=args.fresh, child_args=child_args)
+    return run(cfg, args.config, fresh=args.fresh, child_args=child_log_args(args))
 
 
 def _show_config(cfg: Config, args: argparse.Namespace) -> int:

@@ -182,3 +182,19 @@ def test_a_child_the_health_rule_calls_unhealthy_is_restarted(
         assert up.has_line("[supervisor] oracle unhealthy for "), up.output()
         assert up.has_line("(oracle: no heartbeat for "), up.output()
         assert up.stop() == 0
+
+
+def test_log_flags_reach_the_children() -> None:
+    """`engs -v up`: the supervisor starts each child with the level it resolved."""
+    from engs.services.cli import build_parser, child_log_args
+    from engs.services.supervisor import Supervisor
+    from engs.shared.config import load_config
+
+    assert child_log_args(build_parser().parse_args(["up"])) == ()
+    assert child_log_args(build_parser().parse_args(["up", "-q"])) == ("--log-level", "warning")
+    flags = child_log_args(build_parser().parse_args(["-v", "up"]))
+    assert flags == ("--log-level", "debug")
+    cfg = load_config(env={}, overrides={"--instance": (("instance",), "lv")})
+    sup = Supervisor(cfg, None, child_args=flags)
+    for child in sup.children.values():
+        assert child.argv[-4:] == ["--instance", "lv", "--log-level", "debug"]
