@@ -10,6 +10,12 @@ transport's buffer passes ``output_high``, reading from it pauses (no new replie
 and if it stays blocked for ``write_timeout_s`` or grows past ``max_output`` the
 connection is aborted. Nothing here blocks on a client.
 
+Connection slots cannot be hoarded: a new connection must send its first bytes within
+``first_byte_timeout_s``, one that then falls silent is closed after ``idle_timeout_s``,
+and a new connection arriving while ``max_connections`` are open is always served — the
+connection idle the longest (subscribers last) is closed to make room. ``_conns`` is
+kept in order of each connection's last input, so that choice is O(1).
+
 Who calls what:
 
 * the server puts accepted signals into the :class:`~engs.services.orchestrator.inbox.
@@ -37,13 +43,12 @@ import os
 import socket
 import stat
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, cast
+from typing import cast
 
 import msgspec
-from msgspec import Meta, Struct
 
 from engs.services.orchestrator.inbox import TYPE_INDEX, Accepted, SignalHandler, SignalInbox
 from engs.shared.config import SignalsConfig, is_loopback, parse_addr
@@ -52,7 +57,6 @@ from engs.shared.layout import Cause
 from engs.shared.messages import (
     HEADER,
     HEADER_BYTES,
-    MAX_FRAME,
     REQUEST_JSON,
     REQUEST_MSGPACK,
     TAG,
@@ -94,33 +98,10 @@ unpack_header = HEADER.unpack_from
 LINGER_S = 1.0
 
 
-class Limits(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Per-server and per-connection limits (defaults in docs/signals.md)."""
-
-    max_frame: Annotated[int, Meta(ge=64, le=1 << 24)] = MAX_FRAME
-    """Largest frame payload / JSON line in bytes; larger → ``too_large`` and close."""
-    max_connections: Annotated[int, Meta(ge=1, le=100_000)] = 64
-    """Open connections at once; one more is answered ``overloaded`` and closed."""
-    rate: Annotated[float, Meta(gt=0, le=1e9)] = 10_000.0
-    """Token-bucket refill, requests per second per connection."""
-    burst: Annotated[int, Meta(ge=1, le=1 << 30)] = 10_000
-    """Token-bucket size: requests a connection may send at once."""
-    idle_timeout_s: Annotated[float, Meta(gt=0, le=86_400)] = 60.0
-    """A connection that sends nothing for this long is closed (not subscribers)."""
-    write_timeout_s: Annotated[float, Meta(gt=0, le=3600)] = 5.0
-    """A connection whose output stays blocked this long is aborted."""
-    output_high: Annotated[int, Meta(ge=1024, le=1 << 30)] = 256 * 1024
-    """Buffered output above which the connection's input is paused."""
-    max_output: Annotated[int, Meta(ge=1024, le=1 << 31)] = 1 << 20
-    """Buffered output above which the connection is aborted."""
-    subscriber_queue: Annotated[int, Meta(ge=1, le=1 << 16)] = 64
-    """Stream messages held per subscriber while it is not reading; oldest snapshots
-    are dropped (and counted) beyond this."""
-    batch: Annotated[int, Meta(ge=1, le=1 << 20)] = 512
-    """Requests the server handles per event-loop iteration, over all connections."""
-    refuse_grace_s: Annotated[float, Meta(gt=0, le=60)] = 1.0
-    """How long a refused connection may take to send its first byte (so its error
-    can be framed) before it is closed without a reply."""
+Limits = SignalsConfig
+"""The server's limits and timeouts are the ``[signals]`` section's (one definition, with
+its constraints, in :mod:`engs.shared.config`; defaults in docs/signals.md). Tests and
+benches build one with only the limits they change: ``Limits(max_connections=2)``."""
 
 
 @dataclass
@@ -129,7 +110,10 @@ class ServerStats:
     are in :class:`~engs.services.orchestrator.inbox.SignalCounters`)."""
 
     connections: int = 0
-    refused: int = 0
+    evicted: int = 0
+    """Closed to make room for a new connection (the longest idle, subscribers last)."""
+    silent_closed: int = 0
+    """Closed for sending nothing within ``first_byte_timeout_s`` of connecting."""
     idle_closed: int = 0
     slow_closed: int = 0
     """Aborted because their output stayed blocked or grew past ``max_output``."""
@@ -210,8 +194,8 @@ class SignalServer:
         self._areas = frozenset(areas) if areas is not None else None
         self._areas_text = ", ".join(sorted(self._areas)) if self._areas else ""
         self._seq = 0
-        self._conns: set[_Conn] = set()
-        self._refused: set[_Conn] = set()
+        # Every open connection, least recently heard from first (the eviction order).
+        self._conns: OrderedDict[_Conn, None] = OrderedDict()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tcp: asyncio.Server | None = None
         self._unix: asyncio.Server | None = None
@@ -231,7 +215,8 @@ class SignalServer:
         limits: Limits | None = None,
         areas: Iterable[str] | None = None,
     ) -> SignalServer:
-        """A server for ``cfg`` (``$.signals``), its token from ``ENGS_TOKEN``."""
+        """A server for ``cfg`` (``$.signals``, limits included unless ``limits`` is
+        given), its token from ``ENGS_TOKEN``."""
         env = os.environ if env is None else env
         return cls(
             inbox,
@@ -239,7 +224,7 @@ class SignalServer:
             addr=cfg.addr,
             unix_path=cfg.unix_path,
             token=env.get(TOKEN_ENV) or None,
-            limits=limits,
+            limits=cfg if limits is None else limits,
             areas=areas,
         )
 
@@ -334,12 +319,12 @@ class SignalServer:
         for srv in (self._tcp, self._unix):
             if srv is not None:
                 srv.close()
-        for c in (*self._conns, *self._refused):
+        for c in list(self._conns):
             c.close()
         deadline = time.monotonic() + grace_s
-        while (self._conns or self._refused) and time.monotonic() < deadline:
+        while self._conns and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        for c in (*self._conns, *self._refused):
+        for c in list(self._conns):
             c.abort()
         for srv in (self._tcp, self._unix):
             if srv is not None:
@@ -390,20 +375,34 @@ class SignalServer:
         self._budget_reset_pending = False
 
     def _sweep_period(self) -> float:
-        return max(0.01, min(1.0, self.limits.idle_timeout_s / 4, self.limits.refuse_grace_s))
+        lim = self.limits
+        return max(0.01, min(1.0, lim.idle_timeout_s / 4, lim.first_byte_timeout_s / 4))
 
     def _sweep(self) -> None:
         assert self._loop is not None
         now = self._loop.time()
         idle = self.limits.idle_timeout_s
+        first = self.limits.first_byte_timeout_s
         for c in list(self._conns):
-            if c.sub is None and not c.closing and now - c.last_rx > idle:
+            if c.closing:
+                continue
+            if c.framing is None and now - c.last_rx > first:
+                self.stats.silent_closed += 1
+                c.drop()
+            elif c.sub is None and now - c.last_rx > idle:
                 self.stats.idle_closed += 1
-                c.close()
-        for c in list(self._refused):
-            if now - c.last_rx > self.limits.refuse_grace_s:
-                c.abort()
+                c.drop()
         self._sweeper = self._loop.call_later(self._sweep_period(), self._sweep)
+
+    def _make_room(self) -> None:
+        """At the connection limit: close the connection idle the longest, preferring
+        one that is not a subscriber (``_conns`` is in order of last input)."""
+        victim = next((c for c in self._conns if c.sub is None), None)
+        if victim is None:
+            victim = next(iter(self._conns))
+        self.stats.evicted += 1
+        log.debug("signal connection limit reached: closing the one idle the longest")
+        victim.drop()
 
 
 def _clear_stale_socket(path: str) -> None:
@@ -445,7 +444,6 @@ class _Conn(asyncio.Protocol):
         self.authed = False
         self.t: asyncio.Transport | None = None
         self.framing: Framing | None = None
-        self.refused = False
         self.closing = False
         self.sub: _Subscription | None = None
         self.last_rx = 0.0
@@ -470,17 +468,9 @@ class _Conn(asyncio.Protocol):
         assert srv._loop is not None
         self.last_rx = self._t_bucket = srv._loop.time()
         t.set_write_buffer_limits(high=srv.limits.output_high)
-        if len(srv._conns) >= srv.limits.max_connections:
-            # Answered once its first byte tells the framing (or closed by the sweeper);
-            # beyond as many again waiting for that byte, dropped at once.
-            self.refused = True
-            srv.stats.refused += 1
-            if len(srv._refused) >= srv.limits.max_connections:
-                self.abort()
-                return
-            srv._refused.add(self)
-            return
-        srv._conns.add(self)
+        while srv._conns and len(srv._conns) >= srv.limits.max_connections:
+            srv._make_room()
+        srv._conns[self] = None
         srv.stats.connections += 1
 
     def data_received(self, data: bytes) -> None:
@@ -489,20 +479,10 @@ class _Conn(asyncio.Protocol):
         srv = self.srv
         assert srv._loop is not None
         self.last_rx = srv._loop.time()
+        srv._conns.move_to_end(self)  # now the most recently heard from
         self._t_rx = time.monotonic_ns()
         if self.framing is None:
             self.framing = "json" if data[:1] == b"{" else "msgpack"
-        if self.refused:
-            out = bytearray()
-            self._error(
-                out,
-                None,
-                "overloaded",
-                f"too many connections (limit {srv.limits.max_connections}); try again later",
-            )
-            self._write(out)
-            self.close_after_reply()
-            return
         self._buf = self._buf[self._pos :] + data if self._pos < len(self._buf) else data
         self._pos = 0
         if not self._deferred:
@@ -512,7 +492,7 @@ class _Conn(asyncio.Protocol):
         # Keep the transport half-open until every buffered request is answered. A
         # JSON line without its final newline still counts (``echo -n ... | nc``).
         self._eof = True
-        if self.refused or self.closing:
+        if self.closing:
             return False
         if self.framing == "json" and self._pos < len(self._buf):
             self._buf = self._buf[self._pos :] + b"\n"
@@ -539,8 +519,7 @@ class _Conn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
-        self.srv._conns.discard(self)
-        self.srv._refused.discard(self)
+        self.srv._conns.pop(self, None)
         if self._stall is not None:
             self._stall.cancel()
             self._stall = None
@@ -577,6 +556,17 @@ class _Conn(asyncio.Protocol):
             self._read_paused = False
             t.resume_reading()
         self._linger = loop.call_later(LINGER_S, self.abort)
+
+    def drop(self) -> None:
+        """Close a connection the server gives up on (silent, idle, or evicted to make
+        room): it stops counting against ``max_connections`` at once; pending output is
+        flushed if there is any room for it, else discarded."""
+        self.srv._conns.pop(self, None)
+        t = self.t
+        if t is not None and t.get_write_buffer_size() > 0:
+            self.abort()
+        else:
+            self.close()
 
     def abort(self) -> None:
         """Immediate close, discarding pending output."""

@@ -762,31 +762,64 @@ def test_fuzzed_json_lines_get_exactly_the_local_verdict(
 # Limits: connections, rate, inbox, idle, slow readers and subscribers
 
 
-def test_excess_connections_are_refused_with_an_error() -> None:
-    with ServerThread(limits=Limits(max_connections=2)) as s:
-        a, b = Raw(s.port), Raw(s.port)
-        a.send(b'{"type":"state"}\n')
-        b.send(b'{"type":"state"}\n')
+def test_at_the_limit_the_connection_idle_the_longest_makes_room() -> None:
+    with ServerThread(limits=Limits(max_connections=3)) as s:
+        a, b, c = Raw(s.port), Raw(s.port), Raw(s.port)
+        for i, x in enumerate((a, b, c)):  # heard from in the order a, b, c ...
+            x.send(b'{"type":"state","id":%d}\n' % i)
+            x.replies(1)
+        a.send(b'{"type":"state","id":9}\n')  # ... then a again: b is now idle the longest
         a.replies(1)
-        b.replies(1)
-        c = Raw(s.port)
-        c.send(b'{"type":"state","id":1}\n')
-        (reply,) = c.replies(1)
-        assert reply == {
-            "type": "error",
-            "id": None,
-            "reason": "overloaded",
-            "error": "too many connections (limit 2); try again later",
-        }
-        assert c.closed_by_server()
-        d = Raw(s.port, "msgpack")  # refused in its own framing
-        d.send(_mp_frame(msgspec.msgpack.encode({"type": "state"})))
-        assert d.replies(1)[0]["reason"] == "overloaded"
-        a.send(b'{"type":"state","id":2}\n')  # the first two are unaffected
-        assert a.replies(1)[0]["id"] == 2
-        assert s.server.stats.refused == 2
+        d = Raw(s.port)
+        d.send(b'{"type":"reward","value":0.5,"id":"d"}\n')
+        (reply,) = d.replies(1)
+        assert reply["type"] == "ack" and reply["id"] == "d"  # served, not refused
+        assert b.closed_by_server()  # quietly: EOF, no reply
+        assert b.split.next() is None
+        for x, i in ((a, 10), (c, 11), (d, 12)):  # the others are unaffected
+            x.send(b'{"type":"state","id":%d}\n' % i)
+            assert x.replies(1)[0]["id"] == i
+        assert s.server.stats.evicted == 1
+        assert s.call(lambda: s.server.connections) == 3
         for x in (a, b, c, d):
             x.close()
+
+
+def test_subscribers_are_evicted_only_when_nothing_else_is_open() -> None:
+    with ServerThread(limits=Limits(max_connections=2)) as s:
+        sub = Raw(s.port)
+        sub.send(b'{"type":"subscribe","hz":5}\n')
+        sub.replies(2)  # ack and the first snapshot
+        quiet = Raw(s.port)
+        quiet.send(b'{"type":"state"}\n')
+        quiet.replies(1)
+        new = Raw(s.port)  # the subscriber is idle longer, but `quiet` goes first
+        new.send(b'{"type":"state","id":1}\n')
+        assert new.replies(1)[0]["id"] == 1
+        assert quiet.closed_by_server()
+        other = Raw(s.port)  # now only a subscriber and a fresher client are left
+        other.send(b'{"type":"state","id":2}\n')
+        assert other.replies(1)[0]["id"] == 2
+        assert new.closed_by_server()
+        assert sub.replies(1)[0]["type"] == "snapshot"  # still streaming
+        assert s.server.stats.evicted == 2
+        for x in (sub, quiet, new, other):
+            x.close()
+
+
+def test_a_connection_silent_from_the_start_is_closed_at_the_first_byte_deadline() -> None:
+    with ServerThread(limits=Limits(first_byte_timeout_s=0.2)) as s:
+        silent = Raw(s.port)
+        talker = Raw(s.port)
+        talker.send(b'{"type":"state"}\n')
+        talker.replies(1)
+        assert silent.closed_by_server(within=3)
+        assert s.server.stats.silent_closed == 1
+        time.sleep(0.3)  # well past the deadline: a connection that spoke stays open
+        talker.send(b'{"type":"state","id":1}\n')
+        assert talker.replies(1)[0]["id"] == 1
+        silent.close()
+        talker.close()
 
 
 def test_rate_limit_answers_the_excess_with_errors() -> None:
