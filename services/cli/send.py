@@ -155,10 +155,15 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"engs send: {exc}", file=sys.stderr)
         return EX_USAGE
-    addr, origin = resolve_addr(cfg, args.addr)
     unix = args.unix
+    addr, bound, origin = resolve_addr(cfg, args.addr)
+    if unix is not None:
+        origin = "given by --unix"
     try:
-        host, _ = parse_addr(addr)
+        parse_addr(addr)
+        # The server asks for a token when it is *bound* beyond loopback, even when we
+        # reach a wildcard bind through 127.0.0.1.
+        host, _ = parse_addr(bound)
     except ValueError as exc:
         print(f"engs send: --addr: {exc}", file=sys.stderr)
         return EX_USAGE
@@ -168,7 +173,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     needs_token = privileged or (unix is None and not is_loopback(host))
     token = os.environ.get("ENGS_TOKEN") or None
     if needs_token and token is None:
-        why = f"`{TAG[type(msg)]}` is privileged" if privileged else f"{addr} is not loopback"
+        why = f"`{TAG[type(msg)]}` is privileged" if privileged else f"{bound} is not loopback"
         print(f"engs send: {why}: set ENGS_TOKEN to the server's token", file=sys.stderr)
         return EX_USAGE
     client = SignalClient(
@@ -204,27 +209,36 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     return EX_OK
 
 
-def resolve_addr(cfg: Config, addr: str | None) -> tuple[str, str]:
-    """(address to dial, where it came from) — see the module docstring."""
+def resolve_addr(cfg: Config, addr: str | None) -> tuple[str, str, str]:
+    """(address to dial, address the server is bound on, where it came from) — see the
+    module docstring."""
     if addr:
-        return addr, "given by --addr"
+        return addr, addr, "given by --addr"
     try:
         region = Region.attach(cfg.instance, lock_memory=False, ready_timeout_s=0.5)
     except EngsError:
-        return cfg.signals.addr, (
-            f"from $.signals.addr: no running instance {cfg.instance!r} on this machine "
-            "published one"
+        return (
+            cfg.signals.addr,
+            cfg.signals.addr,
+            (
+                f"from $.signals.addr: no running instance {cfg.instance!r} on this machine "
+                "published one"
+            ),
         )
     try:
         published = read_endpoints(region).signal_tcp
     finally:
         region.close()
     if published is None:
-        return cfg.signals.addr, (
-            f"from $.signals.addr: instance {cfg.instance!r} has not published its socket "
-            "(orchestrator not listening yet)"
+        return (
+            cfg.signals.addr,
+            cfg.signals.addr,
+            (
+                f"from $.signals.addr: instance {cfg.instance!r} has not published its socket "
+                "(orchestrator not listening yet)"
+            ),
         )
-    return connect_addr(published), f"instance {cfg.instance!r} published"
+    return connect_addr(published), published, f"instance {cfg.instance!r} published"
 
 
 def _print_error(reply: Error, args: argparse.Namespace) -> int:
