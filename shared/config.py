@@ -489,7 +489,9 @@ class SessionLogConfig(_Section, frozen=True):
     enabled: bool = True
     """Record every cycle's inputs for ``engs replay``."""
     segment_bytes: Annotated[int, Meta(ge=4096, le=1 << 34)] = 32 << 20
-    """A segment is closed and a new one (with a fresh snapshot header) opened past this."""
+    """A segment is closed and a new one (with a fresh snapshot header) opened past this.
+    It must be at least twice the largest snapshot (about 1.9 MiB with the defaults; the
+    orchestrator refuses to start below it and names the minimum)."""
     segments: Annotated[int, Meta(ge=1, le=1000)] = 4
     """Segments kept; older ones are deleted (the log never exceeds about
     ``segments x segment_bytes``)."""
@@ -786,8 +788,12 @@ class OrchestratorConfig(_Section, frozen=True):
     Under docker compose a crashed physics container comes back with a fresh /dev/shm, and
     this makes the orchestrator restart into it (ops/engs/engs.toml sets 5 s)."""
     checkpoint_period_s: Annotated[float, Meta(ge=0.1, le=86_400)] = 10.0
-    """Learned parameters and slow state are saved atomically this often and at
-    shutdown; a kill -9 loses at most one period."""
+    """Learned parameters and slow state are saved atomically this often in steady state
+    and on every clean stop; a kill -9 loses at most one period (docs/orchestrator.md §9)."""
+    checkpoint_first_s: Annotated[float, Meta(ge=0.1, le=86_400)] = 1.0
+    """The first checkpoint after start comes this long after the restored state began to
+    run; the interval then doubles up to ``checkpoint_period_s``, so a process killed
+    every few seconds keeps nearly all it learned."""
     session_log: SessionLogConfig = msgspec.field(default_factory=SessionLogConfig)
     seed: Annotated[int, Meta(ge=0, le=(1 << 63) - 1)] = 0
     """Seed of the ENGS's random generator (dream-weave sampling)."""

@@ -13,9 +13,12 @@ Each cycle (ARCHITECTURE §1, seed 003 GAP-022), on an absolute deadline:
 6. forward events (curiosity goals to subscribers), heartbeat, cycle time into stats,
    append the cycle to the session log.
 
-Checkpoints of the learned parameters and slow state are written atomically every
-``checkpoint_period_s`` (in a worker thread, so the loop never waits on the disk) and at
-shutdown, and restored at start: a kill -9 loses at most one period.
+Checkpoints of the learned parameters and slow state are written atomically (in a worker
+thread, so the loop never waits on the disk) and restored at start. The first comes
+``checkpoint_first_s`` after the loop starts (once the restored state has run briefly),
+then the interval doubles up to ``checkpoint_period_s``; one more is written on every
+clean stop. A kill -9 loses at most the current interval, so a process killed every few
+seconds keeps nearly all it learned (docs/orchestrator.md §9 has the trade-off).
 
 Deadline policy: cycles sit on a fixed grid; a cycle that overruns skips the deadlines
 already past (counted as misses) and resumes on the grid.
@@ -36,11 +39,17 @@ from typing import Any
 import msgspec
 
 from engs.services.orchestrator import checkpoint, events
-from engs.services.orchestrator.engs import Engs
+from engs.services.orchestrator.engs import Engs, EngsSnapshot
 from engs.services.orchestrator.inbox import SignalCounters, SignalInbox
 from engs.services.orchestrator.inputs import InputAccumulator
 from engs.services.orchestrator.server import SignalServer
-from engs.services.orchestrator.session import LedgerOp, SessionLog, dynamic_crc, fill_dynamic
+from engs.services.orchestrator.session import (
+    LedgerOp,
+    SessionLog,
+    check_segment_bytes,
+    dynamic_crc,
+    fill_dynamic,
+)
 from engs.shared import messages
 from engs.shared.clock import NS_PER_S, monotonic_ns, next_deadline
 from engs.shared.config import Config
@@ -80,13 +89,7 @@ class Orchestrator:
         self.dir = state_dir(cfg)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.checkpoint_path = self.dir / "checkpoint.json"
-        self.engs = Engs(cfg)
-        if self.checkpoint_path.exists():
-            try:
-                self.engs.load_checkpoint(str(self.checkpoint_path))
-                log.info("restored %s (cycle %d)", self.checkpoint_path, self.engs.cycle)
-            except Exception as exc:  # a bad checkpoint must not keep the service down
-                log.warning("ignoring checkpoint %s: %s", self.checkpoint_path, exc)
+        self.engs = self._restore()
         self.stats = StatsWriter(region, Process.ORCHESTRATOR)
         self.hb = Heartbeat(region, Process.ORCHESTRATOR)
         self.writer = SeqlockWriter(region, "control")
@@ -114,6 +117,7 @@ class Orchestrator:
         self.session: SessionLog | None = None
         sl = cfg.orchestrator.session_log
         if sl.enabled:
+            check_segment_bytes(self.engs, cfg)  # refuse a segment smaller than it must be
             self.session = SessionLog(
                 self.dir,
                 cfg.instance,
@@ -125,7 +129,10 @@ class Orchestrator:
         if self.seq == 0:  # nothing published yet: report the dynamics' starting levels
             self.engs.fill_state(self.rec)
         self._snapshot = self._make_snapshot()
+        # The checkpoint schedule (maybe_checkpoint): the next one is due then, and the
+        # interval that follows it (doubling from checkpoint_first_s to the period).
         self._checkpoint_due = 0
+        self._checkpoint_interval_ns = 0
         self._pending_ckpt: Any = None
         s = self.stats
         self.c_cycles = s.counter("engs_orchestrator_cycles_total")
@@ -141,6 +148,24 @@ class Orchestrator:
         }
         self.h_cycle = s.histogram("engs_orchestrator_cycle_seconds")
         self.h_late = s.histogram("engs_orchestrator_cycle_lateness_seconds")
+
+    def _restore(self) -> Engs:
+        """The dynamics, from the checkpoint when there is a usable one. A checkpoint
+        carries the host calibration it ran with, so a restart skips the calibration
+        benchmark (≈ 0.4 s of a restart's 1 s on two cores), which the restore would
+        overwrite anyway."""
+        path = self.checkpoint_path
+        if path.exists():
+            try:
+                snap = checkpoint.load_checkpoint(path, EngsSnapshot)
+                engs = Engs(self.cfg, calibration=snap.calibration)
+                engs.load_state_dict(snap)
+            except Exception as exc:  # a bad checkpoint must not keep the service down
+                log.warning("ignoring checkpoint %s: %s", path, exc)
+            else:
+                log.info("restored %s (cycle %d)", path, engs.cycle)
+                return engs
+        return Engs(self.cfg)
 
     # -- SignalHandler (called on the loop, between cycles) -------------------------
 
@@ -287,10 +312,25 @@ class Orchestrator:
 
     # -- checkpoints ----------------------------------------------------------------
 
+    def start_checkpoints(self, now_ns: int) -> None:
+        """The loop starts now: the first checkpoint is due ``checkpoint_first_s`` later."""
+        oc = self.cfg.orchestrator
+        first = min(oc.checkpoint_first_s, oc.checkpoint_period_s)
+        self._checkpoint_interval_ns = int(first * NS_PER_S)
+        self._checkpoint_due = now_ns + self._checkpoint_interval_ns
+
     def maybe_checkpoint(self, now_ns: int) -> None:
+        """Save a checkpoint if one is due (call between cycles, after
+        :meth:`start_checkpoints`): at ``checkpoint_first_s``, then at intervals doubling
+        up to ``checkpoint_period_s``."""
+        if self._checkpoint_interval_ns == 0:
+            self.start_checkpoints(now_ns)
+            return
         if now_ns < self._checkpoint_due:
             return
-        self._checkpoint_due = now_ns + int(self.cfg.orchestrator.checkpoint_period_s * NS_PER_S)
+        period = int(self.cfg.orchestrator.checkpoint_period_s * NS_PER_S)
+        self._checkpoint_interval_ns = min(2 * self._checkpoint_interval_ns, period)
+        self._checkpoint_due = now_ns + self._checkpoint_interval_ns
         if self._pending_ckpt is not None and not self._pending_ckpt.done():
             return  # the disk is slower than the period: skip, never queue up
         snap = self.engs.state_dict()
@@ -336,6 +376,7 @@ async def _run(cfg: Config) -> int:
     status = 0
     orch.hb.set_state(HeartbeatState.RUNNING)
     deadline = monotonic_ns() + period
+    orch.start_checkpoints(deadline)
     try:
         while not stop.is_set():
             delay = deadline - monotonic_ns()

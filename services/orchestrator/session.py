@@ -9,6 +9,11 @@ telemetry bytes it read, and a CRC-32 of the dynamic part of the NeurochemicalSt
 published). A segment that grows past ``segment_bytes`` is closed and a new one opened
 with a fresh header; only the newest ``segments`` are kept, so the log is bounded.
 
+Every segment pays for one full snapshot (hundreds of KiB to a few MiB, mostly the
+replay buffer), so a ``segment_bytes`` near that size would rotate — and fsync a new
+snapshot — several times a second. :func:`min_segment_bytes` is the least that keeps
+snapshots to at most half of every segment; the orchestrator refuses to start below it.
+
 ``replay(path)`` rebuilds the dynamics from a segment's header and re-runs every cycle
 headless, faster than real time, comparing each published state's CRC with the recorded
 one: the run is reproduced bit for bit or the first divergent cycle is reported.
@@ -33,10 +38,11 @@ import msgspec
 import numpy as np
 
 from engs.services.orchestrator.engs import Engs, EngsSnapshot
-from engs.services.orchestrator.inputs import CycleInputs
+from engs.services.orchestrator.inputs import N_DMN, CycleInputs
 from engs.services.orchestrator.metabolism import Calibration
+from engs.services.orchestrator.replay import ReplayBuffer, ReplayState
 from engs.shared.config import Config
-from engs.shared.errors import EngsError
+from engs.shared.errors import ConfigError, EngsError
 from engs.shared.layout import state_dtype, telemetry_dtype
 
 FORMAT_VERSION = 1
@@ -94,6 +100,62 @@ def dynamic_crc(state: np.ndarray[Any, Any], scratch: np.ndarray[Any, Any]) -> i
     for f in LOOP_FIELDS:
         scratch[f] = 0
     return zlib.crc32(scratch.tobytes())
+
+
+#: Bytes a msgpack ``bin`` length prefix can grow by (bin8 → bin32) as a field fills.
+_BIN_PREFIX_GROWTH = 4
+
+
+def _replay_row_bytes(st: ReplayState) -> int:
+    """Bytes one experience adds to a :class:`ReplayState` of this shape."""
+    one = ReplayBuffer(1, st.n_features, st.n_areas, 1.0)
+    one.add(0, np.zeros(st.n_features), 0.0, 0.0, (0.0,) * 4, None, (0.0,) * N_DMN)
+    row = one.state()
+    return sum(len(getattr(row, f)) for f in _REPLAY_FIELDS)
+
+
+_REPLAY_FIELDS = ("cycle", "features", "reward", "td_error", "levels", "activity", "dmn")
+
+
+def header_bytes_bound(engs: Engs, cfg: Config) -> int:
+    """The size of the largest segment header ``engs`` can write: its header now, with
+    the replay buffer grown to its capacity (the one part of a snapshot that grows)."""
+    snap = engs.state_dict()
+    header = Header(
+        version=FORMAT_VERSION,
+        config=msgspec.to_builtins(cfg),
+        calibration=engs.calibration,
+        snapshot=snap,
+        cycle=engs.cycle,
+        max_areas=cfg.shm.max_areas,
+        wall_ns=time.time_ns(),
+    )
+    size = _LEN.size + len(msgspec.msgpack.encode(header))
+    if snap.replay is not None:
+        free = snap.replay.capacity - snap.replay.size
+        size += free * _replay_row_bytes(snap.replay)
+        size += _BIN_PREFIX_GROWTH * len(_REPLAY_FIELDS)
+    return size
+
+
+def min_segment_bytes(engs: Engs, cfg: Config) -> int:
+    """The smallest ``session_log.segment_bytes`` for this configuration: twice the
+    largest header (snapshots at most half of every segment), rounded up to a KiB."""
+    return -(-2 * header_bytes_bound(engs, cfg) // 1024) * 1024
+
+
+def check_segment_bytes(engs: Engs, cfg: Config) -> None:
+    """ConfigError naming the field and the minimum when segments are too small."""
+    have = cfg.orchestrator.session_log.segment_bytes
+    need = min_segment_bytes(engs, cfg)
+    if have < need:
+        raise ConfigError(
+            f"invalid configuration: `$.orchestrator.session_log.segment_bytes` = {have} is "
+            f"below the minimum of {need} bytes for this configuration: every segment opens "
+            f"with a full snapshot of the dynamics (up to {need // 2048} KiB here, with a "
+            f"full replay buffer), which may take at most half of a segment; raise it to at "
+            f"least {need} or disable the log (`session_log.enabled = false`)"
+        )
 
 
 class SessionLog:
