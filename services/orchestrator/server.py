@@ -14,7 +14,8 @@ Connection slots cannot be hoarded: a new connection must send its first bytes w
 ``first_byte_timeout_s``, one that then falls silent is closed after ``idle_timeout_s``,
 and a new connection arriving while ``max_connections`` are open is always served — the
 connection idle the longest (subscribers last) is closed to make room. ``_conns`` is
-kept in order of each connection's last input, so that choice is O(1).
+kept in order of each connection's last input, so that choice needs no sort or scan
+(past any subscribers at its front).
 
 Who calls what:
 
