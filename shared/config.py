@@ -96,8 +96,16 @@ class PhysicsConfig(_Section, frozen=True):
     plasticity_rate: Annotated[float, Meta(ge=0)] = 0.5
     """η₀: Hebbian rate in s⁻¹ per field unit²; ``area_plasticity`` multiplies it."""
     elasticity_rate: Annotated[float, Meta(ge=0)] = 0.5
-    """λ₀: restoring rate of the conductance towards 1, in s⁻¹; ``area_elasticity``
-    multiplies it."""
+    """λ₀: restoring rate of the conductance towards its consolidated value, in s⁻¹;
+    ``area_elasticity`` multiplies it."""
+    consolidation_rate: Annotated[float, Meta(ge=0, le=100)] = 0.05
+    """κ: rate at which the consolidated metric follows the conductance, in s⁻¹ (20 s at
+    the default: a pattern held for tens of seconds is consolidated, a blip is not). 0: no
+    consolidation (the conductance relaxes to the identity, the pre-issue-13 rule)."""
+    forgetting_rate: Annotated[float, Meta(ge=0, le=100)] = 0.02
+    """μ: rate at which the consolidated metric returns to the identity, in s⁻¹ (50 s at
+    the default). Must be > 0 when consolidation_rate is: without forgetting, any steady
+    correlation would consolidate without bound."""
     conductance_min: PosFloat = 0.05
     """g_min: lower clamp of every edge conductance (dimensionless, ≤ 1)."""
     conductance_max: PosFloat = 4.0
@@ -167,6 +175,11 @@ class PhysicsConfig(_Section, frozen=True):
             raise ValueError(
                 "`conductance_min` <= 1 <= `conductance_max` expected (the metric relaxes "
                 f"to 1), got {self.conductance_min} and {self.conductance_max}"
+            )
+        if self.consolidation_rate > 0 and self.forgetting_rate <= 0:
+            raise ValueError(
+                "`forgetting_rate` > 0 expected when `consolidation_rate` > 0 (otherwise a "
+                f"steady correlation consolidates without bound), got {self.forgetting_rate}"
             )
 
 

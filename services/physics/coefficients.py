@@ -57,7 +57,9 @@ class PhysicsParams:
     gamma0: float  # base damping, 1/s
     gamma_emergency: float  # damping floor while CRITICAL, 1/s
     eta0: float  # Hebbian rate, 1/(s · field²)
-    lam0: float  # elastic restoring rate, 1/s
+    lam0: float  # elastic restoring rate towards the consolidated metric, 1/s
+    kappa: float  # consolidation rate, 1/s (plasticity.py)
+    mu: float  # forgetting rate of the consolidated metric, 1/s
     g_min: float
     g_max: float
     omega: float  # drive carrier, rad/s
@@ -78,6 +80,8 @@ class PhysicsParams:
             gamma_emergency=cfg.emergency_damping,
             eta0=cfg.plasticity_rate,
             lam0=cfg.elasticity_rate,
+            kappa=cfg.consolidation_rate,
+            mu=cfg.forgetting_rate,
             g_min=cfg.conductance_min,
             g_max=cfg.conductance_max,
             omega=2.0 * math.pi * cfg.carrier_hz,
@@ -103,6 +107,7 @@ class Coefficients:
         "damping",
         "drive",
         "elasticity",
+        "metric_frozen",
         "n_areas",
         "noise",
         "plasticity",
@@ -131,6 +136,8 @@ class Coefficients:
 
     def __init__(self, n_areas: int) -> None:
         self.n_areas = n_areas
+        self.metric_frozen = False
+        """``Mode.PLASTICITY_OFF``: the metric and its consolidated value are frozen."""
         for name, value in self._NEUTRAL.items():
             setattr(self, name, np.full(n_areas, value, dtype=F32))
 
@@ -157,7 +164,8 @@ class Coefficients:
 
         Rows beyond the record's ``n_areas`` (an orchestrator configured with fewer
         areas, or a region nobody has written yet) stay neutral. ``Mode.PLASTICITY_OFF``
-        in ``flags`` zeroes both plasticity and elasticity: the metric is frozen.
+        in ``flags`` zeroes both plasticity and elasticity and stops consolidation: the
+        metric and its consolidated value are frozen.
         Non-finite values become 0 and negative multipliers are clipped to 0, so a bad
         row can slow the physics down but never make it diverge. Allocates no buffers.
         """
@@ -168,7 +176,8 @@ class Coefficients:
             dst[m:] = self._NEUTRAL[name]
         if not with_stimulus:
             self.stimulus.fill(0.0)
-        if int(state["flags"]) & Mode.PLASTICITY_OFF:
+        self.metric_frozen = bool(int(state["flags"]) & Mode.PLASTICITY_OFF)
+        if self.metric_frozen:
             self.plasticity.fill(0.0)
             self.elasticity.fill(0.0)
         self.sanitize()
@@ -200,6 +209,7 @@ class TickTable:
         self.drive_prev = np.zeros(n_areas, dtype=np.float64)  # A applied last tick
         self.noise_on = False
         self.shift_on = False
+        self.consolidate_on = True  # False while the metric is frozen (PLASTICITY_OFF)
         self._w = np.zeros(n_areas, dtype=np.float64)  # scratch
         self._v = np.zeros(n_areas, dtype=np.float64)
         self._mask = np.zeros(n_areas, dtype=bool)
@@ -277,4 +287,5 @@ def derive_tick_table(
     np.multiply(coeffs.noise, params.sigma * math.sqrt(h), out=out._w)
     t[:, c["NOISE"]] = out._w
     out.noise_on = bool(params.sigma > 0.0 and coeffs.noise.any())
+    out.consolidate_on = not coeffs.metric_frozen
     return int(np.count_nonzero(out.clamped))

@@ -5,7 +5,8 @@ Three kernels per lattice (CuPy ``RawModule``, compiled by NVRTC once per shape)
 ``kick_drift``             half kick (damping, force), noise kick, drift, shift;
                            also zeroes the reduction buffer for the next kernel.
 ``force_kick_plasticity``  the 2d-neighbour stencil: F = v² L_g Ψ, the second half
-                           kick, the Hebbian update of the node's d edges into g',
+                           kick, the Hebbian update of the node's d edges into g' (and of their
+                           consolidated metric c, in place),
                            and every per-tick sum (V, Σ e log₂ e, kinetic, shadow,
                            potential, Σ|∇Ψ|², Σ|Δg|, per-area V, per-area max g_k),
                            block-reduced and accumulated with one atomic per block.
@@ -169,7 +170,8 @@ struct EdgeAcc {
 // (integrator.force_sweep and plasticity.hebbian_update, same operand order).
 template <int K, long long NK, long long SK>
 DEVICE void edge_step(idx_t i, float2 q, const float2* psi, const float* g, float* g_next,
-                      float eta_h, float lam_h, float gmin, float gmax, EdgeAcc& a) {
+                      float* anchor, float eta_h, float lam_h, float kap_h, float mu_h,
+                      float gmin, float gmax, EdgeAcc& a) {
   const idx_t ck = (i / (idx_t)SK) % (idx_t)NK;
   const idx_t ip = (ck + 1 < (idx_t)NK) ? i + (idx_t)SK : i - (idx_t)((NK - 1) * SK);
   const idx_t im = (ck > 0) ? i - (idx_t)SK : i + (idx_t)((NK - 1) * SK);
@@ -190,13 +192,21 @@ DEVICE void edge_step(idx_t i, float2 q, const float2* psi, const float* g, floa
   float corr = q.x * qp.x;  // Re(Psi(x) conj Psi(x + e_k))
   corr = corr + q.y * qp.y;
   corr = corr * eta_h;
-  float t = gk - 1.0f;
+  const float ck_ = anchor[off + i];  // c: the consolidated metric
+  float t = gk - ck_;
   t = t * lam_h;
   corr = corr - t;
   float gn = gk + corr;
   gn = gn < gmin ? gmin : gn;  // clamp that keeps NaN, like np.clip (fminf/fmaxf
   gn = gn > gmax ? gmax : gn;  // would turn a NaN into a plausible g_min: silent)
   g_next[off + i] = gn;
+  float u = gn - ck_;  // c' = (c + h kappa (g' - c)) - h mu (c - 1), in place (local)
+  u = u * kap_h;
+  float w = ck_ - 1.0f;
+  w = w * mu_h;
+  float cn = ck_ + u;
+  cn = cn - w;
+  anchor[off + i] = cn;
   a.dg = a.dg + fabsf(gn - gk);
   a.gmax[K] = gn;
 }
@@ -209,8 +219,9 @@ struct NodeOut {
 
 // The force step of node i: F = c2 L_g Psi, second half kick, plasticity, node sums.
 DEVICE void node_force(idx_t i, const float2* psi, float2* pi, float2* force, const float* g,
-                       float* g_next, const int* area_of_row, const float* coef,
-                       float half_h, float gmin, float gmax, NodeOut& o) {
+                       float* g_next, float* anchor, const int* area_of_row, const float* coef,
+                       float half_h, float gmin, float gmax, float kap_h, float mu_h,
+                       NodeOut& o) {
   const int a = area_of(area_of_row, i);
   const float* c = coef + a * NCOEF;
   const float2 q = psi[i];
@@ -218,7 +229,8 @@ DEVICE void node_force(idx_t i, const float2* psi, float2* pi, float2* force, co
   EdgeAcc acc;
   acc.lx = 0.0f; acc.ly = 0.0f; acc.pot = 0.0f; acc.grad2 = 0.0f; acc.dg = 0.0f;
 #define ENGS_EDGE(K, NK, SK) \
-  edge_step<K, NK, SK>(i, q, psi, g, g_next, eta_h, lam_h, gmin, gmax, acc);
+  edge_step<K, NK, SK>(i, q, psi, g, g_next, anchor, eta_h, lam_h, kap_h, mu_h, gmin, gmax, \
+                       acc);
   FOR_EACH_AXIS(ENGS_EDGE)
 #undef ENGS_EDGE
   const float c2 = c[C_C2];
@@ -333,9 +345,10 @@ kick_drift(float2* __restrict__ psi, float2* __restrict__ pi, const float2* __re
 extern "C" __global__ void __launch_bounds__(BLOCK)
 force_kick_plasticity(const float2* __restrict__ psi, float2* __restrict__ pi,
                       float2* __restrict__ force, const float* __restrict__ g,
-                      float* __restrict__ g_next, const int* __restrict__ area_of_row,
-                      const float* __restrict__ coef, double* __restrict__ red,
-                      float half_h, float gmin, float gmax) {
+                      float* __restrict__ g_next, float* __restrict__ anchor,
+                      const int* __restrict__ area_of_row, const float* __restrict__ coef,
+                      double* __restrict__ red, float half_h, float gmin, float gmax,
+                      float kap_h, float mu_h) {
   const long long first = (long long)blockIdx.x * BLOCK;
   const long long i = first + threadIdx.x;
   NodeOut o;
@@ -343,7 +356,8 @@ force_kick_plasticity(const float2* __restrict__ psi, float2* __restrict__ pi,
   o.dg = 0.0f; o.area = 0;
   for (int k = 0; k < NDIM; ++k) o.gmax[k] = 0.0f;
   if (i < N_NODES)
-    node_force((idx_t)i, psi, pi, force, g, g_next, area_of_row, coef, half_h, gmin, gmax, o);
+    node_force((idx_t)i, psi, pi, force, g, g_next, anchor, area_of_row, coef, half_h, gmin,
+               gmax, kap_h, mu_h, o);
   // Areas are contiguous index ranges, so a block almost always lies in one area:
   // then one atomic per block per quantity; a block straddling a boundary falls back
   // to one atomic per node for the per-area quantities.
@@ -393,12 +407,14 @@ extern "C" void host_kick_drift(float2* psi, float2* pi, const float2* force,
 }
 
 extern "C" void host_force(const float2* psi, float2* pi, float2* force, const float* g,
-                           float* g_next, const int* area_of_row, const float* coef,
-                           double* red, float half_h, float gmin, float gmax) {
+                           float* g_next, float* anchor, const int* area_of_row,
+                           const float* coef, double* red, float half_h, float gmin,
+                           float gmax, float kap_h, float mu_h) {
   for (int j = 0; j < RED_LEN; ++j) red[j] = 0.0;
   for (idx_t i = 0; i < (idx_t)N_NODES; ++i) {
     NodeOut o;
-    node_force(i, psi, pi, force, g, g_next, area_of_row, coef, half_h, gmin, gmax, o);
+    node_force(i, psi, pi, force, g, g_next, anchor, area_of_row, coef, half_h, gmin, gmax,
+               kap_h, mu_h, o);
     const double v[NSUM] = {o.e, o.elog, o.kin, o.shadow, o.pot, o.grad2, o.dg};
     for (int j = 0; j < NSUM; ++j) red[j] += v[j];
     red[RED_AREA_E + o.area] += o.e;

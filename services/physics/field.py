@@ -95,6 +95,10 @@ class Field:
         self.force = xp.zeros(lat.shape, dtype=xp.complex64)
         self.g = xp.ones((d, *lat.shape), dtype=xp.float32)
         self.g_next = xp.ones((d, *lat.shape), dtype=xp.float32)
+        #: c: the consolidated metric g relaxes to (plasticity.py), updated in place.
+        self.g_anchor = xp.ones((d, *lat.shape), dtype=xp.float32)
+        self._kappa_h = self.params.h * self.params.kappa
+        self._mu_h = self.params.h * self.params.mu
         self.tick = 0
         self.noise_key = stream_key(self.params.seed)
         # host-side per-tick state, shared by both backends
@@ -178,7 +182,8 @@ class Field:
         drift(xp, self.psi, self.pi, p.h, rt.shift if tt.shift_on else None, s.flux)
         pot, grad2, dg = force_sweep(
             xp, lat, self.psi, self.g, self.g_next, self.pi, self.force, rt, half_h,
-            p.g_min, p.g_max, s, self.g_area_max_dev,
+            p.g_min, p.g_max, s, self.g_area_max_dev, self.g_anchor,
+            self._kappa_h if tt.consolidate_on else 0.0, self._mu_h if tt.consolidate_on else 0.0,
         )  # fmt: skip
         self.g, self.g_next = self.g_next, self.g
         sums = self.sums
@@ -281,6 +286,7 @@ class Field:
             bad = ~xp.isfinite(g)
             reset += int(xp.count_nonzero(bad)) if g is self.g else 0
             xp.copyto(g, xp.float32(1.0), where=bad)
+        xp.copyto(self.g_anchor, xp.float32(1.0), where=~xp.isfinite(self.g_anchor))
         self._measure_g_area_max()
         self._update_lambda_bound()
         return reset
@@ -293,11 +299,14 @@ class Field:
         pi: Any = None,
         g: Any = None,
         coeffs: Coefficients | None = None,
+        anchor: Any = None,
     ) -> None:
         """Replace (parts of) the state and make the cached force consistent with it.
 
         ``psi``, ``pi``: complex, lattice shape (field units, field/s). ``g``: float,
-        shape ``(d, *shape)``, clamped to [g_min, g_max]. ``coeffs``: the coefficients
+        shape ``(d, *shape)``, clamped to [g_min, g_max]; the consolidated metric becomes
+        ``anchor`` (same shape, clamped alike) or, when only ``g`` is given, g itself (a
+        metric set from outside is taken as consolidated). ``coeffs``: the coefficients
         the first tick will use (neutral if None), so that the first half kick uses
         F = v² L_g Ψ at the speeds that tick applies. Not for the hot loop.
         """
@@ -310,6 +319,9 @@ class Field:
             xp.copyto(self.g, xp.asarray(g, dtype=xp.float32))
             xp.clip(self.g, self.params.g_min, self.params.g_max, out=self.g)
             xp.copyto(self.g_next, self.g)
+        if anchor is not None or g is not None:
+            xp.copyto(self.g_anchor, self.g if anchor is None else xp.asarray(anchor, xp.float32))
+            xp.clip(self.g_anchor, self.params.g_min, self.params.g_max, out=self.g_anchor)
         self._measure_g_area_max()
         self._update_lambda_bound()
         self.refresh_force(coeffs if coeffs is not None else self._neutral)
@@ -350,16 +362,20 @@ class Field:
         """A host copy of the conductances (float32, ``(d, *shape)``)."""
         return np.array(_to_host(self.g), dtype=np.float32)
 
+    def anchor_host(self) -> np.ndarray[Any, np.dtype[np.float32]]:
+        """A host copy of the consolidated metric c (float32, ``(d, *shape)``)."""
+        return np.array(_to_host(self.g_anchor), dtype=np.float32)
+
     def bytes_per_step(self) -> int:
         """Compulsory memory traffic of one tick, in bytes (see :mod:`bench`).
 
         NumPy twin: its ufunc passes each stream whole arrays; this counts the
         *algorithmic minimum* both backends share (the fused kernels reach it):
         kick-drift reads Ψ, Π, F and writes Ψ, Π (5 × 8 B per node); the force
-        sweep reads Ψ, Π, g and writes Π, F, g' (4 × 8 B + 2d × 4 B per node),
+        sweep reads Ψ, Π, g, c and writes Π, F, g', c (4 × 8 B + 4d × 4 B per node),
         assuming the 2d neighbour reads of Ψ and g hit cache."""
         d = self.lattice.ndim
-        return self.lattice.n_nodes * (5 * 8 + 4 * 8 + 2 * d * 4)
+        return self.lattice.n_nodes * (5 * 8 + 4 * 8 + 4 * d * 4)
 
 
 def _to_host(a: Any) -> Any:

@@ -38,8 +38,8 @@ class Executor(Protocol):
     ) -> None: ...  # fmt: skip
 
     def force(
-        self, psi: Any, pi: Any, force: Any, g: Any, g_next: Any, half_h: float,
-        g_min: float, g_max: float,
+        self, psi: Any, pi: Any, force: Any, g: Any, g_next: Any, anchor: Any,
+        half_h: float, g_min: float, g_max: float, kappa_h: float, mu_h: float,
     ) -> None: ...  # fmt: skip
 
     def download_red(self, out: np.ndarray[Any, np.dtype[np.float64]]) -> None: ...
@@ -71,7 +71,11 @@ class FusedField(Field):
             self.psi, self.pi, self.force, tick_base(self.noise_key, self.tick, lat.n_nodes),
             tt.noise_on, tt.shift_on, p.h, half_h,
         )  # fmt: skip
-        ex.force(self.psi, self.pi, self.force, self.g, self.g_next, half_h, p.g_min, p.g_max)
+        ex.force(
+            self.psi, self.pi, self.force, self.g, self.g_next, self.g_anchor, half_h,
+            p.g_min, p.g_max, self._kappa_h if tt.consolidate_on else 0.0,
+            self._mu_h if tt.consolidate_on else 0.0,
+        )  # fmt: skip
         self.g, self.g_next = self.g_next, self.g
         ex.download_red(self.red)
         n, d = lat.n_areas, lat.ndim

@@ -51,13 +51,14 @@ class CupyExecutor:
         )  # fmt: skip
 
     def force(
-        self, psi: Any, pi: Any, force: Any, g: Any, g_next: Any, half_h: float,
-        g_min: float, g_max: float,
+        self, psi: Any, pi: Any, force: Any, g: Any, g_next: Any, anchor: Any,
+        half_h: float, g_min: float, g_max: float, kappa_h: float, mu_h: float,
     ) -> None:  # fmt: skip
         self.k_force(
             self.grid, self.block,
-            (psi, pi, force, g, g_next, self.area_of_row, self.coef, self.red,
-             np.float32(half_h), np.float32(g_min), np.float32(g_max)),
+            (psi, pi, force, g, g_next, anchor, self.area_of_row, self.coef, self.red,
+             np.float32(half_h), np.float32(g_min), np.float32(g_max), np.float32(kappa_h),
+             np.float32(mu_h)),
         )  # fmt: skip
 
     def download_red(self, out: np.ndarray[Any, np.dtype[np.float64]]) -> None:

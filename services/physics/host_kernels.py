@@ -71,7 +71,7 @@ class HostExecutor:
         self.coef = np.zeros((lat.n_areas, 0), dtype=np.float32)
         vp, f, i, u64 = ctypes.c_void_p, ctypes.c_float, ctypes.c_int, ctypes.c_uint64
         self.lib.host_kick_drift.argtypes = [vp, vp, vp, vp, vp, u64, i, i, f, f]
-        self.lib.host_force.argtypes = [vp, vp, vp, vp, vp, vp, vp, vp, f, f, f]
+        self.lib.host_force.argtypes = [vp, vp, vp, vp, vp, vp, vp, vp, vp, f, f, f, f, f]
         self.lib.host_metric_grad.argtypes = [vp, vp, vp]
         self._red: np.ndarray[Any, np.dtype[np.float64]] | None = None
 
@@ -88,14 +88,15 @@ class HostExecutor:
         )  # fmt: skip
 
     def force(
-        self, psi: Any, pi: Any, force: Any, g: Any, g_next: Any, half_h: float,
-        g_min: float, g_max: float,
+        self, psi: Any, pi: Any, force: Any, g: Any, g_next: Any, anchor: Any,
+        half_h: float, g_min: float, g_max: float, kappa_h: float, mu_h: float,
     ) -> None:  # fmt: skip
         if self._red is None:
             raise RuntimeError("download_red's buffer must be registered first")
         self.lib.host_force(
-            _ptr(psi), _ptr(pi), _ptr(force), _ptr(g), _ptr(g_next), _ptr(self.area_of_row),
-            _ptr(self.coef), _ptr(self._red), half_h, g_min, g_max,
+            _ptr(psi), _ptr(pi), _ptr(force), _ptr(g), _ptr(g_next), _ptr(anchor),
+            _ptr(self.area_of_row), _ptr(self.coef), _ptr(self._red), half_h, g_min, g_max,
+            kappa_h, mu_h,
         )  # fmt: skip
 
     def register_red(self, red: np.ndarray[Any, np.dtype[np.float64]]) -> None:

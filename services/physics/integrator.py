@@ -144,12 +144,17 @@ def force_sweep(
     g_max: float,
     s: SweepScratch,
     g_area_max: Any,
+    anchor: Any,
+    kappa_h: float,
+    mu_h: float,
 ) -> tuple[float, float, float]:
     """The fused force step: F = v² L_g Ψ, the second half kick, the Hebbian update.
 
     Reads Ψ (after the drift), g, Π; writes ``force``, ``pi``, ``g_next`` (the next
     conductances, clamped) and ``g_area_max`` (float32 ``(d, n_areas)``: G_{a,k}, the
-    largest new g_k of each area, for the next tick's CFL bound).
+    largest new g_k of each area, for the next tick's CFL bound); updates ``anchor``
+    (float32 ``(d, *shape)``, the consolidated metric c) in place, with ``kappa_h`` = hκ
+    and ``mu_h`` = hμ (:func:`plasticity.hebbian_update`).
 
     Returns the edge sums (float, accumulated in float32 per direction):
     ``pot`` = Σ_{x,k} g_k |∇_kΨ|², ``grad2`` = Σ_{x,k} |∇_kΨ|² (field²), and
@@ -171,7 +176,10 @@ def force_sweep(
         else:
             xp.add(s.lap, s.flux, out=s.lap)
         subtract_backward(xp, lat, s.flux, k, s.lap)
-        hebbian_update(xp, g[k], s.corr, rt.eta_h, rt.lam_h, g_min, g_max, g_next[k], s.tmp)
+        hebbian_update(
+            xp, g[k], s.corr, rt.eta_h, rt.lam_h, g_min, g_max, g_next[k], s.tmp,
+            anchor[k], kappa_h, mu_h,
+        )  # fmt: skip
         xp.subtract(g_next[k], g[k], out=s.tmp)
         xp.abs(s.tmp, out=s.tmp)
         dg += float(xp.sum(s.tmp, dtype=xp.float64))

@@ -21,9 +21,14 @@ three lesions (D clamped to 0, S clamped to 0, N clamped to 1):
   (area 2) with feedback for ``relearn_s`` — the recall of P1 after it measures
   whether the stored pattern survived new learning.
 
+Lesions are pharmacological clamps: the level is held in the dynamics, at every area's
+receptors (what the area model derives from it follows) and in the published record
+(:class:`engs.services.validate.sim.Clamp`, SN-78).
+
 Read-outs per condition: convergence time (first time the 1-s running mean of A_1
 reaches ``criterion``), final accuracy (mean A_1 over the last 2 s of learning), peak
-accuracy, recall of P1 after P2, fraction of edges at g_max, the rise of the background
+accuracy, the unclipped contrast C_1 (peak of its 1-s mean, final 2-s mean), recall of P1
+after P2, fraction of edges at g_max, the rise of the background
 areas' mean conductance over the learning phase (what admitted irrelevant inputs imprint
 where nothing was taught), irrelevant inputs offered and admitted, field energy, and the
 field entropy (reported by the causality assay).
@@ -33,7 +38,13 @@ clamped at each of ``arousal_levels`` (N = 1 is the panic lesion's run); the pre
 asks for an interior peak of the final accuracy with both ends ``arousal_drop`` below it.
 What N does in the model: the speed gain 1 + N² (no effect on an off-resonant drive),
 the relevance gate τ(N), the couplings to D and S (plasticity and elasticity gates), and
-the gain of the areas' response to their inputs (docs/areas.md §7a).
+the gain of the areas' saturating response to their inputs (docs/areas.md §7a): low gain
+under-responds (the taught input barely leads the resting one), high gain drives every
+input, relevant or not, to the ceiling (SN-73).
+
+S = 0 (SN-74, SN-77): the elastic force λ(S) pulls the metric to its consolidated value;
+without it ongoing activity potentiates every edge it reaches, the taught contrast erodes
+while still presented, and P1 does not survive learning P2.
 """
 
 from __future__ import annotations
@@ -56,14 +67,19 @@ from engs.shared.config import Config
 NAME = "lesions"
 TITLE = "1. Virtual lesions: control vs D = 0, S = 0, N = 1 on a feedback task"
 
+#: The N = 1 condition with N's input side held calm (see CONDITIONS).
+CALM_INPUT = "N=1, input calm"
+
 CONDITIONS: dict[str, Clamp] = {
     "control": Clamp(),
     "D=0": Clamp(dopamine=0.0),
     "S=0": Clamp(serotonin=0.0),
     "N=1": Clamp(norepinephrine=1.0),
-    #: N = 1 with the relevance gate held at its calm value: isolates what the admitted
-    #: irrelevant inputs do from everything else N = 1 does (D up, S down, PANIC).
-    "N=1, τ calm": Clamp(norepinephrine=1.0),
+    #: N = 1 with its input side held calm — the relevance gate at its calm τ and the
+    #: areas' response gain at 1: isolates what N = 1 lets in (admitted irrelevant inputs,
+    #: every input driving its area harder) from everything else N = 1 does (D up, S down,
+    #: the speed gain, PANIC).
+    CALM_INPUT: Clamp(norepinephrine=1.0),
 }
 
 
@@ -99,6 +115,7 @@ class ConditionRun:
     phase: np.ndarray[Any, Any]  # 0 settle, 1 learn P1, 2 learn P2
     accuracy1: np.ndarray[Any, Any]
     accuracy2: np.ndarray[Any, Any]
+    contrast1: np.ndarray[Any, Any]  # C_1 unclipped (conductance units)
     dopamine: np.ndarray[Any, Any]
     serotonin: np.ndarray[Any, Any]
     norepinephrine: np.ndarray[Any, Any]
@@ -158,8 +175,12 @@ def run_condition(
     progress: Progress | None = None,
 ) -> ConditionRun:
     """Run the feedback task for one condition (deterministic in ``seed``)."""
-    if name == "N=1, τ calm":
-        mechanisms = replace(mechanisms or Mechanisms(), relevance_gate=Constant(_calm_tau(cfg)))
+    if name == CALM_INPUT:
+        mechanisms = replace(
+            mechanisms or Mechanisms(),
+            relevance_gate=Constant(_calm_tau(cfg)),
+            response_gain=Constant(1.0),
+        )
     sim = Sim(cfg, seed=seed, clamp=clamp, mechanisms=mechanisms)
     p = params
     n = sim.n_areas
@@ -170,7 +191,8 @@ def run_condition(
     phases = [(0, None, p.settle_s), (1, t1, p.learn_s), (2, t2, p.relearn_s)]
     total = sum(round(s / dt) for _, _, s in phases)
     cols: dict[str, list[float]] = {
-        k: [] for k in ["t", "phase", "a1", "a2", "D", "S", "N", "plast", "elast", "tau", "H", "E"]
+        k: []
+        for k in ["t", "phase", "a1", "a2", "c1", "D", "S", "N", "plast", "elast", "tau", "H", "E"]
     }
     area_g: list[np.ndarray[Any, Any]] = []
     fb_every = max(1, round(p.feedback_every_s / dt))
@@ -207,6 +229,7 @@ def run_condition(
                 ("phase", phase),
                 ("a1", acc[0]),
                 ("a2", acc[1]),
+                ("c1", float(g[t1] - g[background].mean())),
                 ("D", float(st["dopamine"])),
                 ("S", float(st["serotonin"])),
                 ("N", float(st["norepinephrine"])),
@@ -231,6 +254,7 @@ def run_condition(
         phase=a["phase"].astype(np.int64),
         accuracy1=a["a1"],
         accuracy2=a["a2"],
+        contrast1=a["c1"],
         dopamine=a["D"],
         serotonin=a["S"],
         norepinephrine=a["N"],
@@ -269,8 +293,11 @@ def summarize(run: ConditionRun, params: Params, dt: float) -> dict[str, Any]:
     g_learnt = run.area_g[learn][-1][background].mean()
     settled = run.energy[run.phase == 0][-tail:]
     e_settle = float(settled.mean()) if settled.size else float(run.energy[0])
+    contrast = running_mean(run.contrast1[learn], max(1, round(1.0 / dt)))
     return {
         "convergence_s": float((hit[0] + 1) * dt) if hit.size else None,
+        "peak_contrast": float(contrast.max()),
+        "final_contrast": float(run.contrast1[learn][-tail:].mean()),
         "final_accuracy": float(acc[-tail:].mean()),
         "peak_accuracy": float(smooth.max()),
         "recall_p1_after_p2": float(run.accuracy1[relearn][-recall_tail:].mean())
@@ -429,19 +456,22 @@ def _d_no_adaptation(m: Summary, params: Params) -> Prediction:
 
 def _s_overwritten(m: Summary, params: Params) -> Prediction:
     s = m["S=0"]
+    peak, final = s["peak_contrast"], s["final_contrast"]
     return Prediction(
         id="lesion.S.overwritten",
-        statement="S clamped to 0: metric elasticity λ → 0 and new activity overwrites the "
-        "stored pattern (catastrophic forgetting, 'manic instability').",
+        statement="S clamped to 0: metric elasticity λ → 0, nothing holds the metric to what "
+        "was consolidated and ongoing activity overwrites the stored pattern ('manic "
+        "instability': every edge that activity reaches is potentiated).",
         criterion="published elasticity gate <= 0.05; the pattern is learned (peak "
-        "accuracy >= 0.5) and then lost while still presented (final <= 0.5 x peak) "
-        "with >= 50 % of edges at g_max",
+        "accuracy >= 0.5) and then lost while still presented: its contrast C_1 "
+        "(unclipped, 1-s mean) ends <= 0.5 x its peak, with >= 50 % of edges at g_max",
         measured=f"elasticity gate {s['elasticity_gate']:.3f}, edges at g_max "
         f"{100 * s['saturated_edge_fraction']:.0f} %, peak accuracy "
-        f"{s['peak_accuracy']:.2f} then final {s['final_accuracy']:.2f}",
+        f"{s['peak_accuracy']:.2f}; contrast peak {peak:.2f} then final {final:.2f} "
+        f"({final / peak if peak > 0 else math.nan:.2f} x)",
         passed=s["elasticity_gate"] <= 0.05
         and s["peak_accuracy"] >= 0.5
-        and s["final_accuracy"] <= 0.5 * s["peak_accuracy"]
+        and final <= 0.5 * peak
         and s["saturated_edge_fraction"] >= 0.5,
         numbers={
             k: s[k]
@@ -450,6 +480,8 @@ def _s_overwritten(m: Summary, params: Params) -> Prediction:
                 "saturated_edge_fraction",
                 "peak_accuracy",
                 "final_accuracy",
+                "peak_contrast",
+                "final_contrast",
             )
         },
     )
@@ -491,20 +523,21 @@ def _n_admits(m: Summary, params: Params) -> Prediction:
 
 
 def _n_spurious(m: Summary, params: Params) -> Prediction:
-    nn, nc = m["N=1"], m["N=1, τ calm"]
+    nn, nc = m["N=1"], m[CALM_INPUT]
     ref = f"; control {m['control']['background_g_rise']:+.2f}" if "control" in m else ""
     rise, calm = nn["background_g_rise"], nc["background_g_rise"]
     need = 0.2 * params.target_contrast
     return Prediction(
         id="lesion.N.spurious_imprint",
-        statement="Admitted irrelevant inputs are stored as spurious connections "
-        "('hallucinated connections'): areas that were never taught anything are "
-        "potentiated.",
+        statement="What N = 1 lets in is stored as spurious connections ('hallucinated "
+        "connections'): the relevance gate admits every irrelevant input and the response "
+        "gain drives every area, taught or not, towards saturation, so areas that were "
+        "never taught anything are potentiated.",
         criterion="rise of the background areas' mean conductance over the learning phase: "
-        f"(N = 1) - (N = 1 with τ held at its calm value) >= {need:g} (a fifth of the "
-        "target contrast C*; the same lesion with the irrelevant inputs rejected isolates "
-        "their effect)",
-        measured=f"background Δḡ N = 1 {rise:+.2f} vs N = 1 with τ calm {calm:+.2f}{ref}; "
+        f"(N = 1) - (N = 1 with its input side calm: τ at its calm value, response gain 1) "
+        f">= {need:g} (a fifth of the target contrast C*; the same lesion with the "
+        "irrelevant input kept out isolates its effect from N's couplings to D and S)",
+        measured=f"background Δḡ N = 1 {rise:+.2f} vs N = 1 with input calm {calm:+.2f}{ref}; "
         f"final accuracy {nn['final_accuracy']:.2f} vs {nc['final_accuracy']:.2f}",
         passed=rise - calm >= need,
         numbers={"background_rise_N1": rise, "background_rise_N1_tau_calm": calm},
@@ -538,5 +571,5 @@ _PREDICTIONS: tuple[tuple[tuple[str, ...], Any], ...] = (
     (("S=0",), _s_overwritten),
     (("control", "S=0"), _s_specific),
     (("control", "N=1"), _n_admits),
-    (("N=1", "N=1, τ calm"), _n_spurious),
+    (("N=1", CALM_INPUT), _n_spurious),
 )

@@ -23,7 +23,7 @@ COLORS = {
     "D=0": "#d62728",
     "S=0": "#1f77b4",
     "N=1": "#ff7f0e",
-    "N=1, τ calm": "#bcbd22",
+    "N=1, input calm": "#bcbd22",
     "critic": "#2ca02c",
     "energy": "#9467bd",
 }

@@ -22,9 +22,12 @@ Interventions:
 
 * :class:`Clamp` (virtual lesions, seed 003 GAP-029): a level held at a value. The
   clamp acts on the dynamics (the level is overwritten in the ``Engs`` after every
-  step, so the couplings, the PANIC monitor and the next cycle all see it) and on the
-  published record (the level and every coefficient derived from it are recomputed with
-  the same gate functions ENGS uses, :mod:`engs.services.orchestrator.gates`).
+  step, so the couplings, the PANIC monitor and the next cycle all see it), on every
+  area's effective level (``AreaNeurochemistry.hold_levels``: what the area model derives
+  from it — norepinephrine's response gain on the drive — follows the clamp; SN-78) and
+  on the published record (the level and every coefficient derived from it are
+  recomputed with the same gate functions ENGS uses,
+  :mod:`engs.services.orchestrator.gates`).
 * :class:`Mechanisms`: replacements for the flip tests — a gate replaced by another
   function of its level, the learned critic replaced by a zero value, the boredom
   drive's novelty relief removed. An assay that depends on a mechanism must fail when
@@ -113,13 +116,17 @@ class Mechanisms:
 
     ``plasticity_gate`` / ``elasticity_gate`` / ``relevance_gate``: a function of the
     published level (D, S, N) that replaces the published multiplier (or τ).
-    ``zero_value``: the learned critic is replaced by V ≡ 0 (δ = R). ``novelty_relief``:
-    False makes novelty relieve no boredom (the boredom clock ignores it).
+    ``response_gain``: a function of the published N that replaces every area's
+    norepinephrine response gain on the drive (``Effects.response_gain``; needs the area
+    model). ``zero_value``: the learned critic is replaced by V ≡ 0 (δ = R).
+    ``novelty_relief``: False makes novelty relieve no boredom (the boredom clock ignores
+    it).
     """
 
     plasticity_gate: Callable[[float], float] | None = None
     elasticity_gate: Callable[[float], float] | None = None
     relevance_gate: Callable[[float], float] | None = None
+    response_gain: Callable[[float], float] | None = None
     zero_value: bool = False
     novelty_relief: bool = True
 
@@ -308,6 +315,24 @@ class Sim:
             self.engs.serotonin = c.serotonin
         if c.norepinephrine is not None:
             self.engs.norepinephrine = c.norepinephrine
+        if self._chem is not None and c.any():
+            # the areas' effective levels too, so what the area model derives from them
+            # (norepinephrine's response gain on the drive) follows the clamp (SN-78)
+            held = {
+                _NT_COLUMN[name]: value
+                for name, value in (
+                    ("dopamine", c.dopamine),
+                    ("serotonin", c.serotonin),
+                    ("norepinephrine", c.norepinephrine),
+                )
+                if value is not None
+            }
+            self._chem.hold_levels(held)
+        gain = self.mechanisms.response_gain
+        if gain is not None:
+            if self._chem is None:
+                raise ValueError("Mechanisms.response_gain needs the area model (areas.enabled)")
+            self._chem.effects.response_gain[:] = gain(float(self.engs.norepinephrine))
 
     def _apply_clamp_to_record(self) -> None:
         c = self.clamp

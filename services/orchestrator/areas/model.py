@@ -400,6 +400,16 @@ class AreaNeurochemistry:
         self._effects_stale = True
         return dmn_a
 
+    def hold_levels(self, levels: dict[int, float]) -> None:
+        """Hold effective levels (columns of x, by NEUROMODULATORS index) at fixed values
+        until the next cycle recomputes them; the effects (gates, norepinephrine's response
+        gain) are then derived from the held levels. The virtual lesions' clamp
+        (:class:`engs.services.validate.sim.Clamp`): a drug or lesion that holds a
+        modulator holds it at every receptor, so everything derived from it follows."""
+        for column, value in levels.items():
+            self.x[:, column] = value
+        self._effects_stale = True
+
     @property
     def effects(self) -> fx.Effects:
         """The per-area multipliers of the current effective levels (computed when first

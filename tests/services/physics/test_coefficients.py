@@ -57,6 +57,7 @@ def test_plasticity_off_flag_freezes_the_metric_and_bad_values_are_sanitised() -
     c.load_state(rec, with_stimulus=False)
     np.testing.assert_array_equal(c.plasticity, 0.0)
     np.testing.assert_array_equal(c.elasticity, 0.0)
+    assert c.metric_frozen  # consolidation stops too (plasticity.py)
     assert c.speed[0] == 0.0 and c.damping[1] == 0.0
     assert c.drive[2] == pytest.approx(-0.5)
 

@@ -66,6 +66,46 @@ def test_lesion_n_needs_the_relevance_gate(cfg: Config) -> None:
     assert flipped.numbers["N=1"]["irrelevant_admitted"] == 0
 
 
+@pytest.mark.slow
+def test_lesion_s_needs_the_elasticity_gate_and_consolidation(cfg: Config) -> None:
+    """S = 0 overwrites because λ(S) is what holds the metric to its consolidated value:
+    with the elasticity gate held at its resting value the lesion has no phenotype, and
+    with consolidation off (κ = 0) the control forgets as fast as the lesion."""
+    params = lesions.Params(conditions=("control", "S=0"), arousal_levels=())
+    intact = lesions.run(cfg, params, jobs=JOBS)
+    assert verdict(intact, "lesion.S.overwritten")
+    assert verdict(intact, "lesion.S.specific")
+    held = lesions.run(cfg, params, jobs=JOBS, mechanisms=Mechanisms(elasticity_gate=Constant(0.5)))
+    assert not verdict(held, "lesion.S.overwritten")
+    assert not verdict(held, "lesion.S.specific")
+    assert held.numbers["S=0"]["saturated_edge_fraction"] < 0.5
+    unconsolidated = lesions.run(
+        derive_config(cfg, {"physics.consolidation_rate": 0.0}), params, jobs=JOBS
+    )
+    assert not verdict(unconsolidated, "lesion.S.specific")
+    assert (
+        unconsolidated.numbers["control"]["recall_p1_after_p2"]
+        < intact.numbers["control"]["recall_p1_after_p2"] - 0.2
+    )
+
+
+@pytest.mark.slow
+def test_arousal_inverted_u_needs_the_response_gain(cfg: Config) -> None:
+    """The high end of the inverted U is norepinephrine's response gain (adaptive gain):
+    with the gain held at 1 (arousal_gain 0) N = 1 learns as well as the peak, and the
+    N = 1 lesion's spurious imprint is gone once its input side is held calm."""
+    params = lesions.Params(conditions=("N=1", lesions.CALM_INPUT), arousal_levels=(0.0, 0.4, 1.0))
+    intact = lesions.run(cfg, params, jobs=JOBS)
+    assert verdict(intact, "lesion.arousal.inverted_u")
+    assert verdict(intact, "lesion.N.spurious_imprint")
+    flat = lesions.run(
+        derive_config(cfg, {"orchestrator.areas.scaling.arousal_gain": 0.0}), params, jobs=JOBS
+    )
+    assert not verdict(flat, "lesion.arousal.inverted_u")
+    assert flat.numbers["N=1"]["final_accuracy"] > intact.numbers["N=1"]["final_accuracy"]
+    assert not verdict(flat, "lesion.N.spurious_imprint")
+
+
 def test_rpe_signatures_need_the_learned_critic(cfg: Config) -> None:
     params = rpe.Params(
         probabilities=(0.0, 0.5, 1.0), delays_s=(), magnitudes=(), trials=8, probe_blocks=2
