@@ -31,8 +31,6 @@ import sys
 from collections.abc import Callable, Sequence
 from types import FrameType
 
-import msgspec
-
 from engs import __version__
 from engs.shared.config import Config, load_config
 from engs.shared.errors import ConfigError, EngsError, NotAvailable
@@ -121,36 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="refresh every SECONDS (default 1) until interrupted",
     )
     p = add("bench", "measure performance (see docs/benchmarks.md)")
-    targets = p.add_subparsers(dest="target", required=True, metavar="TARGET")
-    t = targets.add_parser("seqlock", help="shared-memory state path vs Lock/Queue/MessageQueue")
-    _common(t)
-    t.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    t.add_argument("--quick", action="store_true", help="a short run (for tests and CI)")
-    t = targets.add_parser("signals", help="signal ingest throughput (msgpack and JSON lines)")
-    _common(t)
-    t.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    t.add_argument("--quick", action="store_true", help="a short run (for tests and CI)")
-    t = targets.add_parser("oracle", help="the watchdog's poll cost and CPU use")
-    _common(t)
-    t.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    t.add_argument("--quick", action="store_true", help="a short run (for tests and CI)")
-    t = targets.add_parser("area", help="area neurochemistry cycle cost by projection count")
-    _common(t)
-    from engs.services.orchestrator.areas.bench import add_arguments as area_arguments  # noqa: PLC0415
+    from engs.services.bench import add_parsers  # noqa: PLC0415
 
-    area_arguments(t)
-    t = targets.add_parser("physics", help="field step throughput vs a memory-bandwidth bound")
-    _common(t)
-    from engs.services.physics.bench import add_arguments  # noqa: PLC0415
-
-    add_arguments(t)
-    t = targets.add_parser("bandit", help="ENGS-gated agent vs ε-greedy, nonstationary bandit")
-    _common(t)
-    t.add_argument("--runs", type=int, default=200, help="paired runs (default 200)")
-    t.add_argument("--steps", type=int, default=10_000, help="steps per run (default 10000)")
-    t.add_argument("--workers", type=int, default=None, help="processes (default: CPUs)")
-    t.add_argument("--plot", default=None, metavar="PNG", help="write a PNG plot here")
-    t.add_argument("--json", action="store_true", help="print JSON instead of markdown")
+    add_parsers(p, _common)
     p = add("validate", "run the neuro-psychometric validation assays")
     from engs.services.validate.main import add_arguments as validate_arguments  # noqa: PLC0415
 
@@ -281,32 +252,10 @@ def _replay(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _bench(cfg: Config, args: argparse.Namespace) -> int:
-    if args.target == "area":
-        from engs.services.orchestrator.areas.bench import run_args as run_area  # noqa: PLC0415
+    from engs.services.bench import load  # noqa: PLC0415
 
-        return run_area(args, cfg)
-    if args.target == "oracle":
-        from engs.services.oracle.bench import format_result  # noqa: PLC0415
-        from engs.services.oracle.bench import run as run_oracle  # noqa: PLC0415
-
-        res = run_oracle(cfg, duration_s=2.0 if args.quick else 10.0)
-        print(msgspec.json.encode(res).decode() if args.json else format_result(res))
-        return 0
-    if args.target == "signals":
-        from engs.services.orchestrator.bench_signals import run as run_signals  # noqa: PLC0415
-
-        return run_signals(cfg, json_out=args.json, quick=args.quick)
-    if args.target == "bandit":
-        from engs.services.cli.bench_bandit import run_args as run_bandit  # noqa: PLC0415
-
-        return run_bandit(args)
-    if args.target == "physics":
-        from engs.services.physics.bench import run_args  # noqa: PLC0415
-
-        return run_args(args)
-    from engs.services.cli.bench_seqlock import run  # noqa: PLC0415
-
-    return run(cfg, json_out=args.json, quick=args.quick)
+    code: int = load(args.target).run_args(cfg, args)
+    return code
 
 
 _HANDLERS: dict[str, Callable[[Config, argparse.Namespace], int]] = {

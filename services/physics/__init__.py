@@ -18,5 +18,4 @@ The model and its kernels, one module per concept (docs/physics.md):
 ``cuda_source``   CUDA source of the fused kernels (and its host build)
 ``fused``, ``gpu``, ``host_kernels``  the field on the fused kernels (CuPy; CPU check)
 ``backend``       numpy / cupy selection with a GPU probe
-``bench``         ``engs bench physics``
 """

@@ -12,8 +12,8 @@ forward half plus bookkeeping), and reports p50 / p99 / mean per cycle. The targ
 Inputs vary every cycle (levels around rest, per-area activity) so that no branch is
 skipped; the generator is seeded, the run is deterministic but for the clock.
 
-Not wired into the CLI here: ``engs.services.cli`` calls :func:`add_arguments` and
-:func:`run_args` (or :func:`main` with its argv).
+The area model is built from ``--config`` (``[orchestrator.areas]``). Called as every
+target is (:mod:`engs.services.bench`): :func:`add_arguments`, :func:`run_args`.
 """
 
 from __future__ import annotations
@@ -158,10 +158,11 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--seed", type=int, default=0, help="graph and input seed (0)")
 
 
-def run_args(args: argparse.Namespace, config: Config | None = None) -> int:
-    """Run with parsed arguments; 0 on success, 2 on bad arguments or config."""
+def run_args(cfg: Config, args: argparse.Namespace) -> int:
+    """Run with the configuration and parsed arguments; 0 on success, 2 on bad arguments
+    or config."""
     try:
-        result = run(args.edges, args.cycles, args.max_seconds, args.seed, config)
+        result = run(args.edges, args.cycles, args.max_seconds, args.seed, cfg)
     except (ValueError, EngsError) as exc:
         print(f"engs bench area: {exc}", file=sys.stderr)
         return 2
@@ -170,10 +171,10 @@ def run_args(args: argparse.Namespace, config: Config | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``engs bench area [--json] [--edges N ...] [--cycles N] [--max-seconds S]``."""
-    ap = argparse.ArgumentParser(prog="engs bench area", description=__doc__.split("\n")[0])
-    add_arguments(ap)
-    return run_args(ap.parse_args(list(argv) if argv is not None else None))
+    """``python -m engs.services.bench.area [--json] [--edges N ...] [--cycles N]``."""
+    from engs.services.bench import main as bench_main  # noqa: PLC0415
+
+    return bench_main("area", argv)
 
 
 if __name__ == "__main__":

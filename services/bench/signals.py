@@ -22,6 +22,7 @@ pass/fail tests.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import multiprocessing as mp
 import os
@@ -29,6 +30,7 @@ import platform
 import socket
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -259,10 +261,17 @@ def format_table(results: list[IngestResult]) -> str:
     return "\n".join([head, *rows])
 
 
-def run(cfg: Config, *, json_out: bool = False, quick: bool = False) -> int:
-    """Print the ingest results; 1 if any run lost or rejected a signal."""
-    from engs.services.orchestrator.bench_live import measure_live  # noqa: PLC0415
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The flags of ``engs bench signals``."""
+    ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ap.add_argument("--quick", action="store_true", help="a short run (for tests and CI)")
 
+
+def run_args(cfg: Config, args: argparse.Namespace) -> int:
+    """Print the ingest and live results; 1 if any run lost or rejected a signal."""
+    from engs.services.bench.signals_live import measure_live  # noqa: PLC0415
+
+    json_out, quick = args.json, args.quick
     results = measure_all(quick=quick)
     live = measure_live(seconds=1.0 if quick else 10.0, rate_hz=500.0)
     if json_out:
@@ -287,3 +296,14 @@ def run(cfg: Config, *, json_out: bool = False, quick: bool = False) -> int:
         best = max(r.signals_per_s for r in results)
         print(f"ingest target >= 100000 signals/s: {'met' if best >= 1e5 else 'MISSED'}")
     return 0 if all(r.exact for r in results) and live["measured"] == live["signals"] else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m engs.services.bench.signals [--json] [--quick]``."""
+    from engs.services.bench import main as bench_main  # noqa: PLC0415
+
+    return bench_main("signals", argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""``engs.services.oracle.bench.run`` (for ``engs bench oracle``): a short run against live
+"""``engs.services.bench.oracle.run`` (for ``engs bench oracle``): a short run against live
 writer processes returns its figures and leaves nothing behind. Figures are not judged
 here (timings belong in the bench, not in pass/fail tests); their consistency is."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import msgspec
 
-from engs.services.oracle.bench import format_result, run
+from engs.services.bench.oracle import format_result, run
 from engs.shared.config import Config
 
 

@@ -20,6 +20,7 @@ scrape time. Timings belong here, never in pass/fail tests.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import multiprocessing as mp
 import os
@@ -28,9 +29,10 @@ import resource
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+import msgspec
 from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
@@ -251,3 +253,27 @@ def format_result(res: dict[str, Any]) -> str:
             f"  scrapes        {res['scrapes']}, mean {f(res['scrape_mean_ms'], '.2f')} ms",
         ]
     )
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The flags of ``engs bench oracle``."""
+    ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ap.add_argument("--quick", action="store_true", help="a short run (for tests and CI)")
+
+
+def run_args(cfg: Config, args: argparse.Namespace) -> int:
+    """Measure with the configured oracle and print the result; 0."""
+    res = run(cfg, duration_s=2.0 if args.quick else 10.0)
+    print(msgspec.json.encode(res).decode() if args.json else format_result(res))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m engs.services.bench.oracle [--json] [--quick]``."""
+    from engs.services.bench import main as bench_main  # noqa: PLC0415
+
+    return bench_main("oracle", argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

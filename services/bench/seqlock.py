@@ -18,6 +18,7 @@ Lock-guarded Array. Timings belong here, never in pass/fail tests.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
 import multiprocessing as mp
@@ -27,7 +28,7 @@ import sys
 import time
 import uuid
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -384,10 +385,28 @@ def render(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run(cfg: Config, *, json_out: bool, quick: bool) -> int:
-    res = measure(cfg.shm.max_areas, quick=quick)
-    if json_out:
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The flags of ``engs bench seqlock``."""
+    ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ap.add_argument("--quick", action="store_true", help="a short run (for tests and CI)")
+
+
+def run_args(cfg: Config, args: argparse.Namespace) -> int:
+    """Measure with the configured ``max_areas`` and print the result; 0."""
+    res = measure(cfg.shm.max_areas, quick=args.quick)
+    if args.json:
         sys.stdout.write(msgspec.json.encode(res).decode() + "\n")
     else:
         sys.stdout.write(render(res) + "\n")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m engs.services.bench.seqlock [--json] [--quick]``."""
+    from engs.services.bench import main as bench_main  # noqa: PLC0415
+
+    return bench_main("seqlock", argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

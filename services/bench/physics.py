@@ -16,7 +16,9 @@ a tick next to a bandwidth bound measured in the same run:
 * ``fraction``: bytes_moved / tick time / bound. Above 1 means the working set
   lives in cache (small lattices on the CPU), which the table flags.
 
-Not wired into the CLI here: ``engs.services.cli`` calls :func:`main` with its argv.
+The lattice settings of ``[physics]`` in ``--config`` (backend aside: ``--backend``)
+apply to every shape; only ``shape`` and ``areas`` are the bench's. Called as every
+target is (:mod:`engs.services.bench`): :func:`add_arguments`, :func:`run_args`.
 """
 
 from __future__ import annotations
@@ -30,12 +32,13 @@ import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from engs.services.physics.backend import Backend, select_backend
 from engs.services.physics.coefficients import Coefficients
 from engs.services.physics.field import Field, make_field
-from engs.shared.config import PhysicsConfig
+from engs.shared.config import Config, PhysicsConfig
 from engs.shared.errors import EngsError
 
 CPU_SHAPES: tuple[str, ...] = ("4096", "64x64", "256x256", "32x32x32", "3x3x3x3x3x3x3x3x3")
@@ -148,11 +151,19 @@ def _workload(cfg: PhysicsConfig) -> Coefficients:
 
 
 def bench_shape(
-    shape: tuple[int, ...], backend: Backend, ticks: int, max_seconds: float
+    shape: tuple[int, ...],
+    backend: Backend,
+    ticks: int,
+    max_seconds: float,
+    base: PhysicsConfig | None = None,
 ) -> dict[str, Any]:
-    """One shape: run ``ticks`` ticks (or ``max_seconds``) and return its figures."""
+    """One shape: run ``ticks`` ticks (or ``max_seconds``) and return its figures.
+
+    ``base``: the physics settings to bench with (default: the built-in ones); its
+    ``shape`` and ``areas`` are replaced by ``shape`` and as many areas as fit."""
     areas = list(AREAS[: min(len(AREAS), shape[0])])
-    cfg = PhysicsConfig(shape=list(shape), areas=areas)
+    settings = msgspec.structs.asdict(base or PhysicsConfig())
+    cfg = PhysicsConfig(**(settings | {"shape": list(shape), "areas": areas}))
     n = math.prod(shape)
     row: dict[str, Any] = {"shape": shape_name(shape), "ndim": len(shape), "nodes": n}
     if backend.name == "numpy" and n > GPU_ONLY_NODES:
@@ -191,8 +202,10 @@ def run(
     ticks: int = 300,
     backend: str | Backend = "auto",
     max_seconds: float = 3.0,
+    base: PhysicsConfig | None = None,
 ) -> dict[str, Any]:
-    """Benchmark ``shapes`` (default: :data:`CPU_SHAPES`, plus 6^9 on the GPU).
+    """Benchmark ``shapes`` (default: :data:`CPU_SHAPES`, plus 6^9 on the GPU) with the
+    physics settings ``base`` (default: the built-in ones).
 
     Returns ``{"backend", "backend_reason", "bound_bytes_per_s", "bound_method",
     "shapes": [per-shape dicts]}``; each shape's ``fraction`` is its bytes/s over the
@@ -207,7 +220,7 @@ def run(
         bound, method = cpu_copy_bandwidth(), "np.copyto of 128 MiB, one core"
     rows = []
     for shape in parsed:
-        row = bench_shape(shape, be, ticks, max_seconds)
+        row = bench_shape(shape, be, ticks, max_seconds, base)
         if "bytes_per_s" in row:
             row["fraction"] = row["bytes_per_s"] / bound
         rows.append(row)
@@ -246,7 +259,12 @@ def format_table(result: dict[str, Any]) -> str:
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     """The arguments of ``engs bench physics`` (the CLI builds its parser with this)."""
     ap.add_argument("--json", action="store_true", help="print JSON for machines")
-    ap.add_argument("--backend", default="auto", choices=("auto", "numpy", "cupy"))
+    ap.add_argument(
+        "--backend",
+        default=None,
+        choices=("auto", "numpy", "cupy"),
+        help="array backend (default: [physics] backend of the configuration)",
+    )
     ap.add_argument(
         "--shape", action="append", default=None, help="lattice shape, e.g. 64x64 or 6^9 (repeat)"
     )
@@ -256,11 +274,13 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     )
 
 
-def run_args(args: argparse.Namespace) -> int:
-    """Run with parsed arguments; 0 on success, 2 on a bad shape or backend."""
+def run_args(cfg: Config, args: argparse.Namespace) -> int:
+    """Run with the configuration and parsed arguments; 0 on success, 2 on a bad shape,
+    backend or configuration."""
     try:
         shapes = [parse_shape(s) for s in args.shape] if args.shape else None
-        result = run(shapes, args.ticks, args.backend, args.max_seconds)
+        backend = args.backend or cfg.physics.backend
+        result = run(shapes, args.ticks, backend, args.max_seconds, cfg.physics)
     except (ValueError, RuntimeError, EngsError) as exc:
         print(f"engs bench physics: {exc}", file=sys.stderr)
         return 2
@@ -269,10 +289,10 @@ def run_args(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``engs bench physics [--json] [--backend B] [--shape 64x64 ...] [--ticks N]``."""
-    ap = argparse.ArgumentParser(prog="engs bench physics", description=__doc__.split("\n")[0])
-    add_arguments(ap)
-    return run_args(ap.parse_args(list(argv) if argv is not None else None))
+    """``python -m engs.services.bench.physics [--json] [--backend B] [--shape 64x64 ...]``."""
+    from engs.services.bench import main as bench_main  # noqa: PLC0415
+
+    return bench_main("physics", argv)
 
 
 if __name__ == "__main__":

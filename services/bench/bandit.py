@@ -28,6 +28,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from engs.shared.config import Config
 from engs.shared.errors import NotAvailable
 
 try:
@@ -102,15 +104,16 @@ class NonstationaryBandit(gymnasium.Env[Any, Any]):
         return 0, reward, False, self._t >= self.steps, {"optimal": optimal}
 
 
-def run_gated(seed: int, steps: int = STEPS) -> np.ndarray[Any, Any]:
-    """One run of the gated agent on ``seed``'s bandit; its rewards, shape (steps,)."""
+def run_gated(seed: int, steps: int = STEPS, config: Config | None = None) -> np.ndarray[Any, Any]:
+    """One run of the gated agent on ``seed``'s bandit; its rewards, shape (steps,).
+    ``config``: the ENGS configuration (default: the built-in defaults)."""
     from engs.shared.gym import EngsWrapper, headless_engine  # noqa: PLC0415
     from engs.shared.gym_agents import GatedAgent  # noqa: PLC0415
 
     agent = GatedAgent(K, np.random.default_rng([seed, 1]))
     env = EngsWrapper(
         NonstationaryBandit(steps),
-        engine=headless_engine(),
+        engine=headless_engine(config),
         reward_scale=REWARD_SCALE,
         stress_fn=agent.surprise,
     )
@@ -210,17 +213,20 @@ def _bins(x: np.ndarray[Any, Any], n: int = 100) -> list[float]:
     return [float(v) for v in x[: m * (x.shape[0] // m)].reshape(-1, m).mean(axis=1)]
 
 
-def run(runs: int, steps: int = STEPS, workers: int | None = None) -> Result:
-    """Measure; ``runs`` paired runs (seeds FIRST_SEED .. FIRST_SEED + runs - 1)."""
+def run(
+    runs: int, steps: int = STEPS, workers: int | None = None, config: Config | None = None
+) -> Result:
+    """Measure; ``runs`` paired runs (seeds FIRST_SEED .. FIRST_SEED + runs - 1), the
+    gated agent on ``config`` (default: the built-in defaults)."""
     seeds = list(range(FIRST_SEED, FIRST_SEED + runs))
     half = steps // 2
     t0 = time.perf_counter()
     workers = workers or os.cpu_count() or 1
     if workers > 1 and runs > 1:
         with ProcessPoolExecutor(workers) as pool:
-            gated = np.stack(list(pool.map(run_gated, seeds, [steps] * runs)))
+            gated = np.stack(list(pool.map(run_gated, seeds, [steps] * runs, [config] * runs)))
     else:
-        gated = np.stack([run_gated(s, steps) for s in seeds])
+        gated = np.stack([run_gated(s, steps, config) for s in seeds])
     t1 = time.perf_counter()
     grid, curves = sweep_epsilon_greedy(seeds, steps)
     t2 = time.perf_counter()
@@ -324,12 +330,34 @@ def plot(res: Result, path: Path) -> bool:
     return True
 
 
-def run_args(args: argparse.Namespace) -> int:
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The flags of ``engs bench bandit``."""
+    ap.add_argument("--runs", type=int, default=200, help="paired runs (default 200)")
+    ap.add_argument("--steps", type=int, default=10_000, help="steps per run (default 10000)")
+    ap.add_argument("--workers", type=int, default=None, help="processes (default: CPUs)")
+    ap.add_argument("--plot", default=None, metavar="PNG", help="write a PNG plot here")
+    ap.add_argument("--json", action="store_true", help="print JSON instead of markdown")
+
+
+def run_args(cfg: Config, args: argparse.Namespace) -> int:
+    """Run the testbed with the gated agent on ``cfg`` and print the result; 2 on bad
+    arguments."""
     if args.runs < 1 or args.steps < 2:
         print("engs bench bandit: --runs must be >= 1 and --steps >= 2", file=sys.stderr)
         return 2
-    res = run(args.runs, args.steps, args.workers)
+    res = run(args.runs, args.steps, args.workers, cfg)
     print(msgspec.json.encode(res).decode() if args.json else format_markdown(res))
     if args.plot is not None and not plot(res, Path(args.plot)):
         print("engs bench bandit: matplotlib is not installed: no plot", file=sys.stderr)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m engs.services.bench.bandit [--runs N] [--steps N] [--json]``."""
+    from engs.services.bench import main as bench_main  # noqa: PLC0415
+
+    return bench_main("bandit", argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

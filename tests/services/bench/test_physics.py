@@ -8,8 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from engs.services.physics import bench
+from engs.services.bench import physics as bench
 from engs.services.physics.coefficients import Coefficients
+from engs.shared.config import PhysicsConfig
 from tests.services.physics.support import config
 
 
@@ -60,3 +61,21 @@ def test_main_reports_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
 def test_workload_has_drive() -> None:
     c = bench._workload(config((8, 8), areas=2))
     assert np.all(c.drive > 0)
+
+
+def test_the_configuration_reaches_every_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--config``: the ``[physics]`` settings apply; only shape and areas are the bench's."""
+    seen: list[PhysicsConfig] = []
+    make_field = bench.make_field
+
+    def spy(cfg: PhysicsConfig, backend: bench.Backend) -> bench.Field:
+        seen.append(cfg)
+        return make_field(cfg, backend)
+
+    monkeypatch.setattr(bench, "make_field", spy)
+    base = PhysicsConfig(damping=0.25, noise_amplitude=0.0)
+    bench.run(["8x8", "4x4x4"], ticks=10, backend="numpy", max_seconds=0.2, base=base)
+    assert [(c.shape, c.damping, c.noise_amplitude) for c in seen] == [
+        ([8, 8], 0.25, 0.0),
+        ([4, 4, 4], 0.25, 0.0),
+    ]

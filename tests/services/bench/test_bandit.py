@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engs.services.cli import main
-from engs.services.cli.bench_bandit import (
+from engs.services.bench.bandit import (
     ALPHAS,
     EPSILONS,
     WALK_SIGMA,
@@ -19,6 +18,7 @@ from engs.services.cli.bench_bandit import (
     run,
     sweep_epsilon_greedy,
 )
+from engs.services.cli import main
 
 
 def test_the_testbed_starts_equal_and_walks_with_sigma() -> None:

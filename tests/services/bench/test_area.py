@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from engs.services.orchestrator.areas import bench
+from engs.services.bench import area as bench
+from engs.shared.config import Config
 
 
 def test_bench_times_the_default_and_synthetic_graphs() -> None:
@@ -29,8 +30,8 @@ def test_bench_command_line(capsys: pytest.CaptureFixture[str]) -> None:
     ap = argparse.ArgumentParser()
     bench.add_arguments(ap)
     args = ap.parse_args(["--edges", "60", "--cycles", "10", "--max-seconds", "0.2", "--json"])
-    assert bench.run_args(args) == 0
+    assert bench.run_args(Config(), args) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["rows"][1]["edges"] == 60
-    assert bench.run_args(ap.parse_args(["--edges", "0"])) == 2
+    assert bench.run_args(Config(), ap.parse_args(["--edges", "0"])) == 2
     assert "edge counts must be positive, got 0" in capsys.readouterr().err
