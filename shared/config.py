@@ -24,11 +24,10 @@ import numpy as np
 from msgspec import Meta, Struct
 
 from engs.shared.errors import ConfigError
-from engs.shared.messages import MAX_FRAME
+from engs.shared.messages import MAX_FRAME, NAME_PATTERN, AreaName
 
 PosFloat = Annotated[float, Meta(gt=0)]
 Instance = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$")]
-AreaName = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 
 
 def parse_addr(addr: str) -> tuple[str, int]:
@@ -518,7 +517,8 @@ AreaRole = Literal["sensory", "motor", "association", "limbic"]
 DriverSignal = Literal[
     "dopamine", "serotonin", "norepinephrine", "atp", "cortisol", "boredom", "nap", "safety"
 ]
-SiteName = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+SiteName = AreaName
+"""A nucleus or an area: the names share one pattern."""
 _Frac = Annotated[float, Meta(gt=0, lt=1)]
 _PerNt = Annotated[list[Annotated[float, Meta(gt=0)]], Meta(min_length=7, max_length=7)]
 _PerNtLevel = Annotated[list[Annotated[float, Meta(gt=0, lt=1)]], Meta(min_length=7, max_length=7)]
@@ -538,7 +538,7 @@ class ProjectionSpec(_Section, frozen=True):
 
     source: SiteName
     """A nucleus name (or a physics area name, for an area → area projection)."""
-    target: Annotated[str, Meta(pattern=r"^(\*|[a-z][a-z0-9_]{0,31})$")]
+    target: Annotated[str, Meta(pattern=rf"^(\*|{NAME_PATTERN})$")]
     """A physics area name, an area role (sensory, motor, association, limbic) or ``*``."""
     nt: list[NtName] = msgspec.field(default_factory=list)
     """Neuromodulators carried; empty: every one the source synthesises."""

@@ -55,7 +55,7 @@ class SignalError(EngsError):
 class SignalRejected(SignalError):
     """The signal server answered ``{"type":"error",...}``.
 
-    ``reason`` is one of :data:`engs.shared.layout.REJECT_REASONS` (``invalid``,
+    ``reason`` is one of :data:`engs.shared.messages.RejectReason` (``invalid``,
     ``metabolic_denied``, ...); ``error`` is the server's message, naming the field path
     where one was wrong; ``id`` is the request's echoed id (None if it had none or the
     server could not read it).

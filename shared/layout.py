@@ -43,11 +43,14 @@ unless they end in ``_wall_ns``.
 from __future__ import annotations
 
 import enum
+import typing
 import zlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from engs.shared.messages import REQUEST_CLASSES, TAG, Auth, RejectReason
 
 LAYOUT_VERSION = 2
 MAGIC = int.from_bytes(b"ENGS-SHM", "little")
@@ -118,6 +121,14 @@ class Mode(enum.IntFlag):
     PLASTICITY_OFF = 1 << 3  # physics runs with plasticity disabled
 
 
+class Priority(enum.IntEnum):
+    """NeurochemicalState.priority: how urgent the state the orchestrator published is."""
+
+    BACKGROUND = 0
+    HIGH = 1  # the control cycle's regular state
+    CRITICAL = 2  # a CRITICAL interrupt is active (also the emergency state's)
+
+
 class RegionFlags(enum.IntFlag):
     """Pinning outcome of one process's mapping, recorded in its heartbeat slot."""
 
@@ -145,9 +156,11 @@ AREA_NAME_BYTES = 32
 
 @dataclass(frozen=True)
 class CounterSpec:
-    """One counter slot: a Prometheus counter name (with ``_total``) and its labels."""
+    """One counter slot: a Prometheus counter name (with ``_total``), its HELP text (the
+    same for every slot of one name) and its labels."""
 
     name: str
+    help: str
     labels: tuple[tuple[str, str], ...] = ()
 
 
@@ -159,58 +172,117 @@ class HistogramSpec:
     help: str
 
 
-SIGNAL_TYPES: tuple[str, ...] = (
-    "reward", "stress", "novelty", "stimulus", "dmn", "goal_complete", "security_alert",
-    "reserve", "commit", "abort", "state", "subscribe", "interrupt", "clear",
-)  # fmt: skip
-REJECT_REASONS: tuple[str, ...] = (
-    "decode", "invalid", "too_large", "rate_limited", "unauthorized", "overloaded",
-    "metabolic_denied", "unknown_lock",
-)  # fmt: skip
+#: The wire tag of every request counted by type, in slot order: every request of
+#: :mod:`engs.shared.messages` but ``auth`` (a handshake, not a signal).
+SIGNAL_TYPES: tuple[str, ...] = tuple(TAG[cls] for cls in REQUEST_CLASSES if cls is not Auth)
+#: :data:`engs.shared.messages.RejectReason`, in slot order.
+REJECT_REASONS: tuple[str, ...] = typing.get_args(RejectReason)
 SYNC_CHANNELS: tuple[str, ...] = ("dopamine", "serotonin", "norepinephrine")
 #: Oracle → orchestrator request kinds (seed 003 §9), in slot order.
 REQUEST_KINDS: tuple[str, ...] = ("emergency_stimulus", "serotonin_boost")
 N_REQUESTS = 8  # slots reserved
 
 
-def _labelled(name: str, key: str, values: tuple[str, ...]) -> tuple[CounterSpec, ...]:
-    return tuple(CounterSpec(name, ((key, v),)) for v in values)
+def _labelled(name: str, help_: str, key: str, values: tuple[str, ...]) -> tuple[CounterSpec, ...]:
+    return tuple(CounterSpec(name, help_, ((key, v),)) for v in values)
 
 
 _CAUSE_NAMES = tuple(c.name.lower() for c in Cause if c.name)
+_INTERRUPTS = (
+    "engs_interrupts_total",
+    "CRITICAL interrupts raised, by cause, summed over the raisers (orchestrator and oracle).",
+    "cause",
+    _CAUSE_NAMES,
+)
 
 #: Counter slots per process, in slot order. Append only; any change bumps the hash.
 COUNTERS: dict[Process, tuple[CounterSpec, ...]] = {
     Process.PHYSICS: (
-        CounterSpec("engs_physics_ticks_total"),
-        CounterSpec("engs_physics_deadline_misses_total"),
-        CounterSpec("engs_physics_cfl_clamps_total"),
-        CounterSpec("engs_physics_nonfinite_total"),
-        CounterSpec("engs_physics_states_applied_total"),
-        CounterSpec("engs_physics_stale_reads_total"),
-        CounterSpec("engs_physics_rt_setup_failures_total"),
-        *_labelled("engs_physics_interrupts_acted_total", "cause", _CAUSE_NAMES),
+        CounterSpec("engs_physics_ticks_total", "Physics ticks completed."),
+        CounterSpec(
+            "engs_physics_deadline_misses_total",
+            "Physics ticks that missed their absolute deadline.",
+        ),
+        CounterSpec(
+            "engs_physics_cfl_clamps_total", "Ticks on which the CFL guard clamped the wave speed."
+        ),
+        CounterSpec(
+            "engs_physics_nonfinite_total", "Non-finite field values detected by the physics."
+        ),
+        CounterSpec("engs_physics_states_applied_total", "Control states the physics applied."),
+        CounterSpec(
+            "engs_physics_stale_reads_total",
+            "Control-state reads that returned the last good copy.",
+        ),
+        CounterSpec(
+            "engs_physics_rt_setup_failures_total", "Real-time setup steps that failed (not fatal)."
+        ),
+        *_labelled(
+            "engs_physics_interrupts_acted_total",
+            "CRITICAL interrupts the physics acted on, by cause.",
+            "cause",
+            _CAUSE_NAMES,
+        ),
     ),
     Process.ORCHESTRATOR: (
-        CounterSpec("engs_orchestrator_cycles_total"),
-        CounterSpec("engs_orchestrator_deadline_misses_total"),
-        CounterSpec("engs_orchestrator_context_switches_total"),
-        CounterSpec("engs_curiosity_goals_total"),
-        CounterSpec("engs_naps_total"),
-        *_labelled("engs_oracle_requests_applied_total", "kind", REQUEST_KINDS),
-        *_labelled("engs_signals_total", "type", SIGNAL_TYPES),
-        *_labelled("engs_signals_applied_total", "type", SIGNAL_TYPES),
-        *_labelled("engs_signals_rejected_total", "reason", REJECT_REASONS),
-        *_labelled("engs_interrupts_total", "cause", _CAUSE_NAMES),
+        CounterSpec("engs_orchestrator_cycles_total", "Control cycles completed."),
+        CounterSpec(
+            "engs_orchestrator_deadline_misses_total", "Control cycles that missed their deadline."
+        ),
+        CounterSpec(
+            "engs_orchestrator_context_switches_total", "Task context switches (the mania input)."
+        ),
+        CounterSpec(
+            "engs_curiosity_goals_total", "Curiosity goals injected (boredom over its threshold)."
+        ),
+        CounterSpec("engs_naps_total", "Naps entered to recharge ATP."),
+        *_labelled(
+            "engs_oracle_requests_applied_total",
+            "Oracle requests the orchestrator applied, by kind.",
+            "kind",
+            REQUEST_KINDS,
+        ),
+        *_labelled(
+            "engs_signals_total",
+            "Signals received on the signal socket, by type.",
+            "type",
+            SIGNAL_TYPES,
+        ),
+        *_labelled(
+            "engs_signals_applied_total",
+            "Signals applied to the dynamics, by type.",
+            "type",
+            SIGNAL_TYPES,
+        ),
+        *_labelled(
+            "engs_signals_rejected_total", "Signals rejected, by reason.", "reason", REJECT_REASONS
+        ),
+        *_labelled(*_INTERRUPTS),
     ),
     Process.ORACLE: (
-        CounterSpec("engs_oracle_polls_total"),
-        *_labelled("engs_sync_violations_total", "channel", SYNC_CHANNELS),
-        *_labelled("engs_oracle_requests_total", "kind", REQUEST_KINDS),
-        *_labelled("engs_interrupts_total", "cause", _CAUSE_NAMES),
+        CounterSpec("engs_oracle_polls_total", "Oracle watchdog polls."),
+        *_labelled(
+            "engs_sync_violations_total",
+            "Applied control states older than the channel's staleness limit (10 ms "
+            "dopamine/norepinephrine, 50 ms serotonin), once per applied state.",
+            "channel",
+            SYNC_CHANNELS,
+        ),
+        *_labelled(
+            "engs_oracle_requests_total",
+            "Requests the oracle sent to the orchestrator, by kind.",
+            "kind",
+            REQUEST_KINDS,
+        ),
+        *_labelled(*_INTERRUPTS),
     ),
     Process.SUPERVISOR: (
-        *_labelled("engs_restarts_total", "process", ("physics", "orchestrator", "oracle")),
+        *_labelled(
+            "engs_restarts_total",
+            "Process restarts by the supervisor, by process.",
+            "process",
+            ("physics", "orchestrator", "oracle"),
+        ),
     ),
 }
 
@@ -325,7 +397,7 @@ def state_dtype(max_areas: int) -> np.dtype[Any]:
             ("signal_id", "<u8"),  # newest accepted signal this state includes (0: none)
             ("signal_t_ns", "<i8"),  # that signal's socket receipt time
             ("flags", "<u4"),  # Mode bits
-            ("priority", "<u4"),  # 0 BACKGROUND, 1 HIGH, 2 CRITICAL
+            ("priority", "<u4"),  # Priority
             ("n_areas", "<u4"),
             ("dopamine", "<f8"),
             ("serotonin", "<f8"),

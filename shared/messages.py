@@ -65,8 +65,10 @@ Cost = Annotated[float, Meta(gt=0.0, le=1e6)]
 Hz = Annotated[float, Meta(gt=0.0, le=100.0)]
 """A subscription rate in Hz, (0, 100]: the control cycle's rate bounds what is new."""
 LockId = Annotated[int, Meta(ge=1, le=MAX_ID)]
-AreaName = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
-"""The same pattern as ``$.physics.areas`` in the configuration."""
+NAME_PATTERN = r"[a-z][a-z0-9_]{0,31}"
+"""An area's (or a receptor site's) name: lowercase, at most 32 characters."""
+AreaName = Annotated[str, Meta(pattern=f"^{NAME_PATTERN}$")]
+"""An area's name, here and in the configuration (``$.physics.areas``)."""
 TaskName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$")]
 NodeId = Annotated[str, Meta(min_length=1, max_length=64)]
 Token = Annotated[str, Meta(min_length=1, max_length=256)]
@@ -86,7 +88,8 @@ RejectReason: TypeAlias = Literal[
     "metabolic_denied",
     "unknown_lock",
 ]
-"""``engs.shared.layout.REJECT_REASONS`` (a test keeps them equal)."""
+"""Why a request was refused: the ``error`` reply's ``reason``; the stats schema's
+``engs.shared.layout.REJECT_REASONS`` is derived from it."""
 
 
 # ---------------------------------------------------------------------------

@@ -58,35 +58,6 @@ from engs.shared.region import Region
 from engs.shared.seqlock import SeqlockReader
 from engs.shared.stats import read_stats
 
-#: HELP text of every counter in the stats schema (a counter added to the schema
-#: without an entry here is still exported, with a generic HELP).
-COUNTER_HELP: dict[str, str] = {
-    "engs_physics_ticks_total": "Physics ticks completed.",
-    "engs_physics_deadline_misses_total": "Physics ticks that missed their absolute deadline.",
-    "engs_physics_cfl_clamps_total": "Ticks on which the CFL guard clamped the wave speed.",
-    "engs_physics_nonfinite_total": "Non-finite field values detected by the physics.",
-    "engs_physics_states_applied_total": "Control states the physics applied.",
-    "engs_physics_stale_reads_total": "Control-state reads that returned the last good copy.",
-    "engs_physics_rt_setup_failures_total": "Real-time setup steps that failed (not fatal).",
-    "engs_physics_interrupts_acted_total": "CRITICAL interrupts the physics acted on, by cause.",
-    "engs_orchestrator_cycles_total": "Control cycles completed.",
-    "engs_orchestrator_deadline_misses_total": "Control cycles that missed their deadline.",
-    "engs_orchestrator_context_switches_total": "Task context switches (the mania input).",
-    "engs_curiosity_goals_total": "Curiosity goals injected (boredom over its threshold).",
-    "engs_naps_total": "Naps entered to recharge ATP.",
-    "engs_oracle_requests_applied_total": "Oracle requests the orchestrator applied, by kind.",
-    "engs_signals_total": "Signals received on the signal socket, by type.",
-    "engs_signals_applied_total": "Signals applied to the dynamics, by type.",
-    "engs_signals_rejected_total": "Signals rejected, by reason.",
-    "engs_interrupts_total": "CRITICAL interrupts raised, by cause, summed over the raisers "
-    "(orchestrator and oracle).",
-    "engs_oracle_polls_total": "Oracle watchdog polls.",
-    "engs_sync_violations_total": "Applied control states older than the channel's staleness "
-    "limit (10 ms dopamine/norepinephrine, 50 ms serotonin), once per applied state.",
-    "engs_oracle_requests_total": "Requests the oracle sent to the orchestrator, by kind.",
-    "engs_restarts_total": "Process restarts by the supervisor, by process.",
-}
-
 #: (gauge name, NeurochemicalState field, HELP)
 STATE_GAUGES: tuple[tuple[str, str, str], ...] = (
     ("engs_dopamine", "dopamine", "Global dopamine level D in [0, 1]."),
@@ -286,8 +257,10 @@ class EngsCollector(Collector):
 def _counters(snaps: Iterable[Any]) -> list[Metric]:
     totals: dict[str, dict[tuple[str, ...], int]] = {}
     keys: dict[str, tuple[str, ...]] = {}
+    helps: dict[str, str] = {}
     for snap in snaps:
         for spec, value in snap.counters:
+            helps.setdefault(spec.name, spec.help)
             names = tuple(k for k, _ in spec.labels)
             if keys.setdefault(spec.name, names) != names:
                 raise ValueError(
@@ -299,8 +272,7 @@ def _counters(snaps: Iterable[Any]) -> list[Metric]:
             series[values] = series.get(values, 0) + value
     fams: list[Metric] = []
     for name, series in totals.items():
-        doc = COUNTER_HELP.get(name, f"{name} (from the shared-memory stats blocks).")
-        fam = CounterMetricFamily(name, doc, labels=list(keys[name]))
+        fam = CounterMetricFamily(name, helps[name], labels=list(keys[name]))
         for values, total in series.items():
             fam.add_metric(list(values), float(total))
         fams.append(fam)

@@ -88,7 +88,7 @@ from engs.services.orchestrator.nap import NapController, NapState
 from engs.services.orchestrator.priorities import CauseMonitor, OracleLedger
 from engs.services.orchestrator.replay import ReplayBatch, ReplayBuffer, ReplayState
 from engs.shared.config import Config
-from engs.shared.layout import Cause, Mode
+from engs.shared.layout import Cause, Mode, Priority
 
 FORMAT = "engs-orchestrator"
 VERSION = 3
@@ -96,10 +96,6 @@ VERSION = 3
 refused: they cannot restore the area state). 3: the critic's time cells, the average
 reward rate and the opportunity-cost boredom (issue #12; v2 critics cannot be mapped
 onto the new features)."""
-
-#: NeurochemicalState.priority values (engs.shared.layout.state_dtype).
-PRIORITY_HIGH = 1
-PRIORITY_CRITICAL = 2
 
 #: A telemetry tick jump larger than this many nominal cycles' worth is clamped (the
 #: orchestrator was paused or the record is garbage; boredom must not leap).
@@ -406,9 +402,7 @@ class Engs:
         channel c."""
         self._stimulus.fill(0.0)
         self._cues.clear()
-        for st in inputs.stimuli:
-            if not 0 <= st.area < self.n_areas:
-                raise ValueError(f"stimulus area {st.area} outside 0..{self.n_areas - 1}")
+        for st in inputs.stimuli:  # areas checked at the edge (inputs.AreaNames)
             self._stimulus[st.area] += st.amplitude
             if st.amplitude > 0.0 and st.area not in self._cues:
                 self._cues.append(st.area)
@@ -648,7 +642,7 @@ class Engs:
                 f"state record has {out['area_plasticity'].shape[0]} area rows, need {n}"
             )
         out["flags"] = int(self.flags)
-        out["priority"] = PRIORITY_CRITICAL if self.monitor.active else PRIORITY_HIGH
+        out["priority"] = Priority.CRITICAL if self.monitor.active else Priority.HIGH
         out["n_areas"] = n
         out["dopamine"] = self.dopamine
         out["serotonin"] = self.serotonin

@@ -31,6 +31,7 @@ tool can record and re-feed a run.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Literal
 
 import msgspec
@@ -116,11 +117,38 @@ def _finite(name: str, value: float, lo: float = -math.inf, hi: float = math.inf
     return v
 
 
+class AreaNames:
+    """The physics' areas by name: the one check of the area a stimulus names, for the
+    socket (:class:`~engs.services.orchestrator.server.SignalServer`, before it
+    acknowledges) and for direct calls (:meth:`InputAccumulator.add_stimulus`). Past it,
+    a :class:`Stimulus` carries a valid index and the dynamics trust it."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.names = tuple(names)
+        self._index = {name: i for i, name in enumerate(self.names)}
+        self._expected = ", ".join(sorted(self.names))
+
+    def index(self, area: str | int, at: str = "stimulus.area") -> int:
+        """The index of ``area`` (a name, or an index checked against the count);
+        ValueError naming the field ``at`` otherwise."""
+        if isinstance(area, str):
+            idx = self._index.get(area)
+            if idx is None:
+                raise ValueError(
+                    f"unknown area {area!r}, expected one of: {self._expected} - at `{at}`"
+                )
+            return idx
+        idx = int(area)
+        if not 0 <= idx < len(self.names):
+            raise ValueError(f"`{at}` must be in 0..{len(self.names) - 1}, got {area}")
+        return idx
+
+
 class InputAccumulator:
     """Collects one cycle's signals; ``take()`` hands them over and starts afresh."""
 
-    def __init__(self, areas: list[str] | tuple[str, ...]) -> None:
-        self._area_index = {name: i for i, name in enumerate(areas)}
+    def __init__(self, areas: Iterable[str]) -> None:
+        self._areas = AreaNames(areas)
         self._reset()
 
     def _reset(self) -> None:
@@ -145,19 +173,7 @@ class InputAccumulator:
         self._novelty.append(messages.check_field(messages.Novelty, "entropy", entropy))
 
     def add_stimulus(self, area: str | int, amplitude: float) -> None:
-        if isinstance(area, str):
-            if area not in self._area_index:
-                raise ValueError(
-                    f"`stimulus.area`: unknown area {area!r}, expected one of "
-                    f"{sorted(self._area_index)}"
-                )
-            idx = self._area_index[area]
-        else:
-            idx = int(area)
-            if not 0 <= idx < len(self._area_index):
-                raise ValueError(
-                    f"`stimulus.area` must be in 0..{len(self._area_index) - 1}, got {area}"
-                )
+        idx = self._areas.index(area)
         amp = messages.check_field(messages.Stimulus, "amplitude", amplitude)
         self._stimulus[idx] = self._stimulus.get(idx, 0.0) + amp
 
@@ -184,8 +200,8 @@ class InputAccumulator:
 
     def add_signal(self, signal: messages.Signal) -> None:
         """Fold in one signal the socket accepted (``SignalInbox.drain`` items). Raises
-        ValueError for an area not in ``physics.areas``; the server should check the
-        area before acknowledging a stimulus."""
+        ValueError for an area not in ``physics.areas`` (the server checks the area with
+        the same :class:`AreaNames` before acknowledging a stimulus)."""
         match signal:
             case messages.Reward(value=v):
                 self.add_reward(v)

@@ -56,7 +56,7 @@ from engs.shared.config import Config
 from engs.shared.endpoints import publish_signals
 from engs.shared.heartbeat import Heartbeat, PeerLoss
 from engs.shared.interrupt import InterruptWord
-from engs.shared.layout import Cause, HeartbeatState, Lane, Mode, Process
+from engs.shared.layout import Cause, HeartbeatState, Lane, Mode, Priority, Process
 from engs.shared.region import Region, open_for_service
 from engs.shared.requests import RequestReceiver
 from engs.shared.seqlock import SeqlockReader, SeqlockWriter
@@ -65,8 +65,6 @@ from engs.shared.stats import StatsWriter
 log = logging.getLogger("engs.orchestrator")
 
 EXIT_PHYSICS_LOST = 3
-PRIORITY_HIGH = 1
-PRIORITY_CRITICAL = 2
 #: Oracle request kinds (engs.shared.layout.REQUEST_KINDS) → the dynamics' request names.
 ORACLE_REQUESTS = {"emergency_stimulus": "anhedonia", "serotonin_boost": "mania"}
 
@@ -233,13 +231,13 @@ class Orchestrator:
         own = int(self.lane.lane_causes(Lane.ORCHESTRATOR))
         want = int(result.causes) | self.manual
         if want & ~own:
-            self._fill(self.emergency, PRIORITY_CRITICAL)
+            self._fill(self.emergency, Priority.CRITICAL)
             self.emergency_writer.publish(self.emergency)
             self._raise(want & ~own)
         if own & ~want:
             self.lane.clear_cause(Cause(own & ~want))
 
-        crc = self._fill(self.rec, PRIORITY_HIGH)
+        crc = self._fill(self.rec, Priority.HIGH)
         self.writer.publish(self.rec)
         self._snapshot = self._make_snapshot()
 

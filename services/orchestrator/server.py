@@ -52,6 +52,7 @@ from typing import cast
 import msgspec
 
 from engs.services.orchestrator.inbox import TYPE_INDEX, Accepted, SignalHandler, SignalInbox
+from engs.services.orchestrator.inputs import AreaNames
 from engs.shared.config import SignalsConfig, is_loopback, parse_addr
 from engs.shared.errors import ConfigError
 from engs.shared.layout import Cause
@@ -192,8 +193,7 @@ class SignalServer:
         self._token = token or None
         self._token_b = token.encode() if token else b""
         self._tcp_needs_auth = not is_loopback(self._host) if require_auth is None else require_auth
-        self._areas = frozenset(areas) if areas is not None else None
-        self._areas_text = ", ".join(sorted(self._areas)) if self._areas else ""
+        self._areas = AreaNames(areas) if areas is not None else None
         self._seq = 0
         # Every open connection, least recently heard from first (the eviction order).
         self._conns: OrderedDict[_Conn, None] = OrderedDict()
@@ -725,13 +725,11 @@ class _Conn(asyncio.Protocol):
                 self._enqueue(msg, t_rx, out)
             case Stimulus(area=area):
                 assert ti is not None
-                if srv._areas is not None and area not in srv._areas:
-                    self._error(
-                        out,
-                        msg.id,
-                        "invalid",
-                        f"unknown area {area!r}, expected one of: {srv._areas_text} - at `$.area`",
-                    )
+                try:
+                    if srv._areas is not None:
+                        srv._areas.index(area, at="$.area")
+                except ValueError as exc:
+                    self._error(out, msg.id, "invalid", str(exc))
                 else:
                     self._enqueue(msg, t_rx, out)
             case Auth(token=token):

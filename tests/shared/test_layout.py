@@ -147,3 +147,11 @@ def test_causes_fit_one_lane() -> None:
 def test_build_layout_rejects_silly_sizes() -> None:
     with pytest.raises(ValueError, match=r"max_areas must be in 1\.\.1024, got 0"):
         build_layout(0)
+
+
+def test_every_counter_name_has_one_help_text() -> None:
+    helps: dict[str, set[str]] = {}
+    for specs in COUNTERS.values():
+        for spec in specs:
+            helps.setdefault(spec.name, set()).add(spec.help)
+    assert {name: len(h) for name, h in helps.items() if len(h) != 1 or not next(iter(h))} == {}

@@ -89,7 +89,8 @@ def test_bad_values_never_reach_the_dynamics() -> None:
         acc.add_stimulus("motor", -1.0)
     with pytest.raises(ValueError, match=r"at `dmn\.utility`$"):
         acc.set_dmn(DmnReport(0.5, 2.0, 0.5, 0.0, 0.0))
-    with pytest.raises(ValueError, match=r"`stimulus\.area`: unknown area 'cortex'"):
+    expected = "association, limbic, motor, sensory - at `stimulus\\.area`$"
+    with pytest.raises(ValueError, match=rf"^unknown area 'cortex', expected one of: {expected}"):
         acc.add_stimulus("cortex", 1.0)
     with pytest.raises(ValueError, match=r"`stimulus.area` must be in 0..3, got 4"):
         acc.add_stimulus(4, 1.0)
