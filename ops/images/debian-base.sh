@@ -45,6 +45,8 @@ command -v debootstrap >/dev/null || {
     exit 1
 }
 
+# With REBUILD=1 the image that had the tag is removed once the new one has it.
+previous="$(docker image inspect -f '{{.Id}}' "${tag}" 2>/dev/null || true)"
 url="$(mirror)"
 root="$(mktemp -d /var/tmp/engs-debootstrap.XXXXXX)"
 trap 'rm -rf --one-file-system "${root}"' EXIT
@@ -74,4 +76,7 @@ tar --numeric-owner -C "${root}" -c . |
         --change 'CMD ["bash"]' \
         --message "debootstrap --variant=minbase ${suite} (ops/images/debian-base.sh)" \
         - "${tag}" >/dev/null
+if [[ -n "${previous}" && "${previous}" != "$(docker image inspect -f '{{.Id}}' "${tag}")" ]]; then
+    docker image rm "${previous}" >/dev/null 2>&1 || true
+fi
 echo "${tag}: built ($(docker image inspect -f '{{.Size}}' "${tag}") bytes)"

@@ -17,7 +17,7 @@ import pytest
 
 from engs.shared.config import load_config, parse_addr
 from engs.shared.layout import build_layout
-from tests.deploy.tools import OPS, ROOT, dockerfile_arg, load_yaml, require_tool
+from tests.deploy.tools import NICE, OPS, ROOT, dockerfile_arg, load_yaml, require_tool
 
 COMPOSE = ROOT / "docker-compose.yml"
 CPU = ROOT / "docker-compose.cpu.yml"
@@ -92,7 +92,14 @@ def test_healthchecks_restart_policies_and_start_order(services: dict[str, Any])
         assert svc["healthcheck"]["test"][0] == "CMD", name
     for name in ("physics", "orchestrator"):
         test = services[name]["healthcheck"]["test"]
-        assert test == ["CMD", "python", "-m", "engs.services.supervisor.healthcheck", name]
+        assert test == ["CMD", *NICE, "python", "-m", "engs.services.supervisor.healthcheck", name]
+    # Each check is a new Python process: at nice 19 in every ENGS container, and the
+    # physics outweighs its siblings, whose checks nice cannot restrain (another cgroup).
+    for name in ENGS:
+        assert services[name]["healthcheck"]["test"][1:4] == NICE, name
+    assert services["physics"]["cpu_shares"] >= 8 * 1024
+    for name in ("orchestrator", "oracle", "prometheus", "grafana"):
+        assert "cpu_shares" not in services[name], name
     assert "/healthz" in services["oracle"]["healthcheck"]["test"][-1]
     want = {
         "orchestrator": {"physics"},

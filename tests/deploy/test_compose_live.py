@@ -92,6 +92,6 @@ def test_compose_e2e_script_passes_and_leaves_nothing() -> None:
     lines = res.stdout.strip().splitlines()
     assert res.returncode == 0, f"{res.stdout[-2000:]}\n{res.stderr[-6000:]}"
     assert lines and lines[-1].startswith("compose-e2e: PASS"), res.stdout
-    for step in ("reward applied", "series from engs/oracle:9411", "orchestrator back in"):
+    for step in ("reward applied", "series from engs/oracle:9411", "orchestrator serving again in"):
         assert step in lines[-1], lines[-1]
     assert _leftovers() == []

@@ -14,6 +14,7 @@ import re
 import subprocess
 
 from tests.deploy.tools import (
+    NICE,
     ROOT,
     dockerfile_arg,
     dockerfile_instructions,
@@ -106,7 +107,7 @@ def test_healthcheck_uses_the_standard_library_against_healthz() -> None:
     for word, rest in dockerfile_instructions():  # comments aside
         assert not re.search(r"\b(curl|wget)\b", rest), f"{word} {rest}"
     oracle = load_yaml(ROOT / "docker-compose.yml")["services"]["oracle"]
-    assert oracle["healthcheck"]["test"] == ["CMD", "python", "-c", cmd]
+    assert oracle["healthcheck"]["test"] == ["CMD", *NICE, "python", "-c", cmd]
 
 
 def test_dockerignore_admits_exactly_what_the_copy_lines_need() -> None:

@@ -24,7 +24,7 @@ import yaml
 
 from engs.shared.config import load_config, parse_addr
 from engs.shared.layout import build_layout
-from tests.deploy.tools import OPS, ROOT, dockerfile_arg, load_yaml, require_tool
+from tests.deploy.tools import NICE, OPS, ROOT, dockerfile_arg, load_yaml, require_tool
 
 K8S = OPS / "k8s"
 KUSTOMIZATIONS = ("base", "overlays/fleet-example", "overlays/cpu")
@@ -189,9 +189,9 @@ def test_probes_apply_the_compose_health_rule(name: str) -> None:
                 assert c[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}
             assert "/healthz" in compose["oracle"]["healthcheck"]["test"][-1]
             continue
-        # docker-compose.yml: ["CMD", "python", "-m", "engs.services.supervisor...", name]
+        # docker-compose.yml: ["CMD", "nice", "-n", "19", "python", "-m", ..., name]
         want = compose[cname]["healthcheck"]["test"][1:]
-        assert want == ["python", "-m", "engs.services.supervisor.healthcheck", cname]
+        assert want == [*NICE, "python", "-m", "engs.services.supervisor.healthcheck", cname]
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             assert c[probe]["exec"]["command"] == want, (cname, probe)
         # Liveness gives a stalled process as long as compose does (3 failed checks).

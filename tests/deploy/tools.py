@@ -105,12 +105,22 @@ def dockerfile_arg(name: str) -> str:
     raise AssertionError(f"no ARG {name}=... in the Dockerfile")
 
 
+#: How every container healthcheck runs its command: at the lowest CPU priority, so that a
+#: check (a new Python process) yields to the 1 kHz loop (docs/deploy.md, "Deadline misses").
+NICE = ["nice", "-n", "19"]
+
+
+def healthcheck_argv() -> list[str]:
+    """The argv of the image's HEALTHCHECK (after CMD)."""
+    (rest,) = [rest for word, rest in dockerfile_instructions() if word == "HEALTHCHECK"]
+    return list(json.loads(rest[rest.index("CMD ") + 4 :]))
+
+
 def healthcheck_command() -> str:
     """The python one-liner of the image's HEALTHCHECK."""
-    (rest,) = [rest for word, rest in dockerfile_instructions() if word == "HEALTHCHECK"]
-    argv = json.loads(rest[rest.index("CMD ") + 4 :])
-    assert argv[:2] == ["python", "-c"], argv
-    return str(argv[2])
+    argv = healthcheck_argv()
+    assert argv[:5] == [*NICE, "python", "-c"], argv
+    return str(argv[5])
 
 
 def dashboard_exprs() -> list[str]:
