@@ -66,11 +66,18 @@ def probe_cupy() -> tuple[ModuleType | None, str]:
     return cp, ""
 
 
-def select_backend(name: str) -> Backend:
+#: Largest lattice ``auto`` falls back to NumPy for: above it a NumPy tick takes most of
+#: a second (6⁹ ≈ 10⁷ nodes: seconds per tick), which is a broken service, not a fallback.
+CPU_FALLBACK_MAX_NODES = 1 << 21
+
+
+def select_backend(name: str, n_nodes: int | None = None) -> Backend:
     """The backend for ``name`` in ``"auto" | "numpy" | "cupy"``.
 
-    ``auto``: CuPy when the probe passes, else NumPy with the probe's reason.
-    ``cupy``: CuPy or :class:`~engs.shared.errors.NotAvailable` naming the reason.
+    ``auto``: CuPy when the probe passes, else NumPy with the probe's reason — unless the
+    lattice (``n_nodes``, when given) exceeds :data:`CPU_FALLBACK_MAX_NODES`: then
+    :class:`~engs.shared.errors.NotAvailable` names the reason and the way to insist
+    (``backend = "numpy"``). ``cupy``: CuPy or NotAvailable naming the reason.
     """
     if name == "numpy":
         return numpy_backend("requested")
@@ -81,4 +88,11 @@ def select_backend(name: str) -> Backend:
         return Backend("cupy", cp, "requested" if name == "cupy" else "auto: GPU probe passed")
     if name == "cupy":
         raise NotAvailable(f"backend cupy requested but unavailable: {why}")
+    if n_nodes is not None and n_nodes > CPU_FALLBACK_MAX_NODES:
+        raise NotAvailable(
+            f"backend auto: no usable GPU ({why}), and a lattice of {n_nodes:,} nodes is "
+            f"too large for the NumPy fallback (at most {CPU_FALLBACK_MAX_NODES:,}: a tick "
+            "would take seconds); fix the GPU, shrink `$.physics.shape`, or set "
+            '`$.physics.backend = "numpy"` (ENGS_BACKEND=numpy) to run it anyway'
+        )
     return numpy_backend(f"auto: falling back to numpy ({why})")

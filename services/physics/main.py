@@ -33,12 +33,13 @@ writer) happen outside it. The physics never serves HTTP; the oracle exports its
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 from types import FrameType
 from typing import Any
 
-from engs.services.physics.backend import select_backend
+from engs.services.physics.backend import Backend, select_backend
 from engs.services.physics.coefficients import Coefficients
 from engs.services.physics.deadlines import DeadlineReporter
 from engs.services.physics.field import make_field
@@ -97,11 +98,11 @@ def setup_realtime(cfg: Config, stats: StatsWriter) -> list[RtResult]:
 class PhysicsLoop:
     """The loop's preallocated state; :meth:`run` is the loop."""
 
-    def __init__(self, cfg: Config, region: Region) -> None:
+    def __init__(self, cfg: Config, region: Region, backend: Backend | None = None) -> None:
         self.cfg = cfg
         self.region = region
         p = cfg.physics
-        self.backend = select_backend(p.backend)
+        self.backend = backend or select_backend(p.backend, math.prod(p.shape))
         log.info("backend %s: %s", self.backend.name, self.backend.reason)
         if self.backend.name == "cupy" and not region.register_with_cuda():
             log.warning("%s", region.pin_errors[-1])
@@ -262,10 +263,12 @@ class PhysicsLoop:
 
 def run(cfg: Config) -> int:
     """Entry point of ``engs physics``: runs until SIGTERM/SIGINT, returns 0."""
+    # before the region: a lattice no backend here can run is refused with nothing created
+    backend = select_backend(cfg.physics.backend, math.prod(cfg.physics.shape))
     region = open_for_service(
         cfg.instance, cfg.shm.max_areas, cfg.physics.areas, cfg.shm.lock_memory
     )
-    loop = PhysicsLoop(cfg, region)
+    loop = PhysicsLoop(cfg, region, backend)
     if region.pin_flags & (RegionFlags.MLOCK_FAILED | RegionFlags.CUDA_REGISTER_FAILED):
         loop.stats.inc(loop.stats.counter("engs_physics_rt_setup_failures_total"))
     setup_realtime(cfg, loop.stats)

@@ -3,9 +3,14 @@ that says why."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from engs.services.physics.backend import probe_cupy, select_backend
+from engs.services.physics.backend import CPU_FALLBACK_MAX_NODES, probe_cupy, select_backend
 from engs.shared.errors import NotAvailable
 
 
@@ -29,3 +34,41 @@ def test_auto_falls_back_to_numpy_with_the_probe_reason() -> None:
 def test_unknown_backend_name_is_refused() -> None:
     with pytest.raises(ValueError, match="backend must be auto, numpy or cupy, got 'tpu'"):
         select_backend("tpu")
+
+
+def test_auto_refuses_a_numpy_fallback_too_large_to_tick() -> None:
+    """Without a GPU, ``auto`` falls back to NumPy only for lattices NumPy can tick: 6⁹
+    (10⁷ nodes, seconds per tick) is refused with the reason and the way to insist."""
+    cp, _ = probe_cupy()
+    if cp is not None:
+        assert select_backend("auto", 6**9).name == "cupy"
+        return
+    assert select_backend("auto", CPU_FALLBACK_MAX_NODES).name == "numpy"
+    with pytest.raises(NotAvailable) as err:
+        select_backend("auto", CPU_FALLBACK_MAX_NODES + 1)
+    text = str(err.value)
+    assert "too large for the NumPy fallback" in text
+    assert "`$.physics.shape`" in text and "ENGS_BACKEND=numpy" in text
+    # asked for explicitly, NumPy runs whatever the size
+    assert select_backend("numpy", 6**9).name == "numpy"
+
+
+def test_engs_physics_refuses_before_creating_its_region(tmp_path: Path) -> None:
+    """The real command on this host: exit 69 (not available), the message on stderr,
+    and no shared-memory region left behind."""
+    if probe_cupy()[0] is not None:
+        pytest.skip("a GPU is usable here: the lattice would run")
+    instance = f"bigfallback-{os.getpid()}"
+    cfg = tmp_path / "big.toml"
+    cfg.write_text(f'instance = "{instance}"\n[physics]\nshape = [6, 6, 6, 6, 6, 6, 6, 6, 6]\n')
+    r = subprocess.run(
+        [sys.executable, "-m", "engs.services.cli", "physics", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "ENGS_BACKEND": "auto"},
+    )
+    assert r.returncode == 69, r.stderr
+    assert "too large for the NumPy fallback" in r.stderr
+    assert not [p for p in os.listdir("/dev/shm") if instance in p]
