@@ -42,6 +42,8 @@ MAX_FRAME = 64 * 1024
 #: The msgpack length prefix: 4 bytes, big-endian, unsigned.
 HEADER = struct.Struct(">I")
 HEADER_BYTES = HEADER.size
+_unpack_header = HEADER.unpack_from
+_CR = 0x0D
 #: Largest id, lock id and sequence number (they fit an i64).
 MAX_ID = (1 << 63) - 1
 
@@ -414,48 +416,82 @@ class FrameTooLarge(ValueError):
 
 
 class FrameSplitter:
-    """Cuts a byte stream into frame payloads (client side).
+    """Cuts a byte stream into frame payloads: the one framer, of the signal server and
+    of the clients alike (sans-IO: it never reads or writes a socket).
 
-    ``feed(data)`` then ``next()`` until it returns None. A frame larger than
-    ``max_frame`` raises :class:`FrameTooLarge` before anything of it is buffered
-    beyond ``max_frame`` bytes.
+    ``feed(data)``, then ``next()`` until it returns None. Payloads are memoryviews
+    into an immutable buffer: valid after later feeds, decode them where they lie.
+
+    * JSON lines: a payload ends at ``\n``; one ``\r`` just before it ends the line
+      too (``\r\n`` from line-oriented tools) and is not part of the payload or of
+      its length. A blank line gives an empty payload (not a request: the server skips
+      it). More than ``max_frame`` bytes in one line raises :class:`FrameTooLarge`, as
+      soon as more than ``max_frame + 1`` bytes wait without a newline.
+    * msgpack: a 4-byte big-endian length, then the body. A length above ``max_frame``
+      raises :class:`FrameTooLarge` before anything of the body is buffered.
+
+    :meth:`end` (the peer closed its side) lets a last JSON line without its final
+    newline count. After :class:`FrameTooLarge` the stream cannot be resynchronised.
     """
+
+    __slots__ = ("_buf", "_json", "_pos", "_view", "framing", "max_frame")
 
     def __init__(self, framing: Framing, max_frame: int = 1 << 24) -> None:
         self.framing = framing
         self.max_frame = max_frame
-        self._buf = bytearray()
+        self._json = framing == "json"
+        self._buf = b""
+        self._view = memoryview(self._buf)
         self._pos = 0
 
     def feed(self, data: bytes) -> None:
-        if self._pos:
-            del self._buf[: self._pos]
-            self._pos = 0
-        self._buf += data
+        """Append received bytes."""
+        self._buf = self._buf[self._pos :] + data if self._pos < len(self._buf) else data
+        self._view = memoryview(self._buf)
+        self._pos = 0
 
-    def next(self) -> bytes | None:
-        buf, pos = self._buf, self._pos
-        if self.framing == "json":
+    def end(self) -> None:
+        """The stream ended: an unterminated JSON line is a line."""
+        if self._json and self._pos < len(self._buf):
+            self.feed(b"\n")
+
+    def next(self) -> memoryview | None:
+        """The next complete payload, or None until more bytes are fed."""
+        buf, pos, limit = self._buf, self._pos, self.max_frame
+        if self._json:
             nl = buf.find(b"\n", pos)
             if nl < 0:
-                if len(buf) - pos > self.max_frame:
-                    raise FrameTooLarge(f"line longer than {self.max_frame} bytes")
+                if len(buf) - pos > limit + 1:  # + 1: a "\r" may end a full line
+                    raise FrameTooLarge(f"line longer than {limit} bytes")
                 return None
+            stop = nl - 1 if nl > pos and buf[nl - 1] == _CR else nl
+            if stop - pos > limit:
+                raise FrameTooLarge(f"line of {stop - pos} bytes exceeds {limit}")
             self._pos = nl + 1
-            return bytes(buf[pos:nl])
+            return self._view[pos:stop]
         if len(buf) - pos < HEADER_BYTES:
             return None
-        n = int.from_bytes(buf[pos : pos + HEADER_BYTES], "big")
-        if n > self.max_frame:
-            raise FrameTooLarge(f"frame of {n} bytes exceeds {self.max_frame}")
-        end = pos + HEADER_BYTES + n
+        (size,) = _unpack_header(buf, pos)
+        if size > limit:  # announced, not received: nothing of it is buffered
+            raise FrameTooLarge(f"frame of {size} bytes exceeds {limit}")
+        end = pos + HEADER_BYTES + size
         if len(buf) < end:
             return None
         self._pos = end
-        return bytes(buf[pos + HEADER_BYTES : end])
+        return self._view[pos + HEADER_BYTES : end]
+
+    def pending(self) -> bool:
+        """Whether :meth:`next` would return a payload or raise (not None)."""
+        buf, pos = self._buf, self._pos
+        if self._json:
+            return buf.find(b"\n", pos) >= 0 or len(buf) - pos > self.max_frame + 1
+        if len(buf) - pos < HEADER_BYTES:
+            return False
+        (size,) = _unpack_header(buf, pos)
+        return size > self.max_frame or len(buf) - pos - HEADER_BYTES >= size
 
 
-def decode_reply(payload: bytes, framing: Framing) -> Reply:
+def decode_reply(payload: bytes | memoryview, framing: Framing) -> Reply:
     """Decode one reply payload (raises msgspec.DecodeError / ValidationError)."""
     dec = REPLY_JSON if framing == "json" else REPLY_MSGPACK
     return dec.decode(payload)

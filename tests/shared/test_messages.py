@@ -265,3 +265,17 @@ def test_frame_splitter_refuses_oversized_frames_before_buffering_them() -> None
     lines.feed(b"{" + b"x" * 200)
     with pytest.raises(FrameTooLarge, match="line longer than 100 bytes"):
         lines.next()
+
+
+def test_one_carriage_return_rule_for_server_and_clients() -> None:
+    """A ``\r`` before the ``\n`` ends a JSON line and does not count towards its
+    length; a blank line is an empty payload; an unterminated last line counts at end."""
+    split = FrameSplitter("json", max_frame=4)
+    split.feed(b"abcd\r\n\r\n\nxy")
+    assert [bytes(f) for f in iter(split.next, None)] == [b"abcd", b"", b""]
+    assert not split.pending()
+    split.end()
+    assert split.pending() and bytes(split.next() or b"-") == b"xy"
+    split.feed(b"abcde\r\n")
+    with pytest.raises(FrameTooLarge, match=r"^line of 5 bytes exceeds 4$"):
+        split.next()
