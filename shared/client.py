@@ -15,6 +15,9 @@ connection lost *after* a request was sent raises
 been applied: the client never resends on its own, so nothing is applied twice.
 Subscriptions reconnect and resubscribe by themselves (snapshots are idempotent).
 
+Both are thin shells over one sans-IO core (:mod:`engs.shared.client_core`: replies
+from bytes, the convenience requests written once); they only dial, send and receive.
+
 Not thread-safe: use one client per thread (or the async client on one loop).
 """
 
@@ -26,119 +29,39 @@ import contextlib
 import select
 import socket
 import time
-from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Generator, Sequence
 from types import TracebackType
 from typing import Any
 
-import msgspec
-
-from engs.shared.config import parse_addr
-from engs.shared.errors import SignalConnectionError, SignalError, SignalRejected
+from engs.shared.client_core import (
+    Calls,
+    ClientBase,
+    Id,
+    Lost,
+    Replies,
+    check_reply,
+    with_lock,
+    with_state,
+)
+from engs.shared.errors import SignalConnectionError, SignalError
 from engs.shared.messages import (
     TAG,
-    Abort,
     Ack,
     Auth,
-    CauseName,
-    Clear,
-    Commit,
     CuriosityGoal,
-    Dmn,
     Error,
-    FrameSplitter,
-    FrameTooLarge,
-    Framing,
-    GoalComplete,
-    Interrupt,
-    Novelty,
     Reply,
     Request,
     Reserve,
-    Reward,
-    SecurityAlert,
     Snapshot,
     State,
     StateSnapshot,
-    Stimulus,
-    Stress,
     Subscribe,
-    decode_reply,
     encode_frame,
 )
 
 StreamItem = Snapshot | CuriosityGoal
-Id = int | str | None
 _RECV = 65536
-
-
-class _Lost(Exception):
-    """Internal: the connection ended or broke (converted to SignalConnectionError)."""
-
-
-def _check(reply: Reply, what: str) -> Ack:
-    match reply:
-        case Ack():
-            return reply
-        case Error(reason=reason, error=error, id=id):
-            raise SignalRejected(reason, error, id)
-        case _:
-            raise SignalError(f"expected an ack or error reply to `{what}`, got {reply!r}")
-
-
-class _Base:
-    def __init__(
-        self,
-        addr: str | None = "127.0.0.1:7411",
-        *,
-        unix_path: str | None = None,
-        token: str | None = None,
-        framing: Framing = "msgpack",
-        timeout: float = 5.0,
-        connect_attempts: int = 5,
-        backoff_s: float = 0.05,
-        max_backoff_s: float = 1.0,
-    ) -> None:
-        if unix_path is None and addr is None:
-            raise ValueError("give addr (host:port) or unix_path")
-        if framing not in ("json", "msgpack"):
-            raise ValueError(f"framing must be 'json' or 'msgpack', got {framing!r}")
-        if connect_attempts < 1:
-            raise ValueError(f"connect_attempts must be >= 1, got {connect_attempts}")
-        self.unix_path = unix_path
-        self.host, self.port = ("", 0) if unix_path is not None else parse_addr(str(addr))
-        self.token = token
-        self.framing: Framing = framing
-        self.timeout = timeout
-        self.connect_attempts = connect_attempts
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
-        self._init_connection()
-
-    def _init_connection(self) -> None:
-        """Set up the (unconnected) connection state of the concrete client."""
-
-    @property
-    def where(self) -> str:
-        return f"unix:{self.unix_path}" if self.unix_path else f"{self.host}:{self.port}"
-
-    def _delays(self) -> Iterator[float]:
-        """Sleeps between connection attempts: connect_attempts - 1 of them."""
-        d = self.backoff_s
-        for _ in range(self.connect_attempts - 1):
-            yield d
-            d = min(d * 2, self.max_backoff_s)
-
-    def _unreachable(self, exc: BaseException | None) -> SignalConnectionError:
-        return SignalConnectionError(
-            f"cannot reach the signal socket at {self.where} after {self.connect_attempts} "
-            f"attempt(s): {exc} (is the orchestrator running?)"
-        )
-
-    def _lost(self, what: str, exc: BaseException) -> SignalConnectionError:
-        return SignalConnectionError(
-            f"connection to the signal socket at {self.where} lost after sending `{what}` "
-            f"({exc or 'closed by the server'}); it may or may not have been applied"
-        )
 
 
 # ---------------------------------------------------------------------------
@@ -184,12 +107,15 @@ class Reservation:
             self.abort()
 
 
-class SignalClient(_Base):
+class SignalClient(ClientBase, Calls[Ack]):
     """Blocking client. ``with SignalClient() as c: c.reward(0.7)``."""
 
     def _init_connection(self) -> None:
         self._sock: socket.socket | None = None
-        self._split = FrameSplitter(self.framing)
+        self._replies = Replies(self.framing)
+
+    def _call(self, msg: Request) -> Ack:
+        return self.request(msg)
 
     # -- connection -----------------------------------------------------------
 
@@ -208,7 +134,7 @@ class SignalClient(_Base):
         """Connect (and authenticate) now rather than on the first request."""
         self._ensure()
 
-    def _open(self) -> tuple[socket.socket, FrameSplitter]:
+    def _open(self) -> tuple[socket.socket, Replies]:
         last: BaseException | None = None
         delays = self._delays()
         while True:
@@ -221,12 +147,12 @@ class SignalClient(_Base):
             if delay is None:
                 raise self._unreachable(last)
             time.sleep(delay)
-        split = FrameSplitter(self.framing)
+        split = Replies(self.framing)
         if self.token is not None:
             try:
                 sock.sendall(encode_frame(Auth(token=self.token), self.framing))
-                _check(self._read(sock, split), "auth")
-            except (OSError, _Lost) as exc:
+                check_reply(self._read(sock, split), "auth")
+            except (OSError, Lost) as exc:
                 sock.close()
                 raise self._lost("auth", exc) from None
             except SignalError:
@@ -254,39 +180,28 @@ class SignalClient(_Base):
             self.close()
             sock = None
         if sock is None:
-            sock, self._split = self._open()
+            sock, self._replies = self._open()
             self._sock = sock
         return sock
 
-    def _read(self, sock: socket.socket, split: FrameSplitter) -> Reply:
-        while True:
-            try:
-                frame = split.next()
-            except FrameTooLarge as exc:
-                raise _Lost(str(exc)) from None
-            if frame is not None:
-                try:
-                    return decode_reply(frame, self.framing)
-                except msgspec.DecodeError as exc:
-                    raise _Lost(f"undecodable reply: {exc}") from None
-            data = sock.recv(_RECV)
-            if not data:
-                raise _Lost("")
-            split.feed(data)
+    def _read(self, sock: socket.socket, replies: Replies) -> Reply:
+        while (reply := replies.next()) is None:
+            replies.feed(sock.recv(_RECV))
+        return reply
 
     # -- requests -------------------------------------------------------------
 
     def request(self, msg: Request) -> Ack:
         """Send one request and return its ack; raises SignalRejected on an error reply."""
-        return _check(self.exchange(msg), TAG[type(msg)])
+        return check_reply(self.exchange(msg), TAG[type(msg)])
 
     def exchange(self, msg: Request) -> Reply:
         """Send one request and return its reply as it came (an error is returned)."""
         sock = self._ensure()
         try:
             sock.sendall(encode_frame(msg, self.framing))
-            return self._read(sock, self._split)
-        except (OSError, _Lost) as exc:
+            return self._read(sock, self._replies)
+        except (OSError, Lost) as exc:
             self.close()
             raise self._lost(TAG[type(msg)], exc) from None
 
@@ -300,81 +215,23 @@ class SignalClient(_Base):
             try:
                 sock.sendall(b"".join(encode_frame(m, self.framing) for m in chunk))
                 for _ in chunk:
-                    reply = self._read(sock, self._split)
+                    reply = self._read(sock, self._replies)
                     if not isinstance(reply, Ack | Error):
-                        raise _Lost(f"unexpected {type(reply).__name__} reply")
+                        raise Lost(f"unexpected {type(reply).__name__} reply")
                     out.append(reply)
-            except (OSError, _Lost) as exc:
+            except (OSError, Lost) as exc:
                 self.close()
                 raise self._lost(f"{len(chunk)} pipelined requests", exc) from None
         return out
 
-    def reward(self, value: float, *, id: Id = None) -> Ack:
-        return self.request(Reward(value=value, id=id))
-
-    def stress(self, value: float, *, id: Id = None) -> Ack:
-        return self.request(Stress(value=value, id=id))
-
-    def novelty(self, entropy: float, *, id: Id = None) -> Ack:
-        return self.request(Novelty(entropy=entropy, id=id))
-
-    def stimulus(self, area: str, amplitude: float, *, id: Id = None) -> Ack:
-        return self.request(Stimulus(area=area, amplitude=amplitude, id=id))
-
-    def dmn(
-        self,
-        *,
-        coherence: float,
-        utility: float,
-        uncertainty: float,
-        safety_penalty: float,
-        calibration_gap: float,
-        node: str | None = None,
-        id: Id = None,
-    ) -> Ack:
-        return self.request(
-            Dmn(
-                coherence=coherence,
-                utility=utility,
-                uncertainty=uncertainty,
-                safety_penalty=safety_penalty,
-                calibration_gap=calibration_gap,
-                node=node,
-                id=id,
-            )
-        )
-
-    def goal_complete(self, *, id: Id = None) -> Ack:
-        return self.request(GoalComplete(id=id))
-
-    def security_alert(self, *, id: Id = None) -> Ack:
-        return self.request(SecurityAlert(id=id))
-
     def state(self) -> StateSnapshot:
-        ack = self.request(State())
-        if ack.state is None:
-            raise SignalError("the server acknowledged `state` without a snapshot")
-        return ack.state
+        return with_state(self.request(State()))
 
     def reserve(self, cost: float, task: str, *, id: Id = None) -> Reservation:
         """Ask for a metabolic lock now. Denied → SignalRejected (``metabolic_denied``).
         ``with client.reserve(5, "ingest"): ...`` commits on success, aborts on error."""
-        ack = self.request(Reserve(cost=cost, task=task, id=id))
-        if ack.lock is None:
-            raise SignalError("the server acknowledged `reserve` without a lock")
-        return Reservation(self, ack.lock, cost, task)
-
-    def commit(self, lock: int, *, id: Id = None) -> Ack:
-        return self.request(Commit(lock=lock, id=id))
-
-    def abort(self, lock: int, *, id: Id = None) -> Ack:
-        return self.request(Abort(lock=lock, id=id))
-
-    def interrupt(self, cause: CauseName, *, id: Id = None) -> Ack:
-        return self.request(Interrupt(cause=cause, id=id))
-
-    def clear(self, cause: CauseName, *, id: Id = None) -> Ack:
-        return self.request(Clear(cause=cause, id=id))
+        lock = with_lock(self.request(Reserve(cost=cost, task=task, id=id)))
+        return Reservation(self, lock, cost, task)
 
     def subscribe(self, hz: float, *, id: Id = None) -> Generator[StreamItem, None, None]:
         """Snapshots (and events) at up to ``hz``, on a connection of its own, until the
@@ -389,13 +246,13 @@ class SignalClient(_Base):
                 # A stream that goes quiet for several periods is taken as lost.
                 sock.settimeout(max(self.timeout, 5.0 / hz))
                 sock.sendall(frame)
-                _check(self._read(sock, split), "subscribe")
+                check_reply(self._read(sock, split), "subscribe")
                 failures = 0
                 while True:
                     item = self._read(sock, split)
                     if isinstance(item, Snapshot | CuriosityGoal):
                         yield item
-            except (OSError, _Lost) as exc:
+            except (OSError, Lost) as exc:
                 failures += 1
                 if failures >= self.connect_attempts:
                     raise self._lost("subscribe", exc) from None
@@ -449,10 +306,8 @@ class _ReserveCall:
         self._res: AsyncReservation | None = None
 
     async def _get(self) -> AsyncReservation:
-        ack = await self._client.request(self._msg)
-        if ack.lock is None:
-            raise SignalError("the server acknowledged `reserve` without a lock")
-        return AsyncReservation(self._client, ack.lock, self._msg.cost, self._msg.task)
+        lock = with_lock(await self._client.request(self._msg))
+        return AsyncReservation(self._client, lock, self._msg.cost, self._msg.task)
 
     def __await__(self) -> Generator[Any, None, AsyncReservation]:
         return self._get().__await__()
@@ -477,7 +332,7 @@ class _ReserveCall:
             await res.abort()
 
 
-class AsyncSignalClient(_Base):
+class AsyncSignalClient(ClientBase, Calls[Coroutine[Any, Any, Ack]]):
     """asyncio client; requests may be issued concurrently from many tasks (they are
     pipelined on one connection, replies matched in order)."""
 
@@ -487,6 +342,9 @@ class AsyncSignalClient(_Base):
         self._pending: collections.deque[asyncio.Future[Reply]] = collections.deque()
         self._read_task: asyncio.Task[None] | None = None
         self._connect_lock = asyncio.Lock()
+
+    def _call(self, msg: Request) -> Coroutine[Any, Any, Ack]:
+        return self.request(msg)
 
     async def __aenter__(self) -> AsyncSignalClient:
         return self
@@ -518,7 +376,7 @@ class AsyncSignalClient(_Base):
             coro = asyncio.open_connection(self.host, self.port, limit=_RECV)
         return await asyncio.wait_for(coro, self.timeout)
 
-    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, FrameSplitter]:
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Replies]:
         last: BaseException | None = None
         delays = self._delays()
         while True:
@@ -531,13 +389,13 @@ class AsyncSignalClient(_Base):
             if delay is None:
                 raise self._unreachable(last)
             await asyncio.sleep(delay)
-        split = FrameSplitter(self.framing)
+        split = Replies(self.framing)
         if self.token is not None:
             try:
                 writer.write(encode_frame(Auth(token=self.token), self.framing))
                 reply = await asyncio.wait_for(self._read(reader, split), self.timeout)
-                _check(reply, "auth")
-            except (OSError, TimeoutError, _Lost) as exc:
+                check_reply(reply, "auth")
+            except (OSError, TimeoutError, Lost) as exc:
                 writer.close()
                 raise self._lost("auth", exc) from None
             except SignalError:
@@ -545,21 +403,10 @@ class AsyncSignalClient(_Base):
                 raise
         return reader, writer, split
 
-    async def _read(self, reader: asyncio.StreamReader, split: FrameSplitter) -> Reply:
-        while True:
-            try:
-                frame = split.next()
-            except FrameTooLarge as exc:
-                raise _Lost(str(exc)) from None
-            if frame is not None:
-                try:
-                    return decode_reply(frame, self.framing)
-                except msgspec.DecodeError as exc:
-                    raise _Lost(f"undecodable reply: {exc}") from None
-            data = await reader.read(_RECV)
-            if not data:
-                raise _Lost("")
-            split.feed(data)
+    async def _read(self, reader: asyncio.StreamReader, replies: Replies) -> Reply:
+        while (reply := replies.next()) is None:
+            replies.feed(await reader.read(_RECV))
+        return reply
 
     async def _ensure(self) -> asyncio.StreamWriter:
         async with self._connect_lock:
@@ -572,18 +419,18 @@ class AsyncSignalClient(_Base):
                 )
             return self._writer
 
-    async def _read_loop(self, reader: asyncio.StreamReader, split: FrameSplitter) -> None:
-        why: BaseException = _Lost("")
+    async def _read_loop(self, reader: asyncio.StreamReader, split: Replies) -> None:
+        why: BaseException = Lost("")
         try:
             while True:
                 reply = await self._read(reader, split)
                 if not self._pending:
-                    why = _Lost(f"unsolicited {type(reply).__name__} reply")
+                    why = Lost(f"unsolicited {type(reply).__name__} reply")
                     break
                 fut = self._pending.popleft()
                 if not fut.done():
                     fut.set_result(reply)
-        except (OSError, _Lost) as exc:
+        except (OSError, Lost) as exc:
             why = exc
         finally:
             if self._reader is reader and self._writer is not None:
@@ -596,7 +443,7 @@ class AsyncSignalClient(_Base):
             fut = self._pending.popleft()
             if not fut.done():
                 fut.set_exception(
-                    why if isinstance(why, SignalError) else _Lost(str(why) or "closed")
+                    why if isinstance(why, SignalError) else Lost(str(why) or "closed")
                 )
 
     async def exchange(self, msg: Request) -> Reply:
@@ -608,14 +455,14 @@ class AsyncSignalClient(_Base):
             writer.write(encode_frame(msg, self.framing))
             await asyncio.wait_for(writer.drain(), self.timeout)
             return await asyncio.wait_for(asyncio.shield(fut), self.timeout)
-        except (OSError, TimeoutError, _Lost) as exc:
+        except (OSError, TimeoutError, Lost) as exc:
             # The stream is in an unknown state: drop it (fails the other requests
             # in flight the same way) rather than risk matching replies wrongly.
             await self.close()
             raise self._lost(TAG[type(msg)], exc) from None
 
     async def request(self, msg: Request) -> Ack:
-        return _check(await self.exchange(msg), TAG[type(msg)])
+        return check_reply(await self.exchange(msg), TAG[type(msg)])
 
     async def send_many(self, msgs: Sequence[Request]) -> list[Ack | Error]:
         """Pipeline ``msgs`` and return every reply in order (errors returned)."""
@@ -627,69 +474,13 @@ class AsyncSignalClient(_Base):
             out.append(r)
         return out
 
-    async def reward(self, value: float, *, id: Id = None) -> Ack:
-        return await self.request(Reward(value=value, id=id))
-
-    async def stress(self, value: float, *, id: Id = None) -> Ack:
-        return await self.request(Stress(value=value, id=id))
-
-    async def novelty(self, entropy: float, *, id: Id = None) -> Ack:
-        return await self.request(Novelty(entropy=entropy, id=id))
-
-    async def stimulus(self, area: str, amplitude: float, *, id: Id = None) -> Ack:
-        return await self.request(Stimulus(area=area, amplitude=amplitude, id=id))
-
-    async def dmn(
-        self,
-        *,
-        coherence: float,
-        utility: float,
-        uncertainty: float,
-        safety_penalty: float,
-        calibration_gap: float,
-        node: str | None = None,
-        id: Id = None,
-    ) -> Ack:
-        return await self.request(
-            Dmn(
-                coherence=coherence,
-                utility=utility,
-                uncertainty=uncertainty,
-                safety_penalty=safety_penalty,
-                calibration_gap=calibration_gap,
-                node=node,
-                id=id,
-            )
-        )
-
-    async def goal_complete(self, *, id: Id = None) -> Ack:
-        return await self.request(GoalComplete(id=id))
-
-    async def security_alert(self, *, id: Id = None) -> Ack:
-        return await self.request(SecurityAlert(id=id))
-
     async def state(self) -> StateSnapshot:
-        ack = await self.request(State())
-        if ack.state is None:
-            raise SignalError("the server acknowledged `state` without a snapshot")
-        return ack.state
+        return with_state(await self.request(State()))
 
     def reserve(self, cost: float, task: str, *, id: Id = None) -> _ReserveCall:
         """``res = await client.reserve(5, "ingest")`` or
         ``async with client.reserve(5, "ingest") as res: ...`` (commit / abort)."""
         return _ReserveCall(self, Reserve(cost=cost, task=task, id=id))
-
-    async def commit(self, lock: int, *, id: Id = None) -> Ack:
-        return await self.request(Commit(lock=lock, id=id))
-
-    async def abort(self, lock: int, *, id: Id = None) -> Ack:
-        return await self.request(Abort(lock=lock, id=id))
-
-    async def interrupt(self, cause: CauseName, *, id: Id = None) -> Ack:
-        return await self.request(Interrupt(cause=cause, id=id))
-
-    async def clear(self, cause: CauseName, *, id: Id = None) -> Ack:
-        return await self.request(Clear(cause=cause, id=id))
 
     async def subscribe(self, hz: float, *, id: Id = None) -> AsyncIterator[StreamItem]:
         """Async iterator of snapshots (and events) at up to ``hz`` on a connection of
@@ -701,13 +492,13 @@ class AsyncSignalClient(_Base):
             reader, writer, split = await self._open()
             try:
                 writer.write(frame)
-                _check(await asyncio.wait_for(self._read(reader, split), quiet), "subscribe")
+                check_reply(await asyncio.wait_for(self._read(reader, split), quiet), "subscribe")
                 failures = 0
                 while True:
                     item = await asyncio.wait_for(self._read(reader, split), quiet)
                     if isinstance(item, Snapshot | CuriosityGoal):
                         yield item
-            except (OSError, TimeoutError, _Lost) as exc:
+            except (OSError, TimeoutError, Lost) as exc:
                 failures += 1
                 if failures >= self.connect_attempts:
                     raise self._lost("subscribe", exc) from None
