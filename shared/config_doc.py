@@ -1,12 +1,14 @@
 """Render the configuration reference (docs/config.md) from the Structs themselves:
 names, types, defaults and constraints from ``msgspec.inspect``, meanings from the
-attribute docstrings in ``shared/config.py``. A test keeps the document equal to this."""
+attribute docstrings in ``shared/config/``. A test keeps the document equal to this."""
 
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
 import itertools
+import pkgutil
 from typing import Any
 
 import msgspec
@@ -16,11 +18,20 @@ from engs.shared import config as config_module
 from engs.shared.config import ENV_OVERRIDES, Config
 
 
+def _section_sources() -> list[ast.Module]:
+    """The parsed source of every module of the configuration package."""
+    names = sorted(m.name for m in pkgutil.iter_modules(config_module.__path__))
+    modules = [
+        config_module,
+        *(importlib.import_module(f"{config_module.__name__}.{n}") for n in names),
+    ]
+    return [ast.parse(inspect.getsource(m)) for m in modules]
+
+
 def _attribute_docs() -> dict[tuple[str, str], str]:
     """{(class name, field name): docstring} for every ``field: T = x`` + string literal."""
-    tree = ast.parse(inspect.getsource(config_module))
     docs: dict[tuple[str, str], str] = {}
-    for node in ast.walk(tree):
+    for node in (n for tree in _section_sources() for n in ast.walk(tree)):
         if not isinstance(node, ast.ClassDef):
             continue
         body = node.body
