@@ -42,7 +42,7 @@ class Section(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     """The base of every section: unknown fields refused, frozen, keyword-only."""
 
 
-Level = Annotated[float, Meta(ge=0, le=1)]
+Level = Annotated[float, Meta(ge=0.0, le=1.0)]  # floats: equal to messages.Unit, cached as one
 NonNeg = Annotated[float, Meta(ge=0)]
 
 
