@@ -43,14 +43,10 @@ unless they end in ``_wall_ns``.
 from __future__ import annotations
 
 import enum
-import typing
 import zlib
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-from engs.shared.messages import REQUEST_CLASSES, TAG, Auth, RejectReason
 
 LAYOUT_VERSION = 2
 MAGIC = int.from_bytes(b"ENGS-SHM", "little")
@@ -154,179 +150,9 @@ N_HISTOGRAMS = 8  # per process
 AREA_NAME_BYTES = 32
 
 
-@dataclass(frozen=True)
-class CounterSpec:
-    """One counter slot: a Prometheus counter name (with ``_total``), its HELP text (the
-    same for every slot of one name) and its labels."""
-
-    name: str
-    help: str
-    labels: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True)
-class HistogramSpec:
-    """One histogram slot: a Prometheus histogram name in seconds."""
-
-    name: str
-    help: str
-
-
-#: The wire tag of every request counted by type, in slot order: every request of
-#: :mod:`engs.shared.messages` but ``auth`` (a handshake, not a signal).
-SIGNAL_TYPES: tuple[str, ...] = tuple(TAG[cls] for cls in REQUEST_CLASSES if cls is not Auth)
-#: :data:`engs.shared.messages.RejectReason`, in slot order.
-REJECT_REASONS: tuple[str, ...] = typing.get_args(RejectReason)
-SYNC_CHANNELS: tuple[str, ...] = ("dopamine", "serotonin", "norepinephrine")
 #: Oracle → orchestrator request kinds (seed 003 §9), in slot order.
 REQUEST_KINDS: tuple[str, ...] = ("emergency_stimulus", "serotonin_boost")
 N_REQUESTS = 8  # slots reserved
-
-
-def _labelled(name: str, help_: str, key: str, values: tuple[str, ...]) -> tuple[CounterSpec, ...]:
-    return tuple(CounterSpec(name, help_, ((key, v),)) for v in values)
-
-
-_CAUSE_NAMES = tuple(c.name.lower() for c in Cause if c.name)
-_INTERRUPTS = (
-    "engs_interrupts_total",
-    "CRITICAL interrupts raised, by cause, summed over the raisers (orchestrator and oracle).",
-    "cause",
-    _CAUSE_NAMES,
-)
-
-#: Counter slots per process, in slot order. Append only; any change bumps the hash.
-COUNTERS: dict[Process, tuple[CounterSpec, ...]] = {
-    Process.PHYSICS: (
-        CounterSpec("engs_physics_ticks_total", "Physics ticks completed."),
-        CounterSpec(
-            "engs_physics_deadline_misses_total",
-            "Physics ticks that missed their absolute deadline.",
-        ),
-        CounterSpec(
-            "engs_physics_cfl_clamps_total", "Ticks on which the CFL guard clamped the wave speed."
-        ),
-        CounterSpec(
-            "engs_physics_nonfinite_total", "Non-finite field values detected by the physics."
-        ),
-        CounterSpec("engs_physics_states_applied_total", "Control states the physics applied."),
-        CounterSpec(
-            "engs_physics_stale_reads_total",
-            "Control-state reads that returned the last good copy.",
-        ),
-        CounterSpec(
-            "engs_physics_rt_setup_failures_total", "Real-time setup steps that failed (not fatal)."
-        ),
-        *_labelled(
-            "engs_physics_interrupts_acted_total",
-            "CRITICAL interrupts the physics acted on, by cause.",
-            "cause",
-            _CAUSE_NAMES,
-        ),
-    ),
-    Process.ORCHESTRATOR: (
-        CounterSpec("engs_orchestrator_cycles_total", "Control cycles completed."),
-        CounterSpec(
-            "engs_orchestrator_deadline_misses_total", "Control cycles that missed their deadline."
-        ),
-        CounterSpec(
-            "engs_orchestrator_context_switches_total", "Task context switches (the mania input)."
-        ),
-        CounterSpec(
-            "engs_curiosity_goals_total", "Curiosity goals injected (boredom over its threshold)."
-        ),
-        CounterSpec("engs_naps_total", "Naps entered to recharge ATP."),
-        *_labelled(
-            "engs_oracle_requests_applied_total",
-            "Oracle requests the orchestrator applied, by kind.",
-            "kind",
-            REQUEST_KINDS,
-        ),
-        *_labelled(
-            "engs_signals_total",
-            "Signals received on the signal socket, by type.",
-            "type",
-            SIGNAL_TYPES,
-        ),
-        *_labelled(
-            "engs_signals_applied_total",
-            "Signals applied to the dynamics, by type.",
-            "type",
-            SIGNAL_TYPES,
-        ),
-        *_labelled(
-            "engs_signals_rejected_total", "Signals rejected, by reason.", "reason", REJECT_REASONS
-        ),
-        *_labelled(*_INTERRUPTS),
-    ),
-    Process.ORACLE: (
-        CounterSpec("engs_oracle_polls_total", "Oracle watchdog polls."),
-        *_labelled(
-            "engs_sync_violations_total",
-            "Applied control states older than the channel's staleness limit (10 ms "
-            "dopamine/norepinephrine, 50 ms serotonin), once per applied state.",
-            "channel",
-            SYNC_CHANNELS,
-        ),
-        *_labelled(
-            "engs_oracle_requests_total",
-            "Requests the oracle sent to the orchestrator, by kind.",
-            "kind",
-            REQUEST_KINDS,
-        ),
-        *_labelled(*_INTERRUPTS),
-    ),
-    Process.SUPERVISOR: (
-        *_labelled(
-            "engs_restarts_total",
-            "Process restarts by the supervisor, by process.",
-            "process",
-            ("physics", "orchestrator", "oracle"),
-        ),
-    ),
-}
-
-#: Histogram slots per process, in slot order.
-HISTOGRAMS: dict[Process, tuple[HistogramSpec, ...]] = {
-    Process.PHYSICS: (
-        HistogramSpec("engs_physics_tick_seconds", "Compute time of one physics tick."),
-        HistogramSpec(
-            "engs_physics_tick_lateness_seconds", "Tick start minus its absolute deadline."
-        ),
-        HistogramSpec("engs_state_staleness_seconds", "t_applied - t_calc of each applied state."),
-        HistogramSpec(
-            "engs_signal_latency_seconds", "Socket receipt to first physics tick applying it."
-        ),
-        HistogramSpec(
-            "engs_interrupt_latency_seconds", "CRITICAL raised to the physics acting on it."
-        ),
-    ),
-    Process.ORCHESTRATOR: (
-        HistogramSpec("engs_orchestrator_cycle_seconds", "Compute time of one control cycle."),
-        HistogramSpec(
-            "engs_orchestrator_cycle_lateness_seconds", "Cycle start minus its deadline."
-        ),
-    ),
-    Process.ORACLE: (HistogramSpec("engs_oracle_poll_seconds", "Time of one oracle poll."),),
-    Process.SUPERVISOR: (),
-}
-
-
-def counter_index(process: Process, name: str, /, **labels: str) -> int:
-    """Slot index of a counter; raises KeyError naming the counter if absent."""
-    key = tuple(sorted(labels.items()))
-    for i, spec in enumerate(COUNTERS[process]):
-        if spec.name == name and tuple(sorted(spec.labels)) == key:
-            return i
-    raise KeyError(f"no counter {name}{labels or ''} in the {process.name.lower()} stats schema")
-
-
-def histogram_index(process: Process, name: str) -> int:
-    """Slot index of a histogram; raises KeyError naming it if absent."""
-    for i, spec in enumerate(HISTOGRAMS[process]):
-        if spec.name == name:
-            return i
-    raise KeyError(f"no histogram {name} in the {process.name.lower()} stats schema")
 
 
 # ---------------------------------------------------------------------------
@@ -632,6 +458,8 @@ SEQLOCK_BLOCKS: tuple[str, ...] = (
 
 def layout_hash(region: np.dtype[Any]) -> int:
     """A 64-bit fingerprint of everything two processes must agree on."""
+    from engs.shared.stats_schema import COUNTERS, HISTOGRAMS  # noqa: PLC0415 - imports us
+
     parts = [
         repr(region.descr),
         repr(HIST_BOUNDS_NS),
@@ -656,11 +484,6 @@ def field_offset(dtype: np.dtype[Any], path: str) -> int:
         off += o
         dt = sub
     return off
-
-
-for _p in Process:
-    if len(COUNTERS[_p]) > N_COUNTERS or len(HISTOGRAMS[_p]) > N_HISTOGRAMS:
-        raise RuntimeError(f"stats schema of {_p.name} exceeds its slot")  # import-time check
 
 
 def describe(max_areas: int) -> str:

@@ -91,7 +91,7 @@ RejectReason: TypeAlias = Literal[
     "unknown_lock",
 ]
 """Why a request was refused: the ``error`` reply's ``reason``; the stats schema's
-``engs.shared.layout.REJECT_REASONS`` is derived from it."""
+``engs.shared.stats_schema.REJECT_REASONS`` is derived from it."""
 
 
 # ---------------------------------------------------------------------------

@@ -3,8 +3,8 @@
 Each process owns one stats slot (:class:`engs.shared.layout.Process`) and is its only
 writer; any process may read it (the oracle's exporter reads all of them at scrape
 time). The schema — which slot holds which counter or histogram — is in
-:data:`engs.shared.layout.COUNTERS` and :data:`engs.shared.layout.HISTOGRAMS`, covered by the
-layout hash. Buckets (:data:`engs.shared.layout.HIST_BOUNDS_NS`) run from 25 µs to 100 ms
+:mod:`engs.shared.stats_schema` (``COUNTERS``, ``HISTOGRAMS``), covered by the layout
+hash. Buckets (:data:`engs.shared.layout.HIST_BOUNDS_NS`) run from 25 µs to 100 ms
 plus +Inf; bucket counts are stored non-cumulatively and accumulated by the reader.
 
 Values persist in the region across a process restart, so counters stay monotonic for
@@ -22,18 +22,16 @@ from typing import Any
 
 import numpy as np
 
-from engs.shared.layout import (
+from engs.shared.layout import HIST_BOUNDS_NS, N_BUCKETS, Process
+from engs.shared.region import Region
+from engs.shared.stats_schema import (
     COUNTERS,
-    HIST_BOUNDS_NS,
     HISTOGRAMS,
-    N_BUCKETS,
     CounterSpec,
     HistogramSpec,
-    Process,
     counter_index,
     histogram_index,
 )
-from engs.shared.region import Region
 
 _BOUNDS = list(HIST_BOUNDS_NS)
 

@@ -42,10 +42,11 @@ from engs.services.oracle.watchdog import Watchdog
 from engs.shared.clock import NS_PER_S, monotonic_ns
 from engs.shared.config import Config
 from engs.shared.heartbeat import Heartbeat
-from engs.shared.layout import HIST_BOUNDS_NS, HeartbeatState, Process, histogram_index
+from engs.shared.layout import HIST_BOUNDS_NS, HeartbeatState, Process
 from engs.shared.region import Region, unlink
 from engs.shared.seqlock import SeqlockReader, SeqlockWriter
 from engs.shared.stats import StatsWriter, read_stats
+from engs.shared.stats_schema import histogram_index
 
 _ctx = mp.get_context("fork")
 

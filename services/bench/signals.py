@@ -41,8 +41,8 @@ import uvloop
 from engs.services.orchestrator.inbox import SignalInbox
 from engs.services.orchestrator.server import Limits, SignalServer
 from engs.shared.config import Config
-from engs.shared.layout import SIGNAL_TYPES
 from engs.shared.messages import Ack, FrameSplitter, Framing, Reward, decode_reply, encode_frame
+from engs.shared.stats_schema import SIGNAL_TYPES
 
 _ctx = mp.get_context("fork")
 _REWARD = SIGNAL_TYPES.index("reward")

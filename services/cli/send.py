@@ -40,7 +40,6 @@ import msgspec
 from engs.shared.config import Config, is_loopback, parse_addr
 from engs.shared.endpoints import connect_addr, read_endpoints
 from engs.shared.errors import EngsError, SignalConnectionError, SignalError, SignalRejected
-from engs.shared.layout import SIGNAL_TYPES
 from engs.shared.messages import (
     JSON_ENCODER,
     TAG,
@@ -56,6 +55,7 @@ from engs.shared.messages import (
     Subscribe,
 )
 from engs.shared.region import Region
+from engs.shared.stats_schema import SIGNAL_TYPES
 
 EX_OK = 0
 EX_FAILED = 1

@@ -10,12 +10,12 @@ process-global default), e.g.::
 
 What it yields (the full list with meanings is in docs/oracle.md):
 
-* every counter of every process's stats block (:data:`engs.shared.layout.COUNTERS`).
+* every counter of every process's stats block (:data:`engs.shared.stats_schema.COUNTERS`).
   A name+labels owned by several processes — ``engs_interrupts_total{cause}``, raised
   by the orchestrator and by the oracle — is exported once, **summed** over them, so
   the contract's series is one series per cause (per-raiser counts are in each
   process's own log; the raiser is also visible in ``engs status``);
-* every histogram (:data:`engs.shared.layout.HISTOGRAMS`) with the shared-memory buckets
+* every histogram (:data:`engs.shared.stats_schema.HISTOGRAMS`) with the shared-memory buckets
   converted to seconds (25 µs … 100 ms, +Inf), summed the same way;
 * gauges of the newest NeurochemicalState and PhysicsTelemetry (absent until the
   first publication), the interrupt word, heartbeats and liveness, pinning outcome,
@@ -45,18 +45,11 @@ from engs.services.oracle.liveness import LivenessLimits, LivenessMonitor, Verdi
 from engs.shared.clock import NS_PER_S, monotonic_ns
 from engs.shared.deadlines import DeadlineStatus, judge, read_report
 from engs.shared.interrupt import InterruptWord
-from engs.shared.layout import (
-    HIST_BOUNDS_NS,
-    REQUEST_KINDS,
-    Cause,
-    HistogramSpec,
-    Mode,
-    Process,
-    RegionFlags,
-)
+from engs.shared.layout import HIST_BOUNDS_NS, REQUEST_KINDS, Cause, Mode, Process, RegionFlags
 from engs.shared.region import Region
 from engs.shared.seqlock import SeqlockReader
 from engs.shared.stats import read_stats
+from engs.shared.stats_schema import HistogramSpec
 
 #: (gauge name, NeurochemicalState field, HELP)
 STATE_GAUGES: tuple[tuple[str, str, str], ...] = (
@@ -265,7 +258,7 @@ def _counters(snaps: Iterable[Any]) -> list[Metric]:
             if keys.setdefault(spec.name, names) != names:
                 raise ValueError(
                     f"counter {spec.name} has labels {keys[spec.name]} in one process and "
-                    f"{names} in another: cannot sum them (fix shared/layout.py COUNTERS)"
+                    f"{names} in another: cannot sum them (fix shared/stats_schema.py COUNTERS)"
                 )
             series = totals.setdefault(spec.name, {})
             values = tuple(v for _, v in spec.labels)

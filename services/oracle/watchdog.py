@@ -50,20 +50,12 @@ from engs.shared.clock import NS_PER_S, monotonic_ns, sleep_until
 from engs.shared.config import OracleConfig
 from engs.shared.heartbeat import Heartbeat
 from engs.shared.interrupt import InterruptWord
-from engs.shared.layout import (
-    REQUEST_KINDS,
-    SYNC_CHANNELS,
-    Cause,
-    HeartbeatState,
-    Lane,
-    Mode,
-    Process,
-    counter_index,
-)
+from engs.shared.layout import REQUEST_KINDS, Cause, HeartbeatState, Lane, Mode, Process
 from engs.shared.region import Region
 from engs.shared.requests import RequestSender
 from engs.shared.seqlock import SeqlockReader
 from engs.shared.stats import StatsWriter, read_stats
+from engs.shared.stats_schema import SYNC_CHANNELS, counter_index
 
 log = logging.getLogger("engs.oracle")
 

@@ -31,9 +31,10 @@ from typing import Protocol
 
 from msgspec import Struct
 
-from engs.shared.layout import REJECT_REASONS, SIGNAL_TYPES, Cause, Process
+from engs.shared.layout import Cause, Process
 from engs.shared.messages import TAG, Signal, StateSnapshot
 from engs.shared.stats import StatsWriter
+from engs.shared.stats_schema import REJECT_REASONS, SIGNAL_TYPES
 
 
 class Accepted(Struct, frozen=True, gc=False):
@@ -82,7 +83,7 @@ class SignalHandler(Protocol):
 TYPE_INDEX: dict[type, int] = {
     cls: SIGNAL_TYPES.index(tag) for cls, tag in TAG.items() if tag in SIGNAL_TYPES
 }
-"""Index into :data:`engs.shared.layout.SIGNAL_TYPES` of each counted request class (``auth``
+"""Index into :data:`engs.shared.stats_schema.SIGNAL_TYPES` of each counted request class (``auth``
 is not a signal and is not counted by type)."""
 REASON_INDEX: dict[str, int] = {r: i for i, r in enumerate(REJECT_REASONS)}
 
@@ -90,8 +91,8 @@ REASON_INDEX: dict[str, int] = {r: i for i, r in enumerate(REJECT_REASONS)}
 class SignalCounters:
     """Received / applied / rejected counts, in process and optionally in shared memory.
 
-    ``received[i]``, ``applied[i]`` are indexed like :data:`engs.shared.layout.SIGNAL_TYPES`,
-    ``rejected[i]`` like :data:`engs.shared.layout.REJECT_REASONS`.
+    ``received[i]``, ``applied[i]`` are indexed like :data:`engs.shared.stats_schema.SIGNAL_TYPES`,
+    ``rejected[i]`` like :data:`engs.shared.stats_schema.REJECT_REASONS`.
     """
 
     def __init__(self, stats: StatsWriter | None = None) -> None:

@@ -11,21 +11,18 @@ import pytest
 
 from engs.shared.layout import (
     CACHE_LINE,
-    COUNTERS,
     HIST_BOUNDS_NS,
-    HISTOGRAMS,
     N_COUNTERS,
     N_HISTOGRAMS,
     Cause,
     Process,
     build_layout,
-    counter_index,
     field_offset,
-    histogram_index,
     layout_hash,
     seqlock_dtype,
     state_dtype,
 )
+from engs.shared.stats_schema import COUNTERS, HISTOGRAMS, counter_index, histogram_index
 
 BLOCKS = ("header", "meta", "control", "interrupt", "telemetry", "requests", "heartbeats", "stats")
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engs.shared.layout import REJECT_REASONS, SIGNAL_TYPES, Cause
+from engs.shared.layout import Cause
 from engs.shared.messages import (
     MAX_FRAME,
     REQUEST_CLASSES,
@@ -51,6 +51,7 @@ from engs.shared.messages import (
     encode_frame,
     probe_id,
 )
+from engs.shared.stats_schema import REJECT_REASONS, SIGNAL_TYPES
 
 #: One valid instance of every request type.
 EXAMPLES: list[Any] = [

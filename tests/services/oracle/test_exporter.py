@@ -29,9 +29,10 @@ from engs.services.oracle.exporter import ExporterBindError, MetricsServer
 from engs.services.oracle.health import Health
 from engs.shared.clock import monotonic_ns
 from engs.shared.heartbeat import Heartbeat
-from engs.shared.layout import COUNTERS, HIST_BOUNDS_NS, HISTOGRAMS, Cause, HeartbeatState, Process
+from engs.shared.layout import HIST_BOUNDS_NS, Cause, HeartbeatState, Process
 from engs.shared.region import Region, unlink
 from engs.shared.stats import StatsWriter
+from engs.shared.stats_schema import COUNTERS, HISTOGRAMS
 from tests.services.oracle.craft import MS, Crafter, make_watchdog
 
 #: ARCHITECTURE §5, Contract: name -> (type, label names).

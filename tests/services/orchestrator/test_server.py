@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from engs.services.orchestrator.inbox import Accepted, SignalCounters, SignalInbox
 from engs.services.orchestrator.server import Limits, SignalServer, check_bind
 from engs.shared.errors import ConfigError
-from engs.shared.layout import SIGNAL_TYPES, Cause, Process
+from engs.shared.layout import Cause, Process
 from engs.shared.messages import (
     REQUEST_JSON,
     REQUEST_MSGPACK,
@@ -42,6 +42,7 @@ from engs.shared.messages import (
 )
 from engs.shared.region import Region
 from engs.shared.stats import StatsWriter, read_stats
+from engs.shared.stats_schema import SIGNAL_TYPES
 
 T = TypeVar("T")
 TOKEN = "test-token-0123456789"
