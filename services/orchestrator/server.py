@@ -433,7 +433,8 @@ class _Conn(asyncio.Protocol):
         self._update_reading()
         if self.sub is not None:
             self.sub.flush()
-        if not self._deferred and not self.closing and self._has_frame():
+        split = self.split
+        if not self._deferred and not self.closing and split is not None and split.pending():
             self._process()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -565,9 +566,6 @@ class _Conn(asyncio.Protocol):
             self.close()
             return
         self._update_reading()
-
-    def _has_frame(self) -> bool:
-        return self.split is not None and self.split.pending()
 
     # -- output ---------------------------------------------------------------
 
