@@ -48,19 +48,16 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import msgspec
 import numpy as np
 
-from engs.services.orchestrator import checkpoint
+from engs.services.orchestrator import checkpoint, snapshot
 from engs.services.orchestrator.areas.model import (
     AreaNeurochemistry,
-    AreasSnapshot,
-    AreasStateError,
 )
-from engs.services.orchestrator.boredom import Boredom, BoredomState
+from engs.services.orchestrator.boredom import Boredom
 from engs.services.orchestrator.coupling import LinearStep, StabilityReport, analyse, restoring
-from engs.services.orchestrator.critic import CriticState, Features, LinearTdCritic, summary_size
-from engs.services.orchestrator.dopamine import EnergyValue, EnergyValueState, per_cycle, td_error
+from engs.services.orchestrator.critic import Features, LinearTdCritic, summary_size
+from engs.services.orchestrator.dopamine import EnergyValue, per_cycle, td_error
 from engs.services.orchestrator.events import (
     AreaConsolidated,
     AreaGainsReduced,
@@ -82,108 +79,18 @@ from engs.services.orchestrator.gates import (
     speed_gain,
 )
 from engs.services.orchestrator.inputs import CycleInputs, DmnReport, dmn_metrics
-from engs.services.orchestrator.ledger import AtpLedger, LedgerState, Lock
+from engs.services.orchestrator.ledger import AtpLedger, Lock
 from engs.services.orchestrator.metabolism import Calibration, MetabolicCosts, Operation, calibrate
-from engs.services.orchestrator.nap import NapController, NapState
+from engs.services.orchestrator.nap import NapController
 from engs.services.orchestrator.priorities import CauseMonitor, OracleLedger
-from engs.services.orchestrator.replay import ReplayBatch, ReplayBuffer, ReplayState
+from engs.services.orchestrator.replay import ReplayBatch, ReplayBuffer
+from engs.services.orchestrator.snapshot import EngsSnapshot
 from engs.shared.config import Config
 from engs.shared.layout import Cause, Mode, Priority
-
-FORMAT = "engs-orchestrator"
-VERSION = 3
-"""2: the area model and the replay buffer joined the snapshot (v1 snapshots are
-refused: they cannot restore the area state). 3: the critic's time cells, the average
-reward rate and the opportunity-cost boredom (issue #12; v2 critics cannot be mapped
-onto the new features)."""
 
 #: A telemetry tick jump larger than this many nominal cycles' worth is clamped (the
 #: orchestrator was paused or the record is garbage; boredom must not leap).
 MAX_TICK_JUMP_CYCLES = 10
-
-
-class Levels(msgspec.Struct, frozen=True):
-    dopamine: float
-    serotonin: float
-    norepinephrine: float
-    cortisol: float
-    stress: float
-    td_error: float
-    td_error_energy: float
-    td_error_critic: float
-    energy_value_prev: float
-    phasic_dopamine: float
-    reward_rate: float
-    reward_rate_mean: float
-    reward_rate_weight: float
-
-
-class TelemetryMemory(msgspec.Struct, frozen=True):
-    """What the step remembers of telemetry between cycles."""
-
-    last_tick: int | None
-    energy: float
-    entropy_bits: float
-    entropy_err_bits: float
-    n_nodes: int
-    temperature_c: float | None
-
-
-class RngState(msgspec.Struct, frozen=True):
-    """numpy PCG64 state; its 128-bit integers as decimal strings, which msgpack (64-bit
-    integers at most) and JSON both carry."""
-
-    state: str
-    inc: str
-    has_uint32: int
-    uinteger: int
-
-    @classmethod
-    def of(cls, rng: np.random.Generator) -> RngState:
-        st = rng.bit_generator.state
-        return cls(
-            state=str(st["state"]["state"]),
-            inc=str(st["state"]["inc"]),
-            has_uint32=int(st["has_uint32"]),
-            uinteger=int(st["uinteger"]),
-        )
-
-    def restore(self, rng: np.random.Generator) -> None:
-        rng.bit_generator.state = {
-            "bit_generator": "PCG64",
-            "state": {"state": int(self.state), "inc": int(self.inc)},
-            "has_uint32": self.has_uint32,
-            "uinteger": self.uinteger,
-        }
-
-
-class EngsSnapshot(msgspec.Struct, frozen=True, kw_only=True):
-    """Learned parameters and slow state: everything a restart needs to continue the
-    run exactly (the replay buffer excepted, docs/orchestrator.md §9)."""
-
-    format: str = FORMAT
-    version: int = VERSION
-    cycle: int
-    n_areas: int
-    n_features: int
-    levels: Levels
-    telemetry: TelemetryMemory
-    energy_value: EnergyValueState
-    critic: CriticState
-    boredom: BoredomState
-    ledger: LedgerState
-    nap: NapState
-    causes: int
-    external_causes: int
-    oracle_last_ids: dict[str, int]
-    dmn_report: DmnReport | None
-    dmn_metrics: list[float]
-    calibration: Calibration
-    rng: RngState
-    areas: AreasSnapshot | None = None
-    """The area neurochemistry (None when ``orchestrator.areas.enabled`` is false)."""
-    replay: ReplayState | None = None
-    """The dream-weave replay buffer (consolidation samples it inside the step)."""
 
 
 class Engs:
@@ -716,132 +623,13 @@ class Engs:
     # ------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> EngsSnapshot:
-        """Learned parameters and slow state as plain msgspec data."""
-        return EngsSnapshot(
-            cycle=self.cycle,
-            n_areas=self.n_areas,
-            n_features=self.features.n,
-            levels=Levels(
-                dopamine=self.dopamine,
-                serotonin=self.serotonin,
-                norepinephrine=self.norepinephrine,
-                cortisol=self.cortisol,
-                stress=self.stress,
-                td_error=self.td_error,
-                td_error_energy=self.td_error_energy,
-                td_error_critic=self.td_error_critic,
-                energy_value_prev=self._v_prev,
-                phasic_dopamine=self.phasic_dopamine,
-                reward_rate=self.reward_rate,
-                reward_rate_mean=self._rr_mean,
-                reward_rate_weight=self._rr_weight,
-            ),
-            telemetry=TelemetryMemory(
-                last_tick=self._last_tick,
-                energy=self._energy,
-                entropy_bits=self._entropy_bits,
-                entropy_err_bits=self._entropy_err_bits,
-                n_nodes=self._n_nodes,
-                temperature_c=self.temperature_c,
-            ),
-            energy_value=self.energy_value.state(),
-            critic=CriticState(
-                weights=self.critic.weights.tolist(),
-                traces=self.critic.traces.tolist(),
-                features=self._phi.tolist(),
-                cue_elapsed_s=self.features.cells.elapsed_s(),
-                baselines=[None if math.isnan(b) else float(b) for b in self.features.baselines],
-            ),
-            boredom=self.boredom.state(),
-            ledger=self.ledger.state(),
-            nap=self.nap.state(),
-            causes=int(self.monitor.active),
-            external_causes=self._external,
-            oracle_last_ids=dict(self.oracle.last_id),
-            dmn_report=self._dmn_report,
-            dmn_metrics=list(self.dmn_metrics),
-            calibration=self.calibration,
-            rng=RngState.of(self.rng),
-            areas=None if self.area_chem is None else self.area_chem.state_dict(),
-            replay=self.replay.state(),
-        )
+        """Learned parameters and slow state as plain msgspec data (:func:`snapshot.take`)."""
+        return snapshot.take(self)
 
     def load_state_dict(self, st: EngsSnapshot) -> None:
-        """Restore a snapshot taken by :meth:`state_dict` of an ENGS with the same
-        area count and critic features. The calibration is restored with it."""
-        if st.format != FORMAT or st.version != VERSION:
-            raise checkpoint.CheckpointError(
-                f"expected a {FORMAT} v{VERSION} snapshot, got {st.format} v{st.version}"
-                + (" (from before the area model: it cannot be restored)" if st.version < 2 else "")
-            )
-        if st.n_areas != self.n_areas or st.n_features != self.features.n:
-            raise checkpoint.CheckpointError(
-                f"snapshot has {st.n_areas} areas and {st.n_features} critic features, "
-                f"this ENGS {self.n_areas} and {self.features.n}"
-            )
-        n = self.features.n
-        if not len(st.critic.weights) == len(st.critic.traces) == len(st.critic.features) == n:
-            raise checkpoint.CheckpointError(f"critic arrays must have {n} entries")
-        if len(st.critic.baselines) != len(self.features.baselines):
-            raise checkpoint.CheckpointError(
-                f"critic baselines must have {len(self.features.baselines)} entries"
-            )
-        if len(st.critic.cue_elapsed_s) != self.n_areas:
-            raise checkpoint.CheckpointError(
-                f"critic cue clocks must have {self.n_areas} entries (one per area)"
-            )
-        if (st.areas is None) != (self.area_chem is None):
-            raise checkpoint.CheckpointError(
-                "snapshot "
-                + ("has no" if st.areas is None else "has an")
-                + " area state, this ENGS "
-                + ("runs" if self.area_chem is not None else "does not run")
-                + " the area model (orchestrator.areas.enabled changed)"
-            )
-        try:  # everything that can refuse, before anything is changed
-            if self.area_chem is not None and st.areas is not None:
-                self.area_chem.load_state_dict(st.areas)
-            if st.replay is not None:
-                self.replay.load_state(st.replay)
-        except (AreasStateError, ValueError) as exc:
-            raise checkpoint.CheckpointError(f"unusable snapshot: {exc}") from None
-        self.ledger.load_state(st.ledger)
-        self.cycle = st.cycle
-        lv = st.levels
-        self.dopamine, self.serotonin, self.norepinephrine = (
-            lv.dopamine,
-            lv.serotonin,
-            lv.norepinephrine,
-        )
-        self.cortisol, self.stress = lv.cortisol, lv.stress
-        self.td_error, self.td_error_energy = lv.td_error, lv.td_error_energy
-        self.td_error_critic, self._v_prev = lv.td_error_critic, lv.energy_value_prev
-        self.phasic_dopamine, self.reward_rate = lv.phasic_dopamine, lv.reward_rate
-        self._rr_mean, self._rr_weight = lv.reward_rate_mean, lv.reward_rate_weight
-        tm = st.telemetry
-        self._last_tick = tm.last_tick
-        self._energy, self._entropy_bits = tm.energy, tm.entropy_bits
-        self._entropy_err_bits, self._n_nodes = tm.entropy_err_bits, tm.n_nodes
-        self.temperature_c = tm.temperature_c
-        self.energy_value.load_state(st.energy_value)
-        self.critic.weights[:] = st.critic.weights
-        self.critic.traces[:] = st.critic.traces
-        self._phi[:] = st.critic.features
-        self.features.cells.load_elapsed_s(st.critic.cue_elapsed_s)
-        self.features.baselines[:] = [math.nan if b is None else b for b in st.critic.baselines]
-        self.boredom.load_state(st.boredom)
-        self.nap.load_state(st.nap)
-        self.monitor.active = Cause(st.causes)
-        self._external = st.external_causes
-        self.oracle.last_id = {"anhedonia": 0, "mania": 0} | st.oracle_last_ids
-        self._dmn_report = st.dmn_report
-        self.dmn_metrics = tuple(st.dmn_metrics)
-        self.calibration = st.calibration
-        self.costs.calibration = st.calibration
-        st.rng.restore(self.rng)
-        self.linear.set_cost_scale(self.costs.activity_scale(self._n_nodes, self.temperature_c))
-        self._stability = None
-        self._update_outputs()
+        """Restore a snapshot taken by :meth:`state_dict` of an ENGS with the same area
+        count and critic features, calibration included (:func:`snapshot.restore`)."""
+        snapshot.restore(self, st)
 
     def save_checkpoint(self, path: str) -> None:
         """Atomically write :meth:`state_dict` to ``path`` (temp, fsync, rename, fsync dir)."""

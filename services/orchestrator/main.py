@@ -39,7 +39,7 @@ from typing import Any
 import msgspec
 
 from engs.services.orchestrator import checkpoint, events
-from engs.services.orchestrator.engs import Engs, EngsSnapshot
+from engs.services.orchestrator.engs import Engs
 from engs.services.orchestrator.inbox import SignalCounters, SignalInbox
 from engs.services.orchestrator.inputs import InputAccumulator
 from engs.services.orchestrator.server import SignalServer
@@ -50,6 +50,7 @@ from engs.services.orchestrator.session import (
     dynamic_crc,
     fill_dynamic,
 )
+from engs.services.orchestrator.snapshot import EngsSnapshot
 from engs.shared import messages
 from engs.shared.clock import NS_PER_S, monotonic_ns, next_deadline
 from engs.shared.config import Config

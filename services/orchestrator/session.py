@@ -37,10 +37,11 @@ from typing import Any, BinaryIO
 import msgspec
 import numpy as np
 
-from engs.services.orchestrator.engs import Engs, EngsSnapshot
+from engs.services.orchestrator.engs import Engs
 from engs.services.orchestrator.inputs import N_DMN, CycleInputs
 from engs.services.orchestrator.metabolism import Calibration
 from engs.services.orchestrator.replay import ReplayBuffer, ReplayState
+from engs.services.orchestrator.snapshot import EngsSnapshot
 from engs.shared.config import Config
 from engs.shared.errors import ConfigError, EngsError
 from engs.shared.layout import state_dtype, telemetry_dtype

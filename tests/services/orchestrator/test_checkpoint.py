@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from engs.services.orchestrator.checkpoint import CheckpointError, load_checkpoint, write_atomic
-from engs.services.orchestrator.engs import VERSION, Engs, EngsSnapshot
+from engs.services.orchestrator.engs import Engs
 from engs.services.orchestrator.inputs import CycleInputs, DmnReport, Stimulus
+from engs.services.orchestrator.snapshot import VERSION, EngsSnapshot
 from tests.services.orchestrator.helpers import FakeTelemetry, make_engs
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -1,0 +1,250 @@
+"""What an ENGS saves and restores: :class:`EngsSnapshot` and its parts, and the
+:class:`Checkpointing` half of :class:`~engs.services.orchestrator.engs.Engs` that takes
+and restores one (``state_dict``, ``load_state_dict``, ``save_checkpoint``,
+``load_checkpoint``). A snapshot holds the learned parameters and slow state: everything
+a restart needs to continue the run exactly (docs/orchestrator.md §9).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import msgspec
+import numpy as np
+
+from engs.services.orchestrator import checkpoint
+from engs.services.orchestrator.areas.model import AreasSnapshot, AreasStateError
+from engs.services.orchestrator.boredom import BoredomState
+from engs.services.orchestrator.critic import CriticState
+from engs.services.orchestrator.dopamine import EnergyValueState
+from engs.services.orchestrator.inputs import DmnReport
+from engs.services.orchestrator.ledger import LedgerState
+from engs.services.orchestrator.metabolism import Calibration
+from engs.services.orchestrator.nap import NapState
+from engs.services.orchestrator.replay import ReplayState
+from engs.shared.layout import Cause
+
+if TYPE_CHECKING:
+    from engs.services.orchestrator.engs import Engs
+
+FORMAT = "engs-orchestrator"
+VERSION = 3
+"""2: the area model and the replay buffer joined the snapshot (v1 snapshots are
+refused: they cannot restore the area state). 3: the critic's time cells, the average
+reward rate and the opportunity-cost boredom (issue #12; v2 critics cannot be mapped
+onto the new features)."""
+
+
+class Levels(msgspec.Struct, frozen=True):
+    dopamine: float
+    serotonin: float
+    norepinephrine: float
+    cortisol: float
+    stress: float
+    td_error: float
+    td_error_energy: float
+    td_error_critic: float
+    energy_value_prev: float
+    phasic_dopamine: float
+    reward_rate: float
+    reward_rate_mean: float
+    reward_rate_weight: float
+
+
+class TelemetryMemory(msgspec.Struct, frozen=True):
+    """What the step remembers of telemetry between cycles."""
+
+    last_tick: int | None
+    energy: float
+    entropy_bits: float
+    entropy_err_bits: float
+    n_nodes: int
+    temperature_c: float | None
+
+
+class RngState(msgspec.Struct, frozen=True):
+    """numpy PCG64 state; its 128-bit integers as decimal strings, which msgpack (64-bit
+    integers at most) and JSON both carry."""
+
+    state: str
+    inc: str
+    has_uint32: int
+    uinteger: int
+
+    @classmethod
+    def of(cls, rng: np.random.Generator) -> RngState:
+        st = rng.bit_generator.state
+        return cls(
+            state=str(st["state"]["state"]),
+            inc=str(st["state"]["inc"]),
+            has_uint32=int(st["has_uint32"]),
+            uinteger=int(st["uinteger"]),
+        )
+
+    def restore(self, rng: np.random.Generator) -> None:
+        rng.bit_generator.state = {
+            "bit_generator": "PCG64",
+            "state": {"state": int(self.state), "inc": int(self.inc)},
+            "has_uint32": self.has_uint32,
+            "uinteger": self.uinteger,
+        }
+
+
+class EngsSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """Learned parameters and slow state: everything a restart needs to continue the
+    run exactly (the replay buffer excepted, docs/orchestrator.md §9)."""
+
+    format: str = FORMAT
+    version: int = VERSION
+    cycle: int
+    n_areas: int
+    n_features: int
+    levels: Levels
+    telemetry: TelemetryMemory
+    energy_value: EnergyValueState
+    critic: CriticState
+    boredom: BoredomState
+    ledger: LedgerState
+    nap: NapState
+    causes: int
+    external_causes: int
+    oracle_last_ids: dict[str, int]
+    dmn_report: DmnReport | None
+    dmn_metrics: list[float]
+    calibration: Calibration
+    rng: RngState
+    areas: AreasSnapshot | None = None
+    """The area neurochemistry (None when ``orchestrator.areas.enabled`` is false)."""
+    replay: ReplayState | None = None
+    """The dream-weave replay buffer (consolidation samples it inside the step)."""
+
+
+def take(e: Engs) -> EngsSnapshot:
+    """``e``'s learned parameters and slow state as plain msgspec data."""
+    return EngsSnapshot(
+        cycle=e.cycle,
+        n_areas=e.n_areas,
+        n_features=e.features.n,
+        levels=Levels(
+            dopamine=e.dopamine,
+            serotonin=e.serotonin,
+            norepinephrine=e.norepinephrine,
+            cortisol=e.cortisol,
+            stress=e.stress,
+            td_error=e.td_error,
+            td_error_energy=e.td_error_energy,
+            td_error_critic=e.td_error_critic,
+            energy_value_prev=e._v_prev,
+            phasic_dopamine=e.phasic_dopamine,
+            reward_rate=e.reward_rate,
+            reward_rate_mean=e._rr_mean,
+            reward_rate_weight=e._rr_weight,
+        ),
+        telemetry=TelemetryMemory(
+            last_tick=e._last_tick,
+            energy=e._energy,
+            entropy_bits=e._entropy_bits,
+            entropy_err_bits=e._entropy_err_bits,
+            n_nodes=e._n_nodes,
+            temperature_c=e.temperature_c,
+        ),
+        energy_value=e.energy_value.state(),
+        critic=CriticState(
+            weights=e.critic.weights.tolist(),
+            traces=e.critic.traces.tolist(),
+            features=e._phi.tolist(),
+            cue_elapsed_s=e.features.cells.elapsed_s(),
+            baselines=[None if math.isnan(b) else float(b) for b in e.features.baselines],
+        ),
+        boredom=e.boredom.state(),
+        ledger=e.ledger.state(),
+        nap=e.nap.state(),
+        causes=int(e.monitor.active),
+        external_causes=e._external,
+        oracle_last_ids=dict(e.oracle.last_id),
+        dmn_report=e._dmn_report,
+        dmn_metrics=list(e.dmn_metrics),
+        calibration=e.calibration,
+        rng=RngState.of(e.rng),
+        areas=None if e.area_chem is None else e.area_chem.state_dict(),
+        replay=e.replay.state(),
+    )
+
+
+def restore(e: Engs, st: EngsSnapshot) -> None:
+    """Restore into ``e`` a snapshot taken by :func:`take` of an ENGS with the same
+    area count and critic features. The calibration is restored with it."""
+    if st.format != FORMAT or st.version != VERSION:
+        raise checkpoint.CheckpointError(
+            f"expected a {FORMAT} v{VERSION} snapshot, got {st.format} v{st.version}"
+            + (" (from before the area model: it cannot be restored)" if st.version < 2 else "")
+        )
+    if st.n_areas != e.n_areas or st.n_features != e.features.n:
+        raise checkpoint.CheckpointError(
+            f"snapshot has {st.n_areas} areas and {st.n_features} critic features, "
+            f"this ENGS {e.n_areas} and {e.features.n}"
+        )
+    n = e.features.n
+    if not len(st.critic.weights) == len(st.critic.traces) == len(st.critic.features) == n:
+        raise checkpoint.CheckpointError(f"critic arrays must have {n} entries")
+    if len(st.critic.baselines) != len(e.features.baselines):
+        raise checkpoint.CheckpointError(
+            f"critic baselines must have {len(e.features.baselines)} entries"
+        )
+    if len(st.critic.cue_elapsed_s) != e.n_areas:
+        raise checkpoint.CheckpointError(
+            f"critic cue clocks must have {e.n_areas} entries (one per area)"
+        )
+    if (st.areas is None) != (e.area_chem is None):
+        raise checkpoint.CheckpointError(
+            "snapshot "
+            + ("has no" if st.areas is None else "has an")
+            + " area state, this ENGS "
+            + ("runs" if e.area_chem is not None else "does not run")
+            + " the area model (orchestrator.areas.enabled changed)"
+        )
+    try:  # everything that can refuse, before anything is changed
+        if e.area_chem is not None and st.areas is not None:
+            e.area_chem.load_state_dict(st.areas)
+        if st.replay is not None:
+            e.replay.load_state(st.replay)
+    except (AreasStateError, ValueError) as exc:
+        raise checkpoint.CheckpointError(f"unusable snapshot: {exc}") from None
+    e.ledger.load_state(st.ledger)
+    e.cycle = st.cycle
+    lv = st.levels
+    e.dopamine, e.serotonin, e.norepinephrine = (
+        lv.dopamine,
+        lv.serotonin,
+        lv.norepinephrine,
+    )
+    e.cortisol, e.stress = lv.cortisol, lv.stress
+    e.td_error, e.td_error_energy = lv.td_error, lv.td_error_energy
+    e.td_error_critic, e._v_prev = lv.td_error_critic, lv.energy_value_prev
+    e.phasic_dopamine, e.reward_rate = lv.phasic_dopamine, lv.reward_rate
+    e._rr_mean, e._rr_weight = lv.reward_rate_mean, lv.reward_rate_weight
+    tm = st.telemetry
+    e._last_tick = tm.last_tick
+    e._energy, e._entropy_bits = tm.energy, tm.entropy_bits
+    e._entropy_err_bits, e._n_nodes = tm.entropy_err_bits, tm.n_nodes
+    e.temperature_c = tm.temperature_c
+    e.energy_value.load_state(st.energy_value)
+    e.critic.weights[:] = st.critic.weights
+    e.critic.traces[:] = st.critic.traces
+    e._phi[:] = st.critic.features
+    e.features.cells.load_elapsed_s(st.critic.cue_elapsed_s)
+    e.features.baselines[:] = [math.nan if b is None else b for b in st.critic.baselines]
+    e.boredom.load_state(st.boredom)
+    e.nap.load_state(st.nap)
+    e.monitor.active = Cause(st.causes)
+    e._external = st.external_causes
+    e.oracle.last_id = {"anhedonia": 0, "mania": 0} | st.oracle_last_ids
+    e._dmn_report = st.dmn_report
+    e.dmn_metrics = tuple(st.dmn_metrics)
+    e.calibration = st.calibration
+    e.costs.calibration = st.calibration
+    st.rng.restore(e.rng)
+    e.linear.set_cost_scale(e.costs.activity_scale(e._n_nodes, e.temperature_c))
+    e._stability = None
+    e._update_outputs()
