@@ -218,7 +218,9 @@ orch_restarts="$(state .RestartCount orchestrator)"
 ticks_before="$(metric engs_physics_ticks_total)"
 applied_before="$(metric engs_signals_applied_total type=reward)"
 t="$(now)"
-# Inside the container: PID 1 is the init (init: true), the orchestrator its child.
+# Inside the container: PID 1 is the init (init: true), the orchestrator its child. The
+# container stops with it, which may kill this exec before it exits: 137 is success too.
+killed=0
 compose exec -T orchestrator python -c '
 import os, signal
 for pid in os.listdir("/proc"):
@@ -231,7 +233,8 @@ for pid in os.listdir("/proc"):
             break
 else:
     raise SystemExit("no orchestrator process found")
-' >&2
+' >&2 || killed=$?
+((killed == 0 || killed == 137)) || fail "could not kill the orchestrator (exec exited ${killed})"
 restarted() { (($(state .RestartCount orchestrator) > orch_restarts)); }
 eventually 30 restarted
 # Serving again: a reward acked through the (possibly new) published port and applied.
