@@ -10,14 +10,17 @@
 # (the same plus Prometheus); default: all three. Each run waits 10 s, then counts
 # engs_physics_deadline_misses_total / engs_physics_ticks_total (and the orchestrator's
 # cycles) from the oracle over SECONDS (default 40); one line per run, then a summary per
-# configuration (pooled and median).
+# configuration (pooled and median). A run whose oracle does not answer within 60 s stops
+# the script with that run's log.
 #
 # -w WEIGHT (cgroup v1, root): run `engs up` in a cpu cgroup of that weight and set Docker's
 #   parent cgroup (/sys/fs/cgroup/cpu/docker) to it for the runs (restored after), so that
 #   both deployments weigh the same against the machine's other work.
 #
-# Environment: ENGS_UP (the host's engs command, default .venv/bin/engs), ENGS_BENCH_IMAGE
-# (the CPU image the containers run, default engs:cpu: build it as docs/deploy.md says),
+# Environment: ENGS_UP (the host's engs command, default .venv/bin/engs: it must run this
+# checkout's code, since the supervisor starts its children with `python -m` from here),
+# ENGS_BENCH_IMAGE (the CPU image the containers run, default engs:cpu: build it as
+# docs/deploy.md says),
 # PROM_IMAGE (default engs-prometheus:debian, from ops/images/prometheus.Dockerfile),
 # COMPOSE (default: docker-compose beside the virtualenv). Ports 127.0.0.1:19411 (oracle)
 # and free ones for the signal socket; the compose project is engs-bench-<pid>.
@@ -125,7 +128,15 @@ print(*(int(total(n)) for n in ("engs_physics_ticks_total", "engs_physics_deadli
 }
 
 measure() {
-    local config="$1" a b load0
+    local config="$1" a b load0 deadline=$((SECONDS + 60))
+    until counters >/dev/null 2>&1; do
+        if ((SECONDS >= deadline)); then
+            echo "${config}: no metrics on ${METRICS} after 60 s; its log:" >&2
+            tail -n 20 "${WORK}/up.log" >&2
+            exit 1
+        fi
+        sleep 1
+    done
     sleep 10
     a="$(counters)"
     load0="$(cut -d' ' -f1 /proc/loadavg)"
