@@ -31,6 +31,7 @@ TARGETS = {
     "oracle": "the watchdog's poll cost and CPU use",
     "area": "area neurochemistry cycle cost by projection count",
     "bandit": "ENGS-gated agent vs ε-greedy, nonstationary bandit",
+    "cycle": "the orchestrator's control cycle, headless (p50/p99 per cycle)",
 }
 """Target name → one-line help; ``signals`` also runs :mod:`.signals_live`."""
 

@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from engs.services.orchestrator import checkpoint, snapshot
+from engs.services.orchestrator import checkpoint, publish, snapshot
 from engs.services.orchestrator.areas.model import (
     AreaNeurochemistry,
 )
@@ -58,6 +58,7 @@ from engs.services.orchestrator.boredom import Boredom
 from engs.services.orchestrator.coupling import LinearStep, StabilityReport, analyse, restoring
 from engs.services.orchestrator.critic import Features, LinearTdCritic, summary_size
 from engs.services.orchestrator.dopamine import EnergyValue, per_cycle, td_error
+from engs.services.orchestrator.dream import DreamBatch, DreamBuffer
 from engs.services.orchestrator.events import (
     AreaConsolidated,
     AreaGainsReduced,
@@ -83,10 +84,9 @@ from engs.services.orchestrator.ledger import AtpLedger, Lock
 from engs.services.orchestrator.metabolism import Calibration, MetabolicCosts, Operation, calibrate
 from engs.services.orchestrator.nap import NapController
 from engs.services.orchestrator.priorities import CauseMonitor, OracleLedger
-from engs.services.orchestrator.replay import ReplayBatch, ReplayBuffer
 from engs.services.orchestrator.snapshot import EngsSnapshot
 from engs.shared.config import Config
-from engs.shared.layout import Cause, Mode, Priority
+from engs.shared.layout import Cause, Mode
 
 #: A telemetry tick jump larger than this many nominal cycles' worth is clamped (the
 #: orchestrator was paused or the record is garbage; boredom must not leap).
@@ -140,7 +140,7 @@ class Engs:
         self.nap = NapController(oc.nap)
         #: The replay buffer keeps a compact summary of φ (critic.Features.summarise).
         self._summary = np.zeros(summary_size(self.n_areas))
-        self.replay = ReplayBuffer(
+        self.replay = DreamBuffer(
             oc.replay.capacity, self._summary.size, self.n_areas, oc.replay.priority_floor
         )
         self.monitor = CauseMonitor(oc.priorities)
@@ -180,7 +180,8 @@ class Engs:
         self._dmn_report: DmnReport | None = None
         #: Seed 000 outcome metrics of the latest DMN report (inputs.DMN_FIELDS order).
         self.dmn_metrics: tuple[float, ...] = (0.0, 0.0, 0.0, 1.0, 0.0)
-        self._stimulus = np.zeros(self.n_areas)
+        #: This cycle's one-shot stimulus amplitude per area (published once).
+        self.stimulus = np.zeros(self.n_areas)
         self._tel: np.ndarray[Any, Any] | None = None  # this step's record, during the step
         self._tel_areas = 0
         self._stability: StabilityReport | None = None
@@ -307,10 +308,10 @@ class Engs:
         """This cycle's one-shot stimuli per area; returns whether there was a cue. A
         stimulus of positive amplitude into area c is an onset of the critic's cue
         channel c."""
-        self._stimulus.fill(0.0)
+        self.stimulus.fill(0.0)
         self._cues.clear()
         for st in inputs.stimuli:  # areas checked at the edge (inputs.AreaNames)
-            self._stimulus[st.area] += st.amplitude
+            self.stimulus[st.area] += st.amplitude
             if st.amplitude > 0.0 and st.area not in self._cues:
                 self._cues.append(st.area)
         return bool(self._cues)
@@ -530,65 +531,9 @@ class Engs:
         return self.monitor.active
 
     def fill_state(self, out: np.ndarray[Any, Any]) -> None:
-        """Write the neurochemistry into a NeurochemicalState record in place.
-
-        ``out``: 0-d array of ``engs.shared.layout.state_dtype(max_areas)``. Writes the
-        globals, gates, flags, priority, n_areas and the per-area rows; rows beyond
-        ``n_areas`` are zeroed. Leaves ``seq``, ``t_calc_ns``, ``signal_id`` and
-        ``signal_t_ns`` to the publisher.
-
-        Per-area rows: with the area model (``orchestrator.areas.enabled``), each area's
-        coefficients are the gates of its own effective levels and the other
-        modulators' multipliers (:meth:`AreaNeurochemistry.fill`, docs/areas.md), and
-        ``area_nt`` holds the seven effective levels; without it, every area gets the
-        coefficients of the global levels and ``area_nt`` their D, S, N.
-        """
-        n = self.n_areas
-        if out["area_plasticity"].shape[0] < n:
-            raise ValueError(
-                f"state record has {out['area_plasticity'].shape[0]} area rows, need {n}"
-            )
-        out["flags"] = int(self.flags)
-        out["priority"] = Priority.CRITICAL if self.monitor.active else Priority.HIGH
-        out["n_areas"] = n
-        out["dopamine"] = self.dopamine
-        out["serotonin"] = self.serotonin
-        out["norepinephrine"] = self.norepinephrine
-        out["atp_ratio"] = self.atp_ratio
-        out["atp_reserve"] = self.ledger.available_nmu
-        out["cortisol"] = self.cortisol
-        out["boredom"] = self.boredom.level
-        out["td_error"] = self.td_error
-        out["phasic_dopamine"] = self.phasic_dopamine
-        out["reward_rate"] = self.reward_rate
-        out["relevance_gate"] = self.relevance_gate
-        out["plasticity_gate"] = self.plasticity_gate
-        out["elasticity_gate"] = self.elasticity_gate
-        out["speed_gain"] = self.speed_gain
-        nt = out["area_nt"]
-        if self.area_chem is not None:
-            self.area_chem.fill(out, self.drive, self.noise, self._stimulus)
-        else:
-            for field, value in (
-                ("area_plasticity", self.plasticity_gate),
-                ("area_elasticity", self.elasticity_gate),
-                ("area_speed", self.speed_gain),
-                ("area_damping", 1.0),
-                ("area_drive", self.drive),
-                ("area_noise", self.noise),
-            ):
-                out[field][:n] = value
-            out["area_stimulus"][:n] = self._stimulus
-            nt[:n] = 0.0
-            nt[:n, 0] = self.dopamine
-            nt[:n, 1] = self.serotonin
-            nt[:n, 2] = self.norepinephrine
-        for field in (
-            "area_plasticity", "area_elasticity", "area_speed", "area_damping",
-            "area_drive", "area_noise", "area_stimulus",
-        ):  # fmt: skip
-            out[field][n:] = 0.0
-        nt[n:] = 0.0
+        """Write what the dynamics decide into a NeurochemicalState record in place
+        (:func:`engs.services.orchestrator.publish.fill`)."""
+        publish.fill(self, out)
 
     def stability_report(self) -> StabilityReport:
         """Eigenvalues, Gershgorin margins and transient peak of the coupling matrix at
@@ -597,7 +542,7 @@ class Engs:
             self._stability = analyse(self.linear.matrix)
         return self._stability
 
-    def dream_batch(self, n: int) -> ReplayBatch:
+    def dream_batch(self, n: int) -> DreamBatch:
         """Dream-weave replay samples (§8.1) for the learning code: β = N, noise
         temperature from D, drawn with the ENGS's seeded generator."""
         nap = self._cfg.nap

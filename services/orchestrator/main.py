@@ -27,7 +27,7 @@ already past (counted as misses) and resumes on the grid.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import gc
 import logging
 import os
 import signal
@@ -38,7 +38,7 @@ from typing import Any
 
 import msgspec
 
-from engs.services.orchestrator import checkpoint, events
+from engs.services.orchestrator import checkpoint, events, publish
 from engs.services.orchestrator.engs import Engs
 from engs.services.orchestrator.inbox import SignalCounters, SignalInbox
 from engs.services.orchestrator.inputs import InputAccumulator
@@ -47,8 +47,6 @@ from engs.services.orchestrator.session import (
     LedgerOp,
     SessionLog,
     check_segment_bytes,
-    dynamic_crc,
-    fill_dynamic,
 )
 from engs.services.orchestrator.snapshot import EngsSnapshot
 from engs.shared import messages
@@ -60,12 +58,18 @@ from engs.shared.interrupt import InterruptWord
 from engs.shared.layout import Cause, HeartbeatState, Lane, Mode, Priority, Process
 from engs.shared.region import Region, open_for_service
 from engs.shared.requests import RequestReceiver
+from engs.shared.rt import freeze_gc, thaw_gc
 from engs.shared.seqlock import SeqlockReader, SeqlockWriter
 from engs.shared.stats import StatsWriter
 
 log = logging.getLogger("engs.orchestrator")
 
 EXIT_PHYSICS_LOST = 3
+#: The automatic collector is off in the loop (as in the physics); between cycles it runs
+#: the young generations after this many net allocations (CPython's default threshold)
+GC_YOUNG_ALLOCATIONS = 700
+#: ... and a full collection this often, in seconds.
+GC_FULL_EVERY_S = 10.0
 #: Oracle request kinds (engs.shared.layout.REQUEST_KINDS) → the dynamics' request names.
 ORACLE_REQUESTS = {"emergency_stimulus": "anhedonia", "serotonin_boost": "mania"}
 
@@ -126,8 +130,9 @@ class Orchestrator:
                 finisher=self._executor,
             )
         if self.seq == 0:  # nothing published yet: report the dynamics' starting levels
-            self.engs.fill_state(self.rec)
-        self._snapshot = self._make_snapshot()
+            publish.fill(self.engs, self.rec)
+        self._snapshot: messages.StateSnapshot | None = None
+        self._open_locks = self.engs.ledger.open_locks
         # The checkpoint schedule (maybe_checkpoint): the next one is due then, and the
         # interval that follows it (doubling from checkpoint_first_s to the period).
         self._checkpoint_due = 0
@@ -185,6 +190,8 @@ class Orchestrator:
     def snapshot(self) -> messages.StateSnapshot:
         """The last published state, with the interrupt causes as they are now (an
         operator's raise is visible at once, not at the next cycle)."""
+        if self._snapshot is None:
+            self._snapshot = self._make_snapshot()
         causes = int(self.irq.causes())
         return msgspec.structs.replace(
             self._snapshot, interrupts=[c.name.lower() for c in Cause if c.name and causes & c]
@@ -238,15 +245,17 @@ class Orchestrator:
         if own & ~want:
             self.lane.clear_cause(Cause(own & ~want))
 
-        crc = self._fill(self.rec, Priority.HIGH)
+        self._fill(self.rec, Priority.HIGH)
         self.writer.publish(self.rec)
-        self._snapshot = self._make_snapshot()
+        self._snapshot = None  # built when someone asks (a subscriber, `state`)
+        self._open_locks = self.engs.ledger.open_locks
 
         for ev in result.events:
             self._event(ev)
         if goals_done:
             self.stats.inc(self.c_switch, goals_done)
         if self.session is not None:
+            crc = publish.dynamic_crc(self.rec, self.scratch)
             self.session.append(self.engs, result.cycle, inputs, tel, crc, ops)
 
         self.hb.beat()
@@ -255,16 +264,10 @@ class Orchestrator:
         s.observe_ns(self.h_cycle, monotonic_ns() - t0)
         s.observe_ns(self.h_late, lateness_ns)
 
-    def _fill(self, rec: Any, priority: int) -> int:
-        fill_dynamic(self.engs, rec)
-        crc = dynamic_crc(rec, self.scratch)
+    def _fill(self, rec: Any, priority: Priority) -> None:
+        publish.fill(self.engs, rec)
         self.seq += 1
-        rec["seq"] = self.seq
-        rec["t_calc_ns"] = monotonic_ns()
-        rec["signal_id"] = self.signal_id
-        rec["signal_t_ns"] = self.signal_t
-        rec["priority"] = priority
-        return crc
+        publish.stamp(rec, self.seq, monotonic_ns(), self.signal_id, self.signal_t, priority)
 
     def _event(self, ev: Any) -> None:
         if isinstance(ev, events.CuriosityGoal):
@@ -306,7 +309,7 @@ class Orchestrator:
             speed_gain=float(r["speed_gain"]),
             mode=[m.name.lower() for m in Mode if m.name and int(r["flags"]) & m],
             interrupts=[c.name.lower() for c in Cause if c.name and causes & c],
-            open_locks=self.engs.ledger.open_locks,
+            open_locks=self._open_locks,
         )
 
     # -- checkpoints ----------------------------------------------------------------
@@ -350,6 +353,16 @@ class Orchestrator:
         self.emergency_writer.release()
 
 
+def collect_garbage(full: bool) -> None:
+    """The collector runs here, after a cycle and off its clock, never inside one: the
+    young generations once enough objects were allocated since, all of it when ``full``
+    (every ``GC_FULL_EVERY_S``; the start-up objects are frozen, so it stays short)."""
+    if full:
+        gc.collect()
+    elif gc.get_count()[0] >= GC_YOUNG_ALLOCATIONS:
+        gc.collect(1)
+
+
 async def _run(cfg: Config) -> int:
     region = open_for_service(
         cfg.instance, cfg.shm.max_areas, cfg.physics.areas, cfg.shm.lock_memory
@@ -376,17 +389,20 @@ async def _run(cfg: Config) -> int:
     orch.hb.set_state(HeartbeatState.RUNNING)
     deadline = monotonic_ns() + period
     orch.start_checkpoints(deadline)
+    gc_report = freeze_gc()  # as the physics does: start-up objects out of the collector
+    log.debug("%s", gc_report)
+    full_gc_every = max(1, round(GC_FULL_EVERY_S * cfg.orchestrator.cycle_hz))
     try:
         while not stop.is_set():
             delay = deadline - monotonic_ns()
             if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay / NS_PER_S)
+                await asyncio.sleep(delay / NS_PER_S)  # a stop is seen within one period
                 if stop.is_set():
                     break
             now = monotonic_ns()
             orch.cycle(now - deadline)
             orch.maybe_checkpoint(now)
+            collect_garbage(orch.engs.cycle % full_gc_every == 0)
             if physics.lost(now):
                 log.error(
                     "the physics has not beaten for %.1f s after being alive: exiting so "
@@ -399,6 +415,7 @@ async def _run(cfg: Config) -> int:
             if missed:
                 orch.stats.inc(orch.c_miss, missed)
     finally:
+        thaw_gc()
         orch.hb.set_state(HeartbeatState.STOPPING)
         await server.stop()
         orch.close()

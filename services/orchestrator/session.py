@@ -27,7 +27,6 @@ from __future__ import annotations
 import os
 import struct
 import time
-import zlib
 from collections.abc import Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -37,10 +36,11 @@ from typing import Any, BinaryIO
 import msgspec
 import numpy as np
 
+from engs.services.orchestrator import publish
+from engs.services.orchestrator.dream import DreamBuffer, DreamState
 from engs.services.orchestrator.engs import Engs
 from engs.services.orchestrator.inputs import N_DMN, CycleInputs
 from engs.services.orchestrator.metabolism import Calibration
-from engs.services.orchestrator.replay import ReplayBuffer, ReplayState
 from engs.services.orchestrator.snapshot import EngsSnapshot
 from engs.shared.config import Config
 from engs.shared.errors import ConfigError, EngsError
@@ -50,7 +50,6 @@ FORMAT_VERSION = 1
 _LEN = struct.Struct(">I")
 #: NeurochemicalState fields set by the loop from clocks and the socket, not by the
 #: dynamics; zeroed before the CRC so replay compares only what the dynamics decide.
-LOOP_FIELDS = ("seq", "t_calc_ns", "signal_id", "signal_t_ns", "priority")
 
 
 class ReplayError(EngsError):
@@ -88,28 +87,13 @@ class CycleRecord(msgspec.Struct, tag="cycle", frozen=True):
 Record = Header | CycleRecord
 
 
-def fill_dynamic(engs: Engs, rec: np.ndarray[Any, Any]) -> None:
-    """Everything of a NeurochemicalState the dynamics decide: what the live loop
-    publishes and what replay recomputes (the loop then sets LOOP_FIELDS)."""
-    engs.fill_state(rec)
-    rec["spectral_abscissa"] = engs.stability_report().spectral_abscissa
-
-
-def dynamic_crc(state: np.ndarray[Any, Any], scratch: np.ndarray[Any, Any]) -> int:
-    """CRC-32 of a NeurochemicalState with the loop-owned fields zeroed."""
-    scratch[...] = state
-    for f in LOOP_FIELDS:
-        scratch[f] = 0
-    return zlib.crc32(scratch.tobytes())
-
-
 #: Bytes a msgpack ``bin`` length prefix can grow by (bin8 → bin32) as a field fills.
 _BIN_PREFIX_GROWTH = 4
 
 
-def _replay_row_bytes(st: ReplayState) -> int:
-    """Bytes one experience adds to a :class:`ReplayState` of this shape."""
-    one = ReplayBuffer(1, st.n_features, st.n_areas, 1.0)
+def _replay_row_bytes(st: DreamState) -> int:
+    """Bytes one experience adds to a :class:`DreamState` of this shape."""
+    one = DreamBuffer(1, st.n_features, st.n_areas, 1.0)
     one.add(0, np.zeros(st.n_features), 0.0, 0.0, (0.0,) * 4, None, (0.0,) * N_DMN)
     row = one.state()
     return sum(len(getattr(row, f)) for f in _REPLAY_FIELDS)
@@ -339,8 +323,8 @@ def replay(path: str | os.PathLike[str]) -> ReplayResult:
             else:
                 raise ReplayError(f"{path}: cycle {r.cycle}: unknown ledger op {op.kind!r}")
         engs.step(r.inputs, tel)
-        fill_dynamic(engs, rec)
-        if dynamic_crc(rec, scratch) != r.state_crc:
+        publish.fill(engs, rec)
+        if publish.dynamic_crc(rec, scratch) != r.state_crc:
             mismatches += 1
             if first_bad is None:
                 first_bad = r.cycle

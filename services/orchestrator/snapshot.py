@@ -18,11 +18,11 @@ from engs.services.orchestrator.areas.model import AreasSnapshot, AreasStateErro
 from engs.services.orchestrator.boredom import BoredomState
 from engs.services.orchestrator.critic import CriticState
 from engs.services.orchestrator.dopamine import EnergyValueState
+from engs.services.orchestrator.dream import DreamState
 from engs.services.orchestrator.inputs import DmnReport
 from engs.services.orchestrator.ledger import LedgerState
 from engs.services.orchestrator.metabolism import Calibration
 from engs.services.orchestrator.nap import NapState
-from engs.services.orchestrator.replay import ReplayState
 from engs.shared.layout import Cause
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ class EngsSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     rng: RngState
     areas: AreasSnapshot | None = None
     """The area neurochemistry (None when ``orchestrator.areas.enabled`` is false)."""
-    replay: ReplayState | None = None
+    replay: DreamState | None = None
     """The dream-weave replay buffer (consolidation samples it inside the step)."""
 
 

@@ -5,8 +5,9 @@ faster than real time and deterministic by seed:
 
 1. ``Engs.step(inputs, telemetry)`` with the newest telemetry record (None before the
    first physics tick), exactly as the orchestrator's loop calls it;
-2. ``Engs.fill_state(state)`` and a new ``seq``: the NeurochemicalState the physics
-   reads (``engs.shared.layout.state_dtype``);
+2. ``publish.fill(engs, state)`` and a new ``seq``: the NeurochemicalState the physics
+   reads (``engs.shared.layout.state_dtype``), filled by the live loop's own code
+   (:mod:`engs.services.orchestrator.publish`);
 3. the harness's own interventions on that record, in this order: lesion clamps,
    mechanism replacements, the environment's input drive, plug-in controllers
    (each documented below; with none of them the record is the one ENGS published);
@@ -61,6 +62,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from engs.services.orchestrator import publish
 from engs.services.orchestrator.boredom import Boredom
 from engs.services.orchestrator.critic import F64Array, LinearTdCritic
 from engs.services.orchestrator.engs import Engs
@@ -245,7 +247,7 @@ class Sim:
         if chem is not None:
             chem.input_gain[:] = self.drive_gain
             chem.input_extra[:] = self.drive_extra
-        self.engs.fill_state(st)
+        publish.fill(self.engs, st)
         self.seq += 1
         st["seq"] = self.seq
         self._apply_clamp_to_record()

@@ -81,7 +81,7 @@ from engs.services.orchestrator.areas.transfer import (
     make_kinetics,
     steady_state,
 )
-from engs.services.orchestrator.replay import ReplayBatch
+from engs.services.orchestrator.dream import DreamBatch
 from engs.shared.config import OrchestratorConfig
 from engs.shared.errors import ConfigError
 from engs.shared.layout import N_NT
@@ -431,7 +431,7 @@ class AreaNeurochemistry:
         dmn_new: bool,
         node: str | None,
         activity: np.ndarray[Any, Any] | None,
-        dream: Callable[[int], ReplayBatch] | None,
+        dream: Callable[[int], DreamBatch] | None,
         rng: np.random.Generator,
     ) -> AreaStepReport:
         """Advance one cycle.
@@ -706,7 +706,7 @@ class AreaNeurochemistry:
     def _nap(
         self,
         napping: bool,
-        dream: Callable[[int], ReplayBatch] | None,
+        dream: Callable[[int], DreamBatch] | None,
         rng: np.random.Generator,
         cortisol: float,
         boredom: float,
@@ -727,7 +727,7 @@ class AreaNeurochemistry:
         return None
 
     def dream_batch(
-        self, batch: ReplayBatch, rng: np.random.Generator, cortisol: float, boredom: float
+        self, batch: DreamBatch, rng: np.random.Generator, cortisol: float, boredom: float
     ) -> None:
         """Replay remembered global states (plus counterfactual noise at the dream
         temperature, seed 003 §8.1) through the steady state of the current graph and

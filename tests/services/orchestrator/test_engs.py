@@ -34,7 +34,7 @@ def test_fill_state_writes_globals_gates_and_area_rows() -> None:
     assert out["plasticity_gate"] == plasticity_gate(engs.dopamine, 0.5, 5.0)
     assert out["speed_gain"] == 1.0 + engs.norepinephrine**2
     assert out["relevance_gate"] == pytest.approx(0.6 - 0.6 * engs.norepinephrine)
-    assert out["flags"] == 0 and out["priority"] == 1
+    assert out["flags"] == 0 and out["priority"] == 7  # loop-owned: publish.stamp writes it
     # Per-area rows: the gates.py gates of each area's own effective levels (area_nt),
     # and the other modulators' multipliers 1 ± 0.5 tanh(5 (x - 0.5)) (docs/areas.md).
     assert engs.area_chem is not None
@@ -150,7 +150,7 @@ def test_a_big_reservation_exhausts_atp_raises_and_revokes() -> None:
     assert not engs.commit(lock.id)
     out = np.zeros((), state_dtype(engs.config.shm.max_areas))
     engs.fill_state(out)
-    assert out["priority"] == 2 and out["flags"] & Mode.NAP
+    assert engs.causes and out["flags"] & Mode.NAP
     # The refund lifted ATP above the clear level: cleared on the next cycle; the nap
     # the exhaustion forced still runs its minimum 30 s.
     res = engs.step(CycleInputs(), tel.next())

@@ -13,12 +13,11 @@ import numpy as np
 
 from engs.services.orchestrator.engs import Engs
 from engs.services.orchestrator.inputs import InputAccumulator
+from engs.services.orchestrator.publish import dynamic_crc, fill
 from engs.services.orchestrator.session import (
     CycleRecord,
     Header,
     SessionLog,
-    dynamic_crc,
-    fill_dynamic,
     read_records,
     replay,
 )
@@ -66,7 +65,7 @@ def test_rotated_segments_each_replay_bit_for_bit(tmp_path: Path) -> None:
             acc.set_stress(float(rng.uniform(0, 1)))
         inputs = acc.take()
         result = engs.step(inputs, None)
-        fill_dynamic(engs, rec)
+        fill(engs, rec)
         log.append(engs, result.cycle, inputs, None, dynamic_crc(rec, scratch), [])
     log.close()
     pool.shutdown()

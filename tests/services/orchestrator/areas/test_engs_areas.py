@@ -15,9 +15,9 @@ from engs.services.orchestrator.areas.audit import CAPPED
 from engs.services.orchestrator.areas.projections import load_file
 from engs.services.orchestrator.areas.receptors import node_bucket
 from engs.services.orchestrator.checkpoint import CheckpointError
+from engs.services.orchestrator.dream import DreamBuffer
 from engs.services.orchestrator.engs import Engs
 from engs.services.orchestrator.inputs import CycleInputs, DmnReport, InputAccumulator, Stimulus
-from engs.services.orchestrator.replay import ReplayBuffer
 from engs.shared import messages
 from engs.shared.layout import N_NT, state_dtype
 from tests.services.orchestrator.areas.helpers import make_model, rest_step
@@ -168,18 +168,18 @@ def test_without_the_area_model_every_area_gets_the_global_coefficients() -> Non
 
 
 def test_the_replay_buffer_state_round_trips_bytes_exactly() -> None:
-    a = ReplayBuffer(16, 3, 2, 1e-3)
+    a = DreamBuffer(16, 3, 2, 1e-3)
     rng = np.random.default_rng(1)
     for i in range(21):  # wraps around
         a.add(i, rng.normal(size=3), 0.1 * i, float(rng.normal()), (0.5, 0.5, 0.3, 0.9),
               rng.uniform(size=2), (0.0, 0.1, 0.0, 1.0, 0.0))  # fmt: skip
-    b = ReplayBuffer(16, 3, 2, 1e-3)
+    b = DreamBuffer(16, 3, 2, 1e-3)
     b.load_state(msgspec.json.decode(msgspec.json.encode(a.state()), type=type(a.state())))
     assert len(b) == 16 and b.state() == a.state()
     r1, r2 = np.random.default_rng(9), np.random.default_rng(9)
     assert np.array_equal(a.sample(8, 0.4, 1.0, r1).cycle, b.sample(8, 0.4, 1.0, r2).cycle)
     with pytest.raises(ValueError, match="3 features"):
-        ReplayBuffer(16, 4, 2, 1e-3).load_state(a.state())
+        DreamBuffer(16, 4, 2, 1e-3).load_state(a.state())
 
 
 def test_the_dmn_node_reaches_the_area_context() -> None:

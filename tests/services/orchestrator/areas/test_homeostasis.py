@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from engs.services.orchestrator.dream import DreamBatch
 from engs.services.orchestrator.events import AreaConsolidated, NapEnded
 from engs.services.orchestrator.inputs import CycleInputs
-from engs.services.orchestrator.replay import ReplayBatch
 from tests.services.orchestrator.areas.helpers import make_model, rest_step
 from tests.services.orchestrator.helpers import FakeTelemetry, make_engs
 
@@ -91,10 +91,10 @@ def test_persistent_saturation_reduces_the_gains_that_feed_it() -> None:
     assert np.array_equal(frozen.mods.g, g1)
 
 
-def _batch(n: int, d: float = 0.5) -> ReplayBatch:
+def _batch(n: int, d: float = 0.5) -> DreamBatch:
     """n remembered experiences at D = d (the rest otherwise), no dream noise."""
     levels = np.tile([d, 0.5, 0.3, 1.0], (n, 1))
-    return ReplayBatch(
+    return DreamBatch(
         slots=np.arange(n),
         probability=np.full(n, 1.0 / n),
         cycle=np.arange(1, n + 1),

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engs.services.orchestrator.replay import ReplayBuffer
+from engs.services.orchestrator.dream import DreamBuffer
 
 
-def _buffer() -> ReplayBuffer:
-    buf = ReplayBuffer(capacity=3, n_features=2, n_areas=1, priority_floor=0.0)
+def _buffer() -> DreamBuffer:
+    buf = DreamBuffer(capacity=3, n_features=2, n_areas=1, priority_floor=0.0)
     # φ: (0,0), (0,0), (3,0): the third is the odd one out; δ: 1, 3, 0.
     for i, (phi, td) in enumerate((((0.0, 0.0), 1.0), ((0.0, 0.0), -3.0), ((3.0, 0.0), 0.0))):
         buf.add(i, np.array(phi), 0.0, td, (0.5, 0.5, 0.3, 1.0), None, (0.0,) * 5)
@@ -44,6 +44,6 @@ def test_sampling_is_seeded_and_follows_p() -> None:
 
 
 def test_empty_buffer_refuses_to_dream() -> None:
-    buf = ReplayBuffer(capacity=4, n_features=2, n_areas=1, priority_floor=1e-3)
+    buf = DreamBuffer(capacity=4, n_features=2, n_areas=1, priority_floor=1e-3)
     with pytest.raises(ValueError, match="the replay buffer is empty"):
         buf.sample(1, 0.5, 1.0, np.random.default_rng(0))

@@ -1,4 +1,5 @@
-"""Dream-weave replay: a bounded buffer of recent experiences and its sampler.
+"""The dream buffer (dream-weave replay): a bounded buffer of recent experiences and its
+sampler. Not ``engs replay`` (the session-log re-run, orchestrator/session.py).
 
 Seed 003 §8.1 (AUTO-03): during naps, experiences are replayed with probability::
 
@@ -20,7 +21,7 @@ them): the ENGS cycle, a summary of the critic features φ(s) (the field feature
 each cue's elapsed time: critic.Features.summarise), the reward, the TD error, the levels
 [D, S, N, A], per-area activity from telemetry and the latest DMN metrics (seed 000:
 the cognitive outcomes credit is assigned to). Rows live in preallocated ring arrays;
-recording allocates nothing. The buffer is checkpointed (:meth:`ReplayBuffer.state`,
+recording allocates nothing. The buffer is checkpointed (:meth:`DreamBuffer.state`,
 bytes-exact, only the filled rows): the area model's sleep consolidation samples it
 inside the step, so a restart or ``engs replay`` that began with an empty buffer would
 dream other dreams and diverge at the first nap (docs/areas.md).
@@ -43,7 +44,7 @@ F64Array = np.ndarray[Any, np.dtype[np.float64]]
 
 
 @dataclass(frozen=True)
-class ReplayBatch:
+class DreamBatch:
     """Sampled experiences (copies; the caller owns them). Row i of every array is
     sample i."""
 
@@ -65,8 +66,8 @@ class ReplayBatch:
     noise_temperature: float
 
 
-class ReplayState(msgspec.Struct, frozen=True, kw_only=True):
-    """The filled rows of a :class:`ReplayBuffer` (slots 0..size-1), as raw little-endian
+class DreamState(msgspec.Struct, frozen=True, kw_only=True):
+    """The filled rows of a :class:`DreamBuffer` (slots 0..size-1), as raw little-endian
     bytes (base64 in JSON), and the ring position."""
 
     capacity: int
@@ -83,7 +84,7 @@ class ReplayState(msgspec.Struct, frozen=True, kw_only=True):
     dmn: bytes
 
 
-class ReplayBuffer:
+class DreamBuffer:
     """Ring buffer of the most recent ``capacity`` experiences."""
 
     def __init__(self, capacity: int, n_features: int, n_areas: int, priority_floor: float) -> None:
@@ -133,11 +134,11 @@ class ReplayBuffer:
             "dmn": self._dmn,
         }  # fmt: skip
 
-    def state(self) -> ReplayState:
+    def state(self) -> DreamState:
         """The filled rows and ring position, bytes-exact."""
         n = self._size
         rows = {k: np.ascontiguousarray(a[:n]).tobytes() for k, a in self._arrays().items()}
-        return ReplayState(
+        return DreamState(
             capacity=self.capacity,
             n_features=self._features.shape[1],
             n_areas=self._activity.shape[1],
@@ -146,7 +147,7 @@ class ReplayBuffer:
             **rows,
         )
 
-    def load_state(self, st: ReplayState) -> None:
+    def load_state(self, st: DreamState) -> None:
         """Restore :meth:`state` of a buffer of the same shape; ValueError otherwise."""
         shape = (self.capacity, self._features.shape[1], self._activity.shape[1])
         if (st.capacity, st.n_features, st.n_areas) != shape:
@@ -185,13 +186,13 @@ class ReplayBuffer:
 
     def sample(
         self, n: int, beta: float, noise_temperature: float, rng: np.random.Generator
-    ) -> ReplayBatch:
+    ) -> DreamBatch:
         """Draw ``n`` experiences (with replacement) from P(i)."""
         p = self.probabilities(beta)
         if len(p) == 0:
             raise ValueError("the replay buffer is empty: nothing to dream about yet")
         slots = rng.choice(len(p), size=n, replace=True, p=p).astype(np.int64)
-        return ReplayBatch(
+        return DreamBatch(
             slots=slots,
             probability=p[slots],
             cycle=self._cycle[slots],
