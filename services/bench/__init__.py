@@ -9,9 +9,9 @@ one-line help) that defines
   arguments).
 
 A target's module is imported only when that target is asked for (``engs send`` should
-not pay for uvloop, prometheus_client and the physics). ``python -m
-engs.services.bench.<target> [flags]`` runs one alone (:func:`main`: the built-in
-defaults and the environment, no ``--config``). Figures are recorded in
+not pay for uvloop, prometheus_client and the physics). ``python -m engs.services.bench
+<target> [flags]`` runs one alone (:func:`main`: the built-in defaults and the
+environment, no ``--config``). Figures are recorded in
 docs/benchmarks.md; timings belong here, never in pass/fail tests.
 """
 
@@ -71,7 +71,7 @@ def add_parsers(
 
 
 def main(target: str, argv: Sequence[str] | None = None) -> int:
-    """``python -m engs.services.bench.<target> [flags]``."""
+    """``python -m engs.services.bench <target> [flags]``."""
     ap = argparse.ArgumentParser(prog=f"engs bench {target}", description=TARGETS[target])
     load(target).add_arguments(ap)
     args = ap.parse_args(list(argv) if argv is not None else None)

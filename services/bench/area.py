@@ -168,14 +168,3 @@ def run_args(cfg: Config, args: argparse.Namespace) -> int:
         return 2
     print(json.dumps(result, indent=2) if args.json else format_table(result))
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m engs.services.bench.area [--json] [--edges N ...] [--cycles N]``."""
-    from engs.services.bench import main as bench_main  # noqa: PLC0415
-
-    return bench_main("area", argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

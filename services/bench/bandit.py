@@ -28,7 +28,6 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -350,14 +349,3 @@ def run_args(cfg: Config, args: argparse.Namespace) -> int:
     if args.plot is not None and not plot(res, Path(args.plot)):
         print("engs bench bandit: matplotlib is not installed: no plot", file=sys.stderr)
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m engs.services.bench.bandit [--runs N] [--steps N] [--json]``."""
-    from engs.services.bench import main as bench_main  # noqa: PLC0415
-
-    return bench_main("bandit", argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -21,7 +21,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -107,14 +106,3 @@ def run_args(cfg: Config, args: argparse.Namespace) -> int:
     res = measure(cfg, cycles=cycles, warmup=warmup, session_log=args.session_log)
     print(json.dumps(res) if args.json else format_result(res))
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m engs.services.bench.cycle [--json] [--cycles N] [--session-log]``."""
-    from engs.services.bench import main as bench_main  # noqa: PLC0415
-
-    return bench_main("cycle", argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

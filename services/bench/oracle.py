@@ -29,7 +29,7 @@ import resource
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -267,14 +267,3 @@ def run_args(cfg: Config, args: argparse.Namespace) -> int:
     res = run(cfg, duration_s=2.0 if args.quick else 10.0)
     print(msgspec.json.encode(res).decode() if args.json else format_result(res))
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m engs.services.bench.oracle [--json] [--quick]``."""
-    from engs.services.bench import main as bench_main  # noqa: PLC0415
-
-    return bench_main("oracle", argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

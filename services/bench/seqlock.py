@@ -28,7 +28,7 @@ import sys
 import time
 import uuid
 from array import array
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -399,14 +399,3 @@ def run_args(cfg: Config, args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render(res) + "\n")
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m engs.services.bench.seqlock [--json] [--quick]``."""
-    from engs.services.bench import main as bench_main  # noqa: PLC0415
-
-    return bench_main("seqlock", argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -30,7 +30,6 @@ import platform
 import socket
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -296,14 +295,3 @@ def run_args(cfg: Config, args: argparse.Namespace) -> int:
         best = max(r.signals_per_s for r in results)
         print(f"ingest target >= 100000 signals/s: {'met' if best >= 1e5 else 'MISSED'}")
     return 0 if all(r.exact for r in results) and live["measured"] == live["signals"] else 1
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m engs.services.bench.signals [--json] [--quick]``."""
-    from engs.services.bench import main as bench_main  # noqa: PLC0415
-
-    return bench_main("signals", argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
