@@ -157,7 +157,7 @@ run() {
         up)
             ENGS_CONFIG=ops/engs/engs.toml ENGS_INSTANCE="bench-$$" \
                 ENGS_METRICS_ADDR=127.0.0.1:19411 ENGS_SIGNAL_ADDR="127.0.0.1:$(free_port)" \
-                XDG_STATE_HOME="${WORK}/state" bash -c '
+                XDG_STATE_HOME="${WORK}/state" XDG_RUNTIME_DIR="${WORK}" bash -c '
                     if [[ -n "$1" ]]; then echo $$ >"$1/cgroup.procs"; fi
                     exec "$2" up' _ "${weight:+${CG}/engs-bench-$$}" "${ENGS_UP}" \
                 >"${WORK}/up.log" 2>&1 &
