@@ -14,11 +14,20 @@ The public, stable imports for agents are short:
 
 from __future__ import annotations
 
-from importlib import metadata as _metadata
-
-try:
-    __version__ = _metadata.version("engs")
-except _metadata.PackageNotFoundError:  # a bare checkout that was never installed
-    __version__ = "0+unknown"
-
 __all__ = ["__version__"]
+
+
+def __getattr__(name: str) -> str:
+    """``__version__``, read from the installed metadata when first asked for
+    (importlib.metadata costs ~18 ms: every ``python -m engs...`` — the healthchecks run
+    every few seconds — would pay it at import)."""
+    if name != "__version__":
+        raise AttributeError(f"module 'engs' has no attribute {name!r}")
+    from importlib import metadata  # noqa: PLC0415 - lazy, see above
+
+    try:
+        version = metadata.version("engs")
+    except metadata.PackageNotFoundError:  # a bare checkout that was never installed
+        version = "0+unknown"
+    globals()["__version__"] = version
+    return version
