@@ -20,23 +20,9 @@ from engs.shared.interrupt import InterruptWord
 from engs.shared.layout import Cause, HeartbeatState, Lane, Process
 from engs.shared.region import Region
 from engs.shared.seqlock import SeqlockWriter
+from tests.services.cli.support import engs
 
 ctx = mp.get_context("fork")
-
-
-def engs(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ENGS_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "engs.services.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=full_env,
-        check=False,
-    )
 
 
 def _orchestrator_like(instance: str, ready: Any, stop: Any) -> None:

@@ -8,30 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from engs import __version__
 from engs.services.cli import build_parser, log_level
-
-
-def engs(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ENGS_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "engs.services.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=full_env,
-        check=False,
-    )
+from tests.services.cli.support import engs
 
 
 def test_version() -> None:

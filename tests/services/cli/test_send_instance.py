@@ -4,10 +4,7 @@ socket, real subprocess."""
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
 
 import msgspec
@@ -15,19 +12,7 @@ import msgspec
 from engs.shared.endpoints import publish_signals
 from engs.shared.messages import HEADER_BYTES, Ack, encode_frame
 from engs.shared.region import Region
-
-
-def engs(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith("ENGS_")}
-    full.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "engs.services.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=full,
-        check=False,
-    )
+from tests.services.cli.support import engs
 
 
 def _one_request_server(srv: socket.socket, got: list[dict[str, object]]) -> None:

@@ -25,22 +25,10 @@ import pytest
 from engs.shared.layout import Process
 from engs.shared.region import Region
 from engs.shared.stats import read_stats
+from tests.services.cli.support import engs
 from tests.services.supervisor.running import ENGS_ENV, EngsUp, eventually, http_get
 
 pytestmark = pytest.mark.slow
-
-
-def engs(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items() if k not in ENGS_ENV}
-    full.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "engs.services.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=full,
-        check=False,
-    )
 
 
 def _rewards_received(instance: str) -> int:
