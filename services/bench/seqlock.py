@@ -221,6 +221,12 @@ def _bench_locked_array(nbytes: int, hz: float, n: int) -> dict[str, Any]:
     return {"read": _percentiles(lat), "write": _percentiles(wlat)}
 
 
+def _round_trips(rtt: Callable[[], None], n: int) -> dict[str, Any]:
+    """Percentiles of ``n`` timed round trips, after a tenth as many untimed."""
+    _time_loop(rtt, max(10, n // 10))
+    return {"rtt": _percentiles(_time_loop(rtt, n))}
+
+
 def _bench_queue(nbytes: int, n: int) -> dict[str, Any]:
     req, resp = _ctx.Queue(), _ctx.Queue()
     proc = _ctx.Process(target=_queue_echo, args=(req, resp))
@@ -232,12 +238,10 @@ def _bench_queue(nbytes: int, n: int) -> dict[str, Any]:
         resp.get()
 
     try:
-        _time_loop(rtt, max(10, n // 10))
-        lat = _time_loop(rtt, n)
+        return _round_trips(rtt, n)
     finally:
         req.put(None)
         proc.join(10)
-    return {"rtt": _percentiles(lat)}
 
 
 def _bench_mq(nbytes: int, n: int) -> dict[str, Any]:
@@ -262,15 +266,13 @@ def _bench_mq(nbytes: int, n: int) -> dict[str, Any]:
         resp.receive()
 
     try:
-        _time_loop(rtt, max(10, n // 10))
-        lat = _time_loop(rtt, n)
+        return _round_trips(rtt, n)
     finally:
         req.send(b"")
         proc.join(10)
         for q in queues:
             q.close()
             q.unlink()
-    return {"rtt": _percentiles(lat)}
 
 
 def measure(max_areas: int, *, quick: bool) -> dict[str, Any]:
