@@ -286,14 +286,3 @@ def run_args(cfg: Config, args: argparse.Namespace) -> int:
         return 2
     print(json.dumps(result, indent=2) if args.json else format_table(result))
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m engs.services.bench.physics [--json] [--backend B] [--shape 64x64 ...]``."""
-    from engs.services.bench import main as bench_main  # noqa: PLC0415
-
-    return bench_main("physics", argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
