@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from engs.services.bench import main as bench_main
 from engs.services.bench import physics as bench
 from engs.services.physics.coefficients import Coefficients
 from engs.shared.config import PhysicsConfig
@@ -46,7 +47,7 @@ def test_counted_bytes_grow_with_the_lattice() -> None:
 
 
 def test_main_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
-    rc = bench.main(["--json", "--backend", "numpy", "--shape", "8x8", "--ticks", "12"])
+    rc = bench_main("physics", ["--json", "--backend", "numpy", "--shape", "8x8", "--ticks", "12"])
     assert rc == 0
     data = json.loads(capsys.readouterr().out)
     assert data["shapes"][0]["shape"] == "8x8"
@@ -54,7 +55,7 @@ def test_main_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_main_reports_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
-    assert bench.main(["--backend", "numpy", "--shape", "0x3"]) == 2
+    assert bench_main("physics", ["--backend", "numpy", "--shape", "0x3"]) == 2
     assert "engs bench physics:" in capsys.readouterr().err
 
 
