@@ -13,7 +13,7 @@ acts on deadline health reads that record and applies :func:`judge`, the one rul
 * **unknown** while there is nothing to judge: no report yet, a window shorter than
   :data:`MIN_WINDOW_NS` (the physics is still warming up), or a report older than
   :data:`MAX_REPORT_AGE_NS` (the physics stopped reporting: its liveness, judged by
-  :mod:`engs.services.oracle.liveness`, says why).
+  :mod:`engs.shared.liveness`, says why).
 
 Readers: ``engs status``, the oracle (``/healthz``, the ``engs_physics_*`` gauges),
 the supervisor (``engs up``) and the compose healthcheck

@@ -113,3 +113,17 @@ class PeerLoss:
             self.seen_alive = True
             return False
         return self.seen_alive and not fresh and state is not HeartbeatState.STOPPED
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host (0 or negative: no). A
+    process of another user exists too (the kill is refused, not unanswered)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -52,6 +52,7 @@ import numpy as np
 
 from engs.shared.clock import monotonic_ns
 from engs.shared.errors import WriterBusy
+from engs.shared.heartbeat import pid_alive
 from engs.shared.layout import field_offset
 from engs.shared.region import Region
 
@@ -106,7 +107,7 @@ class SeqlockWriter:
     def _claim(self) -> None:
         pid = int(self._b.writer_pid[0])
         me = os.getpid()
-        if pid not in (0, me) and _alive(pid):
+        if pid not in (0, me) and pid_alive(pid):
             raise WriterBusy(
                 f"{self._b.region.name}:{self._b.path} already has a live writer, pid {pid}"
             )
@@ -249,13 +250,3 @@ class SeqlockReader:
     def has_data(self) -> bool:
         """True once any copy has validated."""
         return self._has_good
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -37,12 +37,12 @@ from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from engs.services.oracle.collector import EngsCollector
-from engs.services.oracle.liveness import LivenessLimits
 from engs.services.oracle.watchdog import Watchdog
 from engs.shared.clock import NS_PER_S, monotonic_ns
 from engs.shared.config import Config
 from engs.shared.heartbeat import Heartbeat
 from engs.shared.layout import HIST_BOUNDS_NS, HeartbeatState, Process
+from engs.shared.liveness import LivenessLimits
 from engs.shared.region import Region, unlink
 from engs.shared.seqlock import SeqlockReader, SeqlockWriter
 from engs.shared.stats import StatsWriter, read_stats

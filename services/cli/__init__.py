@@ -210,7 +210,7 @@ def _physics(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _up(cfg: Config, args: argparse.Namespace) -> int:
-    from engs.services.supervisor import run  # noqa: PLC0415
+    from engs.services.supervisor.main import run  # noqa: PLC0415
 
     return run(cfg, args.config, fresh=args.fresh, child_args=child_log_args(args))
 

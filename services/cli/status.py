@@ -4,7 +4,7 @@ Read-only: it maps the region without pinning, reads the control and telemetry
 seqlocks as any reader does, the interrupt word, the heartbeats, where the instance
 listens (:mod:`engs.shared.endpoints`) and the physics' deadline report
 (:mod:`engs.shared.deadlines`), and judges each process by the one health rule
-(:mod:`engs.services.oracle.verdict`). Never writes.
+(:mod:`engs.shared.liveness`). Never writes.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from typing import Any
 
 import msgspec
 
-from engs.services.oracle.liveness import LivenessLimits, LivenessMonitor
-from engs.services.oracle.verdict import judge_all
 from engs.shared.clock import NS_PER_S, monotonic_ns, wall_ns
 from engs.shared.config import Config
 from engs.shared.deadlines import DeadlineReport, read_report
@@ -32,6 +30,7 @@ from engs.shared.layout import (
     Process,
     RegionFlags,
 )
+from engs.shared.liveness import LivenessLimits, LivenessMonitor, judge_all
 from engs.shared.region import Region
 from engs.shared.seqlock import SeqlockReader
 from engs.shared.stats import read_stats

@@ -41,11 +41,11 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from engs.services.oracle.liveness import LivenessLimits, LivenessMonitor, Verdict
 from engs.shared.clock import NS_PER_S, monotonic_ns
 from engs.shared.deadlines import DeadlineStatus, judge, read_report
 from engs.shared.interrupt import InterruptWord
 from engs.shared.layout import HIST_BOUNDS_NS, REQUEST_KINDS, Cause, Mode, Process, RegionFlags
+from engs.shared.liveness import LivenessLimits, LivenessMonitor, Verdict
 from engs.shared.region import Region
 from engs.shared.seqlock import SeqlockReader
 from engs.shared.stats import read_stats

@@ -15,7 +15,7 @@ the status: a dead physics is the supervisor's to restart, not a reason to resta
 oracle (the Docker healthcheck restarts the container it runs in).
 
 When both hold but the physics misses its deadlines or falls behind (the one rule,
-:func:`engs.services.oracle.verdict.judge_process`: over 1 % of the last 10 s'
+:func:`engs.shared.liveness.judge_process`: over 1 % of the last 10 s'
 deadlines missed, or below 95 % of the target rate), the status is ``degraded`` — still
 200, since the oracle does its job — and ``degraded`` lists the reasons; ``deadlines``
 carries the figures.
@@ -27,12 +27,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from engs.services.oracle.liveness import Verdict
 from engs.services.oracle.watchdog import Watchdog
 from engs.shared.clock import NS_PER_S, monotonic_ns
 from engs.shared.deadlines import judge, read_report
 from engs.shared.interrupt import InterruptWord
 from engs.shared.layout import Cause, Process
+from engs.shared.liveness import Verdict
 from engs.shared.region import Region
 
 SHM_DIR = Path("/dev/shm")

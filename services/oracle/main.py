@@ -30,7 +30,6 @@ from prometheus_client.registry import CollectorRegistry
 from engs.services.oracle.collector import EngsCollector
 from engs.services.oracle.exporter import MetricsServer
 from engs.services.oracle.health import Health
-from engs.services.oracle.liveness import LivenessLimits
 from engs.services.oracle.watchdog import Watchdog
 from engs.shared.clock import NS_PER_S, monotonic_ns
 from engs.shared.config import Config, OracleConfig, parse_addr
@@ -38,6 +37,7 @@ from engs.shared.endpoints import publish_metrics
 from engs.shared.errors import WriterBusy
 from engs.shared.heartbeat import PeerLoss
 from engs.shared.layout import HeartbeatState, Process
+from engs.shared.liveness import LivenessLimits
 from engs.shared.region import Region
 
 log = logging.getLogger("engs.oracle")

@@ -36,7 +36,6 @@ from typing import Any
 
 import numpy as np
 
-from engs.services.oracle.liveness import Liveness, LivenessLimits, LivenessMonitor, Verdict
 from engs.services.oracle.ratelog import RateLimitedLog
 from engs.services.oracle.rules import (
     AnhedoniaRule,
@@ -51,6 +50,7 @@ from engs.shared.config import OracleConfig
 from engs.shared.heartbeat import Heartbeat
 from engs.shared.interrupt import InterruptWord
 from engs.shared.layout import REQUEST_KINDS, Cause, HeartbeatState, Lane, Mode, Process
+from engs.shared.liveness import Liveness, LivenessLimits, LivenessMonitor, Verdict
 from engs.shared.region import Region
 from engs.shared.requests import RequestSender
 from engs.shared.seqlock import SeqlockReader

@@ -8,7 +8,7 @@ their containers run this instead::
     python -m engs.services.supervisor.healthcheck physics|orchestrator [--config F] [--instance N]
 
 It attaches to the instance's region read-only in effect (no pinning, no writes), applies
-the one health rule :func:`engs.services.oracle.verdict.judge_process` — the rule ``engs
+the one health rule :func:`engs.shared.liveness.judge_process` — the rule ``engs
 up``'s supervisor restarts on, with the liveness limits of the ``[oracle]`` section — and
 exits 0 iff the status is ``ok`` or ``degraded``: the process beats *and* its published
 record is fresh (physics telemetry, orchestrator state). A physics that misses its
@@ -24,10 +24,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from engs.services.oracle.verdict import Status, judge_region
 from engs.shared.config import load_config
 from engs.shared.errors import ConfigError, EngsError
 from engs.shared.layout import Process
+from engs.shared.liveness import Status, judge_region
 from engs.shared.region import Region
 
 CHECKED = (Process.PHYSICS, Process.ORCHESTRATOR)

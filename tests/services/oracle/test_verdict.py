@@ -21,12 +21,12 @@ from prometheus_client.registry import CollectorRegistry
 from engs.services.oracle.collector import EngsCollector
 from engs.services.oracle.exporter import MetricsServer
 from engs.services.oracle.health import Health
-from engs.services.oracle.verdict import Status, judge_region
 from engs.services.physics.deadlines import DeadlineReporter
 from engs.services.supervisor.healthcheck import main as healthcheck
 from engs.shared.clock import NS_PER_S, monotonic_ns
 from engs.shared.heartbeat import Heartbeat
 from engs.shared.layout import HeartbeatState, Process
+from engs.shared.liveness import Status, judge_region
 from engs.shared.region import Region
 from engs.shared.stats import StatsWriter
 from tests.services.oracle.craft import MS, Crafter, make_watchdog, oracle_config

@@ -22,8 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from engs.services.oracle.liveness import Verdict, liveness
-from engs.services.supervisor import START_ORDER
+from engs.services.supervisor.main import START_ORDER
+from engs.shared.liveness import Verdict, liveness
 from engs.shared.region import Region
 
 CHILDREN = START_ORDER

@@ -8,6 +8,8 @@ tests/deploy/test_e2e.py.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -86,3 +88,17 @@ def test_a_bad_configuration_exits_2_naming_the_field(
     assert code == 2 and out == ""
     assert err.startswith("healthcheck physics: invalid configuration: ")
     assert "ENGS_METRICS_ADDR sets `$.metrics.addr`" in err
+
+
+def test_the_healthcheck_imports_neither_the_supervisor_nor_the_oracle() -> None:
+    # Docker runs it every few seconds in a fresh process: it loads the one rule from
+    # engs.shared.liveness, not `engs up`'s asyncio supervisor or the oracle's package.
+    probe = (
+        "import sys, engs.services.supervisor.healthcheck; "
+        "print([m for m in ('asyncio', 'uvloop', 'engs.services.supervisor.main', "
+        "'engs.services.oracle') if m in sys.modules])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"

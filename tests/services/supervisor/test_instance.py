@@ -175,7 +175,7 @@ def test_a_child_the_health_rule_calls_unhealthy_is_restarted(
 def test_log_flags_reach_the_children() -> None:
     """`engs -v up`: the supervisor starts each child with the level it resolved."""
     from engs.services.cli import build_parser, child_log_args
-    from engs.services.supervisor import Supervisor
+    from engs.services.supervisor.main import Supervisor
     from engs.shared.config import load_config
 
     assert child_log_args(build_parser().parse_args(["up"])) == ()

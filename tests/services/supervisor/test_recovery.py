@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from engs.services.supervisor import HEALTHY_AFTER_S
+from engs.services.supervisor.main import HEALTHY_AFTER_S
 from tests.services.supervisor.recovery import RESTORED, kill_and_measure, reward_acked
 from tests.services.supervisor.running import EngsUp, eventually
 

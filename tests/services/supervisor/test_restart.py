@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from engs.services.oracle.liveness import Verdict, liveness
-from engs.services.supervisor import HEALTHY_AFTER_S, describe_exit
+from engs.services.supervisor.main import HEALTHY_AFTER_S, describe_exit
 from engs.shared.heartbeat import read_heartbeats
 from engs.shared.layout import HeartbeatState, Process
+from engs.shared.liveness import Verdict, liveness
 from engs.shared.region import Region
 from tests.services.supervisor.running import EngsUp, eventually, http_get, running
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engs.services.supervisor import InstanceBusy, acquire_instance_lock, create_region
+from engs.services.supervisor.main import InstanceBusy, acquire_instance_lock, create_region
 from engs.shared.config import load_config
 from engs.shared.heartbeat import Heartbeat
 from engs.shared.layout import HeartbeatState, Process

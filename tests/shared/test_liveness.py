@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from engs.services.oracle.liveness import LivenessLimits, Verdict, assess, liveness
 from engs.shared.clock import monotonic_ns
 from engs.shared.heartbeat import Heartbeat
 from engs.shared.layout import HeartbeatState, Process
+from engs.shared.liveness import LivenessLimits, Verdict, assess, liveness
 from engs.shared.region import Region
 from engs.shared.seqlock import SeqlockWriter
 
