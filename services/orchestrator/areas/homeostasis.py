@@ -47,7 +47,8 @@ its target's supply. When the nap ends:
    the recent awake time above / below): the centre moves ``band_rate`` of the way to the
    mean level, never more than ``band_drift_max`` from the configured rest.
 
-Writer: :class:`~engs.services.orchestrator.areas.model.AreaNeurochemistry` (one thread).
+Writers: the area model's :class:`~.learner.Learner` (the online step, the saturation
+safeguard) and :class:`~.nap.NapConsolidation` (consolidation), on the control cycle's thread.
 """
 
 from __future__ import annotations

@@ -52,7 +52,9 @@ term depends on the present parameters: ∂RangeUtil/∂u = α ψ'(u).
 regression (Ŝ); NoiseLeak, a statistic of a window, is not differentiated but weights
 that credit: activity the signals do not explain earns them nothing.
 
-Writer: :class:`~engs.services.orchestrator.areas.model.AreaNeurochemistry` (one thread).
+Writers: :class:`~engs.services.orchestrator.areas.model.AreaNeurochemistry` (forward pass,
+activity statistics) and its :class:`~.learner.Learner` (the networks' parameters), on the
+control cycle's thread.
 """
 
 from __future__ import annotations

@@ -85,7 +85,7 @@ def test_homeostasis_module_gradient_matches_finite_differences(graph: str, seed
     assert (~fl.unsat[m.n0 :]).any() and fl.unsat[m.n0 :].any()
     assert (~fl.edge_ok[m.kin.mask > 0]).any()
     assert (~fl.ok).any()
-    value, dw, db, dg = m.hm_gradients()
+    value, dw, db, dg = m.learner.hm_gradients(held)
 
     def loss() -> float:
         _cycle(m)
@@ -109,12 +109,12 @@ def test_receptor_network_gradient_matches_finite_differences(graph: str, seed: 
     fl = m.flows
     assert (~fl.unsat[m.n0 :]).any() and fl.unsat[m.n0 :].any()
     obj = local_objective(m.kin, fl, m.nets.y, m.nets.ymax, held, m.rc)
-    value, dw, db = m.receptor_gradients(obj)
+    value, dw, db = m.learner.receptor_gradients(obj)
 
     def loss() -> float:
         _cycle(m)
         o = local_objective(m.kin, m.flows, m.nets.y, m.nets.ymax, held, m.rc)
-        return o.value + m.rc.drift * m.receptor_drift()[0]
+        return o.value + m.rc.drift * m.learner.receptor_drift()[0]
 
     assert loss() == pytest.approx(value, rel=1e-12)
     rng = np.random.default_rng(seed)

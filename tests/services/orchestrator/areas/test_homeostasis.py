@@ -77,7 +77,7 @@ def test_persistent_saturation_reduces_the_gains_that_feed_it() -> None:
     assert m.mods.g[vta_limbic, DA] == pytest.approx(0.8 * g0[vta_limbic, DA], rel=1e-6)
     assert m.mods.g[snc_motor, DA] == pytest.approx(0.8 * g0[snc_motor, DA], rel=1e-6)
     assert m.mods.g[lc_limbic, 2] == pytest.approx(g0[lc_limbic, 2], rel=1e-6)
-    assert int(m.counters[3]) == sum(r.gains_reduced for r in reports)
+    assert m.counters.gains_cut == sum(r.gains_reduced for r in reports)
     # a frozen module does not touch the gains
     frozen = make_model(
         {
@@ -124,7 +124,7 @@ def test_consolidation_prunes_a_useless_edge_and_keeps_a_useful_one() -> None:
     m.mods.b[useless, SHT] = -9.0
     for i in range(600):
         rest_step(m, i)
-    assert m.s_mean[useless, SHT] < 0.01 and m.s_mean[useful, SHT] > 0.2
+    assert m.nap.s_mean[useless, SHT] < 0.01 and m.nap.s_mean[useful, SHT] > 0.2
     report = _nap(m, 300)
     res = report.consolidation
     assert res is not None and res.samples == 3 * 64
@@ -145,13 +145,13 @@ def test_consolidation_refits_base_gains_to_the_replayed_states() -> None:
         rest_step(m, i)
     for i in range(200):
         rest_step(m, i, napping=True, dream=lambda n: _batch(n, 0.8))
-    st = m.dream
+    st = m.nap.dream
     kappa = st.mu_c[:, DA] / st.mu2[:, DA]
     assert np.all(kappa < 0.75)  # 0.5 / 0.8 at the centres, less where sparse
     vta_limbic = _edge(m, "vta->limbic")
     tgt = m.graph.tgt[vta_limbic] - m.n0
     g_old = m.mods.g[vta_limbic, DA]
-    s_mean = m.s_mean[vta_limbic, DA]
+    s_mean = m.nap.s_mean[vta_limbic, DA]
     res = rest_step(m, 200, napping=False).consolidation
     assert res is not None and res.refit == int((m.kin.mask > 0).sum())
     expected = g_old * s_mean * kappa[tgt] ** 0.5  # refit_rate 0.5, product kept
@@ -166,10 +166,10 @@ def test_consolidation_refits_base_gains_to_the_replayed_states() -> None:
 def test_chronically_saturated_bands_are_recentred_within_limits() -> None:
     m = make_model()
     limbic, sensory = 3, 0
-    m.frac_above[limbic, DA] = 0.9  # chronically above its band
-    m.level_mean[limbic, DA] = 0.9
-    m.frac_below[sensory, SHT] = 0.9  # chronically below
-    m.level_mean[sensory, SHT] = 0.46
+    m.nap.frac_above[limbic, DA] = 0.9  # chronically above its band
+    m.nap.level_mean[limbic, DA] = 0.9
+    m.nap.frac_below[sensory, SHT] = 0.9  # chronically below
+    m.nap.level_mean[sensory, SHT] = 0.46
     before = (m.lo.copy(), m.hi.copy())
     res = m.consolidate()
     assert res.bands_moved == 2 and res.pruned == 0  # no dreams: nothing else changes

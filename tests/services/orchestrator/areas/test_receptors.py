@@ -106,13 +106,13 @@ def test_dmn_outcomes_credit_the_eligibility_traces() -> None:
     assert a.params.theta.tobytes() == m.params.theta.tobytes()
     dmn = (0.3, 0.1, 0.05, 1.0, 0.02)  # a better-than-usual outcome
     levels = (0.6, 0.5, 0.3, 1.0)
-    base_c, base_e = float(a.baselines[0]), float(a.baselines[1])
+    base_c, base_e = float(a.learner.baselines[0]), float(a.learner.baselines[1])
     rest_step(a, 300, levels=levels, dmn=dmn, dmn_new=True)
     rest_step(b, 300, levels=levels, dmn=dmn, dmn_new=False)
     assert np.array_equal(a.params.trace, b.params.trace)  # the traces do not see it
     ps = a.params
     diff = a.params.theta - b.params.theta
-    hm, net = a._hm, a._net
+    hm, net = a.learner.hm, a.learner.net
     adv_c = a.hc.alpha_coherence * (dmn[0] - base_c)
     adv_e = a.metrics.beta * (a.metrics.eff_cog - base_e)
     assert adv_c > 0 and adv_e > 0
@@ -120,7 +120,8 @@ def test_dmn_outcomes_credit_the_eligibility_traces() -> None:
     np.testing.assert_allclose(diff[net], ps.lr[net] * adv_e * ps.trace[net], rtol=1e-6, atol=1e-15)
     assert np.abs(diff[hm]).max() > 0 and np.abs(diff[net]).max() > 0
     # and the baselines move towards the outcome
-    assert a.baselines[0] > base_c and np.array_equal(b.baselines, m.baselines)
+    assert a.learner.baselines[0] > base_c
+    assert np.array_equal(b.learner.baselines, m.learner.baselines)
 
 
 def test_the_cognitive_node_is_a_stable_one_hot_context() -> None:
