@@ -21,7 +21,6 @@ docs/seed-notes.md SN-71).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +28,8 @@ import numpy as np
 
 from engs.services.orchestrator.inputs import CycleInputs
 from engs.services.validate import lesions
-from engs.services.validate.report import AssayResult, Prediction
+from engs.services.validate.assay import Assay, Context, Findings
+from engs.services.validate.report import Prediction
 from engs.services.validate.runner import Progress
 from engs.services.validate.sim import Mechanisms, Sim
 from engs.services.validate.stats import fmt_p, granger, welch_t
@@ -115,20 +115,16 @@ def _blocks(x: np.ndarray[Any, Any], size: int) -> np.ndarray[Any, Any]:
     return x[: m * size].reshape(m, size).mean(axis=1)
 
 
-def run(
-    cfg: Config,
+def measure(
+    ctx: Context,
     params: Params,
     *,
-    seed: int = 0,
-    jobs: int = 1,
-    progress: Progress | None = None,
-    mechanisms: Mechanisms | None = None,
     lesion_params: lesions.Params | None = None,
     entropy: bool = True,
-) -> AssayResult:
+) -> Findings:
     """``lesion_params``: the lesion assay's parameters, whose runs the entropy comparison
     reuses; ``entropy=False`` runs the Granger part only."""
-    t0 = time.monotonic()
+    cfg, seed, jobs, progress, mechanisms = ctx
     series = granger_run(cfg, params, mechanisms, seed, progress)
     dd = np.diff(series["dopamine"])
     dg = np.diff(series["conductance"])
@@ -179,10 +175,7 @@ def run(
     every = max(1, dd.size // 4000)
     lags = np.arange(-30, 31)
     xc = _xcorr(dd, dg, lags)
-    return AssayResult(
-        name=NAME,
-        title=TITLE,
-        method=__doc__.split("\n\n", 1)[1].strip() if __doc__ else "",
+    return Findings(
         predictions=preds,
         notes=notes,
         numbers={
@@ -201,5 +194,7 @@ def run(
             "xcorr_lags_s": (lags * cfg.orchestrator.dt).tolist(),
             "xcorr": xc.tolist(),
         },
-        elapsed_s=time.monotonic() - t0,
     )
+
+
+run = Assay[Params](NAME, TITLE, __doc__, measure).run

@@ -27,7 +27,6 @@ environment) are not scored; ``patches`` are scored after it.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +34,8 @@ import numpy as np
 
 from engs.services.orchestrator.events import CuriosityGoal
 from engs.services.orchestrator.inputs import CycleInputs
-from engs.services.validate.report import AssayResult, Prediction
+from engs.services.validate.assay import Assay, Context, Findings
+from engs.services.validate.report import Prediction
 from engs.services.validate.runner import Progress, pmap
 from engs.services.validate.sim import Mechanisms, Sim
 from engs.services.validate.stats import fmt_p, welch_t
@@ -139,16 +139,8 @@ def _envs(params: Params) -> list[Env]:
     return envs
 
 
-def run(
-    cfg: Config,
-    params: Params,
-    *,
-    seed: int = 0,
-    jobs: int = 1,
-    progress: Progress | None = None,
-    mechanisms: Mechanisms | None = None,
-) -> AssayResult:
-    t0 = time.monotonic()
+def measure(ctx: Context, params: Params) -> Findings:
+    cfg, seed, jobs, progress, mechanisms = ctx
     if params.patches < 4 or len(params.travel_s) < 3 or len(params.gains) != 2:
         raise ValueError(
             "the foraging assay needs >= 4 scored patches (2 of each kind in the mixed "
@@ -267,12 +259,11 @@ def run(
         },
         "warmup_s": params.warmup_s,
     }
-    return AssayResult(
-        name=NAME,
-        title=TITLE,
-        method=__doc__.split("\n\n", 1)[1].strip() if __doc__ else "",
+    return Findings(
         predictions=preds,
         numbers=numbers,
         series=series,
-        elapsed_s=time.monotonic() - t0,
     )
+
+
+run = Assay[Params](NAME, TITLE, __doc__, measure).run

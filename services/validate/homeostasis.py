@@ -27,13 +27,13 @@ working mechanism is present and fails when the same mechanism is frozen.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-from engs.services.validate.report import AssayResult, Prediction
+from engs.services.validate.assay import Assay, Context, Findings
+from engs.services.validate.report import Prediction
 from engs.services.validate.runner import Progress, pmap
 from engs.services.validate.sim import Mechanisms, Sim
 from engs.shared.config import Config
@@ -216,19 +216,15 @@ def _readouts(tr: Trace, dt: float) -> dict[str, float]:
     return out
 
 
-def run(
-    cfg: Config,
+def measure(
+    ctx: Context,
     params: Params,
     *,
-    seed: int = 0,
-    jobs: int = 1,
-    progress: Progress | None = None,
-    mechanisms: Mechanisms | None = None,
     homeostat: Homeostat | None = None,
-) -> AssayResult:
+) -> Findings:
     """``homeostat``: an external mechanism to plug into the loop (tests); by default
     the running ENGS's own, if it has one."""
-    t0 = time.monotonic()
+    cfg, seed, jobs, progress, mechanisms = ctx
     dt = cfg.orchestrator.dt
     # live: the step with the homeostat; frozen: the step with its learning off (what the
     # field does alone); sham: no step (the density's own drift). The ENGS's own
@@ -333,10 +329,7 @@ def run(
         ),
     ]
     every = 5
-    return AssayResult(
-        name=NAME,
-        title=TITLE,
-        method=__doc__.split("\n\n", 1)[1].strip() if __doc__ else "",
+    return Findings(
         predictions=preds,
         numbers=numbers,
         notes=[] if have else [absent + "; the activity read-outs are measured all the same."],
@@ -352,5 +345,7 @@ def run(
             "return_s": p.settle_s + p.low_s,
             "set_point": r["set_point"],
         },
-        elapsed_s=time.monotonic() - t0,
     )
+
+
+run = Assay[Params](NAME, TITLE, __doc__, measure).run

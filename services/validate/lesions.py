@@ -50,7 +50,6 @@ while still presented, and P1 does not survive learning P2.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -59,7 +58,8 @@ import numpy as np
 
 from engs.services.orchestrator.gates import relevance_gate
 from engs.services.orchestrator.inputs import CycleInputs
-from engs.services.validate.report import AssayResult, Prediction
+from engs.services.validate.assay import Assay, Context, Findings
+from engs.services.validate.report import Prediction
 from engs.services.validate.runner import Progress, pmap
 from engs.services.validate.sim import Clamp, Constant, Mechanisms, Sim, running_mean
 from engs.shared.config import Config
@@ -356,16 +356,8 @@ def simulate(
     return out
 
 
-def run(
-    cfg: Config,
-    params: Params,
-    *,
-    seed: int = 0,
-    jobs: int = 1,
-    progress: Progress | None = None,
-    mechanisms: Mechanisms | None = None,
-) -> AssayResult:
-    t0 = time.monotonic()
+def measure(ctx: Context, params: Params) -> Findings:
+    cfg, seed, jobs, progress, mechanisms = ctx
     runs = simulate(cfg, params, seed=seed, jobs=jobs, progress=progress, mechanisms=mechanisms)
     dt = cfg.orchestrator.dt
     m = {name: summarize(r, params, dt) for name, r in runs.items()}
@@ -397,14 +389,10 @@ def run(
         "mean_S": [m[c]["mean_S"] for c in sweep],
         "admitted_fraction": [_frac(m[c]) for c in sweep],
     }
-    return AssayResult(
-        name=NAME,
-        title=TITLE,
-        method=__doc__.split("\n\n", 1)[1].strip() if __doc__ else "",
+    return Findings(
         predictions=preds,
         numbers=m,
         series={"runs": series, "criterion": params.criterion, "arousal": arousal},
-        elapsed_s=time.monotonic() - t0,
     )
 
 
@@ -581,3 +569,6 @@ _PREDICTIONS: tuple[tuple[tuple[str, ...], Any], ...] = (
     (("control", "N=1"), _n_admits),
     (("N=1", CALM_INPUT), _n_spurious),
 )
+
+
+run = Assay[Params](NAME, TITLE, __doc__, measure).run

@@ -20,8 +20,8 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from engs.services.validate import (
@@ -39,7 +39,17 @@ from engs.services.validate.runner import Progress
 from engs.services.validate.sim import assay_shape
 from engs.shared.config import Config
 
-ASSAYS = ("lesions", "rpe", "risk", "foraging", "causality", "stability", "homeostasis")
+#: Every assay, in report order (the order they run in).
+MODULES: dict[str, ModuleType] = {
+    "lesions": lesions,
+    "rpe": rpe,
+    "risk": risk,
+    "foraging": foraging,
+    "causality": causality,
+    "stability": stability,
+    "homeostasis": homeostasis,
+}
+ASSAYS = tuple(MODULES)
 #: What ``--quick`` runs: the assays that finish in about a minute each at full strength
 #: on a two-core host (the RPE and foraging assays need minutes of simulated trials).
 QUICK_ASSAYS = ("lesions", "risk", "causality", "stability")
@@ -81,16 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _params() -> dict[str, Any]:
     """Every assay's full-strength parameters (``--quick`` selects assays, never weaker
     parameters)."""
-    mods = {
-        "lesions": lesions,
-        "rpe": rpe,
-        "risk": risk,
-        "foraging": foraging,
-        "causality": causality,
-        "stability": stability,
-        "homeostasis": homeostasis,
-    }
-    return {name: m.Params() for name, m in mods.items()}
+    return {name: m.Params() for name, m in MODULES.items()}
 
 
 def run_assays(
@@ -108,36 +109,16 @@ def run_assays(
     params = _params()
     progress = progress or Progress()
     selected = selected_assays(quick, only)
-    runners: dict[str, Callable[[], AssayResult]] = {
-        "lesions": lambda: lesions.run(
-            cfg, params["lesions"], seed=seed, jobs=jobs, progress=progress
-        ),
-        "rpe": lambda: rpe.run(cfg, params["rpe"], seed=seed, jobs=jobs, progress=progress),
-        "risk": lambda: risk.run(cfg, params["risk"], seed=seed, jobs=jobs, progress=progress),
-        "foraging": lambda: foraging.run(
-            cfg, params["foraging"], seed=seed, jobs=jobs, progress=progress
-        ),
-        "causality": lambda: causality.run(
-            cfg,
-            params["causality"],
-            seed=seed,
-            jobs=jobs,
-            progress=progress,
-            lesion_params=params["lesions"],
-        ),
-        "stability": lambda: stability.run(
-            cfg, params["stability"], seed=seed, jobs=jobs, progress=progress
-        ),
-        "homeostasis": lambda: homeostasis.run(
-            cfg, params["homeostasis"], seed=seed, jobs=jobs, progress=progress
-        ),
-    }
+    # The causality assay's entropy comparison reuses the lesion assay's runs.
+    options: dict[str, dict[str, Any]] = {"causality": {"lesion_params": params["lesions"]}}
     results = []
     for name in selected:
         progress.note(f"{name}: started")
         t0 = time.monotonic()
         try:
-            result = runners[name]()
+            result = MODULES[name].run(
+                cfg, params[name], seed=seed, jobs=jobs, progress=progress, **options.get(name, {})
+            )
         except Exception as exc:
             traceback.print_exc()
             result = AssayResult(

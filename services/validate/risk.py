@@ -23,14 +23,14 @@ P(safe) between the two runs.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from engs.services.orchestrator.inputs import CycleInputs
-from engs.services.validate.report import AssayResult, Prediction
+from engs.services.validate.assay import Assay, Context, Findings
+from engs.services.validate.report import Prediction
 from engs.services.validate.runner import Progress, pmap
 from engs.services.validate.sim import Clamp, Mechanisms, Sim
 from engs.services.validate.stats import fmt_p, two_proportion_z
@@ -139,16 +139,8 @@ def _sigmoid(z: float) -> float:
     return e / (1.0 + e)
 
 
-def run(
-    cfg: Config,
-    params: Params,
-    *,
-    seed: int = 0,
-    jobs: int = 1,
-    progress: Progress | None = None,
-    mechanisms: Mechanisms | None = None,
-) -> AssayResult:
-    t0 = time.monotonic()
+def measure(ctx: Context, params: Params) -> Findings:
+    cfg, seed, jobs, progress, mechanisms = ctx
     calls = [
         (cfg, params, "S high", params.s_high, mechanisms, seed, progress),
         (cfg, params, "S low", params.s_low, mechanisms, seed, progress),
@@ -193,10 +185,7 @@ def run(
         "s_high": params.s_high,
         "s_low": params.s_low,
     }
-    return AssayResult(
-        name=NAME,
-        title=TITLE,
-        method=__doc__.split("\n\n", 1)[1].strip() if __doc__ else "",
+    return Findings(
         predictions=preds,
         numbers=numbers,
         series=series,
@@ -204,5 +193,7 @@ def run(
             "The choice rule is this assay's (documented above); what it tests is that the "
             "serotonin level the ENGS publishes under the real coupled dynamics moves it."
         ],
-        elapsed_s=time.monotonic() - t0,
     )
+
+
+run = Assay[Params](NAME, TITLE, __doc__, measure).run

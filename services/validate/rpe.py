@@ -32,14 +32,14 @@ entropy and log-widening time bins per cue) and the seed's normalised field ener
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from engs.services.orchestrator.inputs import CycleInputs, Stimulus
-from engs.services.validate.report import AssayResult, Prediction
+from engs.services.validate.assay import Assay, Context, Findings
+from engs.services.validate.report import Prediction
 from engs.services.validate.runner import Progress, pmap
 from engs.services.validate.sim import Mechanisms, Sim
 from engs.services.validate.stats import fmt_p, slope_test, welch_t
@@ -348,16 +348,8 @@ def _specs(params: Params) -> list[Spec]:
     return specs
 
 
-def run(
-    cfg: Config,
-    params: Params,
-    *,
-    seed: int = 0,
-    jobs: int = 1,
-    progress: Progress | None = None,
-    mechanisms: Mechanisms | None = None,
-) -> AssayResult:
-    t0 = time.monotonic()
+def measure(ctx: Context, params: Params) -> Findings:
+    cfg, seed, jobs, progress, mechanisms = ctx
     if 1.0 not in params.probabilities or len(params.probabilities) < 3:
         raise ValueError("the RPE assay needs p = 1 and at least two p < 1")
     calls = [(cfg, params, spec, mechanisms, seed, progress) for spec in _specs(params)]
@@ -520,13 +512,12 @@ def run(
         "magnitude": {m: sig[m]["magnitude"] for m in MODELS},
     }
     numbers = {m: {k: x for k, x in sig[m].items() if k != "per_probability"} for m in MODELS}
-    return AssayResult(
-        name=NAME,
-        title=TITLE,
-        method=__doc__.split("\n\n", 1)[1].strip() if __doc__ else "",
+    return Findings(
         predictions=preds,
         numbers=numbers,
         notes=[comparison, f"D is driven by the `{driving_label}` value in this run."],
         series=series,
-        elapsed_s=time.monotonic() - t0,
     )
+
+
+run = Assay[Params](NAME, TITLE, __doc__, measure).run

@@ -27,7 +27,6 @@ with it.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +38,8 @@ from engs.services.orchestrator.engs import Engs
 from engs.services.orchestrator.inputs import CycleInputs
 from engs.services.orchestrator.metabolism import Calibration
 from engs.services.physics.modes import drive_detuning, mode_frequencies_hz
-from engs.services.validate.report import AssayResult, Prediction
+from engs.services.validate.assay import Assay, Context, Findings
+from engs.services.validate.report import Prediction
 from engs.services.validate.runner import Progress, pmap
 from engs.services.validate.sim import Constant, Mechanisms, Sim, derive_config
 from engs.shared.config import Config, CouplingConfig
@@ -205,18 +205,14 @@ def cavity_modes(cfg: Config, g: float, speed: float = 1.0) -> dict[str, Any]:
     }
 
 
-def run(
-    cfg: Config,
+def measure(
+    ctx: Context,
     params: Params,
     *,
-    seed: int = 0,
-    jobs: int = 1,
-    progress: Progress | None = None,
-    mechanisms: Mechanisms | None = None,
     coupling: CouplingConfig | None = None,
-) -> AssayResult:
+) -> Findings:
     """``coupling``: analyse this matrix instead of the configured one (the flip test)."""
-    t0 = time.monotonic()
+    cfg, seed, jobs, progress, _ = ctx
     oc = cfg.orchestrator
     cp = coupling if coupling is not None else oc.coupling
     capacity = oc.metabolism.capacity_nmu
@@ -365,10 +361,7 @@ def run(
             f"λ_D* = {bnd['lambda_d']:.4g} /s; Gershgorin's row-D test would demand "
             f"λ_D > {bnd['gershgorin_lambda_d']:g}."
         )
-    return AssayResult(
-        name=NAME,
-        title=TITLE,
-        method=__doc__.split("\n\n", 1)[1].strip() if __doc__ else "",
+    return Findings(
         predictions=preds,
         numbers=numbers,
         notes=notes,
@@ -378,7 +371,6 @@ def run(
             "field": {"plastic": plastic, "frozen": frozen},
             "lambda_d_scan": _scan(cp, capacity),
         },
-        elapsed_s=time.monotonic() - t0,
     )
 
 
@@ -395,3 +387,6 @@ def _scan(cp: CouplingConfig, capacity: float) -> dict[str, Any]:
 
 def _b(x: float | None) -> str:
     return "none found" if x is None else f"{x:.4g}"
+
+
+run = Assay[Params](NAME, TITLE, __doc__, measure).run
