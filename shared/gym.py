@@ -104,6 +104,11 @@ class EngsInfo(msgspec.Struct, frozen=True, kw_only=True):
     """In [0, 1]: :func:`exploration_signal` of N and B."""
 
 
+#: The fields of :class:`EngsInfo` that the engine and a state snapshot carry under the
+#: same name (boredom is ``Engs.boredom.level``; exploration is derived here).
+_COPIED = tuple(f for f in EngsInfo.__struct_fields__ if f not in ("boredom", "exploration"))
+
+
 def exploration_signal(n: float, boredom: float, n_eq: float, threshold: float) -> float:
     """The exploration drive in [0, 1]: 1 - (1 - a)(1 - b), either source suffices.
 
@@ -258,23 +263,7 @@ class EngsWrapper(gymnasium.Wrapper[ObsT, ActT, ObsT, ActT]):
         return self._from_engine(engine)
 
     def _from_engine(self, e: Engs) -> EngsInfo:
-        return EngsInfo(
-            dopamine=e.dopamine,
-            serotonin=e.serotonin,
-            norepinephrine=e.norepinephrine,
-            reward_rate=e.reward_rate,
-            phasic_dopamine=e.phasic_dopamine,
-            td_error=e.td_error,
-            atp_ratio=e.atp_ratio,
-            boredom=e.boredom.level,
-            plasticity_gate=e.plasticity_gate,
-            elasticity_gate=e.elasticity_gate,
-            relevance_gate=e.relevance_gate,
-            speed_gain=e.speed_gain,
-            exploration=exploration_signal(
-                e.norepinephrine, e.boredom.level, self._n_eq, self._threshold
-            ),
-        )
+        return self._info(e, e.boredom.level)
 
     # -- live -----------------------------------------------------------------------
 
@@ -299,20 +288,15 @@ class EngsWrapper(gymnasium.Wrapper[ObsT, ActT, ObsT, ActT]):
         return self._from_snapshot(snap)
 
     def _from_snapshot(self, s: StateSnapshot) -> EngsInfo:
+        return self._info(s, s.boredom)
+
+    def _info(self, src: Engs | StateSnapshot, boredom: float) -> EngsInfo:
+        """The info of a step: the levels copied by name from the engine or its published
+        snapshot (which both carry them), the boredom level and the exploration signal."""
         return EngsInfo(
-            dopamine=s.dopamine,
-            serotonin=s.serotonin,
-            norepinephrine=s.norepinephrine,
-            reward_rate=s.reward_rate,
-            phasic_dopamine=s.phasic_dopamine,
-            td_error=s.td_error,
-            atp_ratio=s.atp_ratio,
-            boredom=s.boredom,
-            plasticity_gate=s.plasticity_gate,
-            elasticity_gate=s.elasticity_gate,
-            relevance_gate=s.relevance_gate,
-            speed_gain=s.speed_gain,
+            **{name: getattr(src, name) for name in _COPIED},
+            boredom=boredom,
             exploration=exploration_signal(
-                s.norepinephrine, s.boredom, self._n_eq, self._threshold
+                src.norepinephrine, boredom, self._n_eq, self._threshold
             ),
         )
