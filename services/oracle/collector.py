@@ -168,34 +168,27 @@ class EngsCollector(Collector):
         return out
 
     def _state_gauges(self, now: int) -> list[Metric]:
-        s = self._state
-        published = int(s["seq"]) > 0
-        fams: list[Metric] = []
-        for name, field, doc in STATE_GAUGES:
-            g = GaugeMetricFamily(name, doc)
-            if published:
-                g.add_metric([], float(s[field]))
-            fams.append(g)
-        age = GaugeMetricFamily(
+        published = int(self._state["seq"]) > 0
+        fams, age = _record_gauges(
+            self._state,
+            STATE_GAUGES,
+            published,
             "engs_state_age_seconds",
             "Age of the newest published control state (now - t_calc).",
         )
         if published:
-            age.add_metric([], (now - int(s["t_calc_ns"])) / NS_PER_S)
-        fams.append(age)
-        return fams
+            age.add_metric([], (now - int(self._state["t_calc_ns"])) / NS_PER_S)
+        return [*fams, age]
 
     def _telemetry_gauges(self, now: int) -> list[Metric]:
         t = self._telem
         ticked = int(t["tick"]) > 0
-        fams: list[Metric] = []
-        for name, field, doc in TELEMETRY_GAUGES:
-            g = GaugeMetricFamily(name, doc)
-            if ticked:
-                g.add_metric([], float(t[field]))
-            fams.append(g)
-        age = GaugeMetricFamily(
-            "engs_telemetry_age_seconds", "Age of the newest physics telemetry (now - tick start)."
+        fams, age = _record_gauges(
+            t,
+            TELEMETRY_GAUGES,
+            ticked,
+            "engs_telemetry_age_seconds",
+            "Age of the newest physics telemetry (now - tick start).",
         )
         used = GaugeMetricFamily(
             "engs_applied_state_age_seconds",
@@ -293,3 +286,22 @@ def _histograms(snaps: Iterable[Any]) -> list[Metric]:
         fam.add_metric([], buckets, sum_value=total[0] / NS_PER_S)
         fams.append(fam)
     return fams
+
+
+def _record_gauges(
+    rec: Any,
+    specs: tuple[tuple[str, str, str], ...],
+    published: bool,
+    age_name: str,
+    age_doc: str,
+) -> tuple[list[Metric], GaugeMetricFamily]:
+    """One gauge per ``(name, field, doc)`` of ``specs`` from a seqlock record (empty
+    until the record is ``published``), and the record's age gauge, left for the caller
+    to fill (each record stamps its time in its own field)."""
+    fams: list[Metric] = []
+    for name, field, doc in specs:
+        g = GaugeMetricFamily(name, doc)
+        if published:
+            g.add_metric([], float(rec[field]))
+        fams.append(g)
+    return fams, GaugeMetricFamily(age_name, age_doc)
