@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from pathlib import Path
 
 from tests.deploy.tools import (
     NICE,
@@ -26,16 +27,21 @@ from tests.deploy.tools import (
 DOCKERFILE = ROOT / "Dockerfile"
 
 
-def test_hadolint_finds_nothing_at_any_level() -> None:
+def _assert_hadolint_clean(path: Path) -> None:
+    """hadolint finds nothing in ``path`` at any level (style included)."""
     hadolint = require_tool("hadolint")
     res = subprocess.run(
-        [hadolint, "--no-color", "--failure-threshold", "style", str(DOCKERFILE)],
+        [hadolint, "--no-color", "--failure-threshold", "style", str(path)],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
+
+
+def test_hadolint_finds_nothing_at_any_level() -> None:
+    _assert_hadolint_clean(DOCKERFILE)
 
 
 def test_a_cuda_12_runtime_base_with_nvrtc_checked_at_build_time() -> None:
@@ -76,16 +82,8 @@ def test_pip_takes_its_index_and_links_from_build_args_unset_by_default() -> Non
 
 
 def test_the_prometheus_image_from_debian_packages_is_hadolint_clean() -> None:
-    hadolint = require_tool("hadolint")
     path = ROOT / "ops" / "images" / "prometheus.Dockerfile"
-    res = subprocess.run(
-        [hadolint, "--no-color", "--failure-threshold", "style", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
+    _assert_hadolint_clean(path)
     text = path.read_text(encoding="utf-8")
     assert "apt-get install -y --no-install-recommends prometheus wget" in text
     assert 'ENTRYPOINT ["/usr/bin/prometheus"]' in text
