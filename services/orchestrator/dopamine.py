@@ -39,6 +39,13 @@ def td_error(reward: float, value_next: float, value: float, gamma: float) -> fl
     return reward + gamma * value_next - value
 
 
+def phasic(delta: float, negative_gain: float) -> float:
+    """The phasic dopamine response to a TD error: linear in a positive δ, compressed
+    by ``negative_gain`` for a negative one (Bayer & Glimcher 2005, Neuron 47:129: the
+    firing rate cannot fall as far below its ~5 Hz baseline as a burst rises above it)."""
+    return delta if delta >= 0.0 else negative_gain * delta
+
+
 def per_cycle(rate_per_s: float, dt: float) -> float:
     """A per-second factor (discount, trace decay) as a per-cycle factor: rate^dt."""
     return rate_per_s**dt

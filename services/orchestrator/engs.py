@@ -57,7 +57,7 @@ from engs.services.orchestrator.areas.model import (
 from engs.services.orchestrator.boredom import Boredom
 from engs.services.orchestrator.coupling import LinearStep, StabilityReport, analyse, restoring
 from engs.services.orchestrator.critic import Features, LinearTdCritic, summary_size
-from engs.services.orchestrator.dopamine import EnergyValue, per_cycle, td_error
+from engs.services.orchestrator.dopamine import EnergyValue, per_cycle, phasic, td_error
 from engs.services.orchestrator.dream import DreamBatch, DreamBuffer
 from engs.services.orchestrator.events import (
     AreaConsolidated,
@@ -84,7 +84,7 @@ from engs.services.orchestrator.ledger import AtpLedger, Lock
 from engs.services.orchestrator.metabolism import Calibration, MetabolicCosts, Operation, calibrate
 from engs.services.orchestrator.nap import NapController
 from engs.services.orchestrator.priorities import CauseMonitor, OracleLedger
-from engs.services.orchestrator.snapshot import EngsSnapshot
+from engs.services.orchestrator.snapshot import EngsSnapshot, Levels, StateField, TelemetryMemory
 from engs.shared.config import Config
 from engs.shared.layout import Cause, Mode
 
@@ -95,6 +95,20 @@ MAX_TICK_JUMP_CYCLES = 10
 
 class Engs:
     """The ENGS dynamics; see the module docstring for one step's anatomy."""
+
+    # The public names of the evolving state, which lives in ``levels`` and ``memory``
+    # (their meanings: snapshot.Levels, snapshot.TelemetryMemory).
+    dopamine = StateField[float]("levels")
+    serotonin = StateField[float]("levels")
+    norepinephrine = StateField[float]("levels")
+    cortisol = StateField[float]("levels")
+    stress = StateField[float]("levels")
+    td_error = StateField[float]("levels")
+    td_error_energy = StateField[float]("levels")
+    td_error_critic = StateField[float]("levels")
+    phasic_dopamine = StateField[float]("levels")
+    reward_rate = StateField[float]("levels")
+    temperature_c = StateField["float | None"]("memory")
 
     def __init__(self, config: Config, *, calibration: Calibration | None = None) -> None:
         """Build from a validated Config (the coupling matrix is already known stable).
@@ -155,27 +169,10 @@ class Engs:
 
         c = oc.coupling
         self.cycle = 0
-        self.dopamine, self.serotonin, self.norepinephrine = c.d_eq, c.s_eq, c.n_eq
-        self.cortisol = 0.0
-        self.stress = 0.0
-        self.td_error = 0.0  # δ that drove D (the configured value model)
-        self.td_error_energy = 0.0  # δ of the seed's energy value
-        self.td_error_critic = 0.0  # δ of the learned critic
-        #: The phasic dopamine signal: δ, with negative errors compressed (Bayer &
-        #: Glimcher 2005); what D integrates and what a recording would show.
-        self.phasic_dopamine = 0.0
-        #: R̄, the average reward rate in reward per second: tonic dopamine (Niv, Daw,
-        #: Joel & Dayan 2007), kept apart from the phasic signal.
-        self.reward_rate = 0.0
-        self._rr_mean = 0.0  # the exponential mean of the rate, before bias correction
-        self._rr_weight = 0.0  # 1 - e^{-t/τ_R}: the weight that mean has gathered
-        self._v_prev = 0.0
-        self._last_tick: int | None = None
-        self._energy = 0.0
-        self._entropy_bits = 0.0
-        self._entropy_err_bits = 0.0
-        self._n_nodes = 0
-        self.temperature_c = calibration.temperature_c
+        #: The evolving levels and what the step remembers of telemetry: the snapshot's
+        #: own Structs (snapshot.py), which state_dict copies whole.
+        self.levels = Levels.at_rest(c.d_eq, c.s_eq, c.n_eq)
+        self.memory = TelemetryMemory.empty(calibration.temperature_c)
         self._external = 0
         self._dmn_report: DmnReport | None = None
         #: Seed 000 outcome metrics of the latest DMN report (inputs.DMN_FIELDS order).
@@ -211,7 +208,8 @@ class Engs:
         d, s, n = self._levels(inputs, now, events)
         self._metabolism(scale, now, events)
         s += self._nap(now, events)
-        self.dopamine, self.serotonin, self.norepinephrine = _clamp01(d), _clamp01(s), _clamp01(n)
+        lv = self.levels
+        lv.dopamine, lv.serotonin, lv.norepinephrine = _clamp01(d), _clamp01(s), _clamp01(n)
         active = self._causes(inputs.external_causes, now, events)
         if inputs.dmn is not None:
             self.dmn_metrics = dmn_metrics(self._dmn_report, inputs.dmn)
@@ -232,13 +230,13 @@ class Engs:
     ) -> None:
         """Step the area neurochemistry on this cycle's levels; while napping it dreams
         from the replay buffer with the ENGS's generator (deterministic)."""
-        activity = None
+        activity, lv = None, self.levels
         if self._tel is not None and self._tel_areas == self.n_areas:
             activity = self._tel["area_activity"][: self.n_areas]
         report = chem.step(
             cycle=self.cycle,
-            levels=(self.dopamine, self.serotonin, self.norepinephrine, self.atp_ratio),
-            cortisol=self.cortisol,
+            levels=(lv.dopamine, lv.serotonin, lv.norepinephrine, self.atp_ratio),
+            cortisol=self.levels.cortisol,
             boredom=self.boredom.level,
             napping=self.nap.napping,
             dmn=self.dmn_metrics,
@@ -267,8 +265,8 @@ class Engs:
         matrix's ATP drains are consumption, so they scale with it, and a change
         re-checks the matrix's stability (UNSTABLE, priorities.py)."""
         if temperature_c is not None:
-            self.temperature_c = temperature_c
-        scale = self.costs.activity_scale(self._n_nodes, self.temperature_c)
+            self.memory.temperature_c = temperature_c
+        scale = self.costs.activity_scale(self.memory.n_nodes, self.memory.temperature_c)
         if scale != self.linear.cost_scale:
             self.linear.set_cost_scale(scale)
             self._stability = None
@@ -288,10 +286,11 @@ class Engs:
         leaving times from its first patch on instead of after ~3 τ_R (measured: first
         patches 11.2, 8.5, 7.1 s → 3.6, 2.7, 2.9 s at T = 1 s, t* = 2.86 s)."""
         a = self._reward_rate_alpha
-        self._rr_mean += a * (reward / self.dt - self._rr_mean)
-        self._rr_weight += a * (1.0 - self._rr_weight)
-        self.reward_rate = self._rr_mean / max(self._rr_weight, self._rr_min_weight)
-        self.boredom.observe_intake(reward, self.reward_rate)
+        lv = self.levels
+        lv.reward_rate_mean += a * (reward / self.dt - lv.reward_rate_mean)
+        lv.reward_rate_weight += a * (1.0 - lv.reward_rate_weight)
+        lv.reward_rate = lv.reward_rate_mean / max(lv.reward_rate_weight, self._rr_min_weight)
+        self.boredom.observe_intake(reward, lv.reward_rate)
 
     def _boredom_advance(self, subjective_s: float, now: float, events: list[Event]) -> None:
         """The boredom clock advances by this cycle's subjective time, except in naps; a
@@ -299,7 +298,7 @@ class Engs:
         if not self.nap.napping:
             if self._tel is not None:
                 self.boredom.observe_entropy(
-                    self._entropy_bits, self._entropy_err_bits, self._n_nodes
+                    self.memory.entropy_bits, self.memory.entropy_err_bits, self.memory.n_nodes
                 )
             if self.boredom.advance(subjective_s):
                 events.append(self._curiosity_goal(now))
@@ -320,29 +319,32 @@ class Engs:
         """Both values and their TD errors (§3.1); the config picks which drives D
         (ARCHITECTURE §6.10). The critic learns on s → s'; an extrinsic reward
         (``outcome``) ends the running cues' episodes (critic.py). Returns φ(s)."""
-        v_next = self.energy_value.update(self._energy)
-        h_frac = self._entropy_bits / max(1.0, math.log2(max(self._n_nodes, 2)))
+        mem = self.memory
+        v_next = self.energy_value.update(mem.energy)
+        h_frac = mem.entropy_bits / max(1.0, math.log2(max(mem.n_nodes, 2)))
         h_frac = min(1.0, max(0.0, h_frac))
         self.features.build(self._phi_next, v_next, h_frac, self._cues, outcome)
         cells = self.features.cells
-        self.td_error_critic = self.critic.update(
+        lv = self.levels
+        lv.td_error_critic = self.critic.update(
             self._phi, reward, self._phi_next, cells.ended if cells.any_ended else None
         )
         bound = self.critic.delta_bound
-        raw = td_error(reward, v_next, self._v_prev, self._gamma)
-        self.td_error_energy = max(-bound, min(bound, raw))
-        self._v_prev = v_next
+        raw = td_error(reward, v_next, lv.energy_value_prev, self._gamma)
+        lv.td_error_energy = max(-bound, min(bound, raw))
+        lv.energy_value_prev = v_next
         phi = self._phi
         self._phi, self._phi_next = self._phi_next, self._phi
         critic = self._cfg.dopamine.value_model == "critic"
-        self.td_error = self.td_error_critic if critic else self.td_error_energy
-        self.phasic_dopamine = phasic(self.td_error, self._cfg.dopamine.negative_gain)
+        lv.td_error = lv.td_error_critic if critic else lv.td_error_energy
+        lv.phasic_dopamine = phasic(lv.td_error, self._cfg.dopamine.negative_gain)
         return phi
 
     def _stress(self, report: float | None) -> None:
         """Stress is a level: the latest report holds and decays; cortisol integrates it."""
-        self.stress = report if report is not None else self.stress * self._stress_decay
-        self.cortisol += self._cortisol_alpha * (self.stress - self.cortisol)
+        lv = self.levels
+        lv.stress = report if report is not None else lv.stress * self._stress_decay
+        lv.cortisol += self._cortisol_alpha * (lv.stress - lv.cortisol)
 
     def _levels(
         self, inputs: CycleInputs, now: float, events: list[Event]
@@ -359,15 +361,16 @@ class Engs:
         oc = self._cfg
         c = oc.coupling
         a = self.ledger.available_nmu / self.ledger.capacity_nmu
-        d, s, n = self.dopamine, self.serotonin, self.norepinephrine
+        lv = self.levels
+        d, s, n = lv.dopamine, lv.serotonin, lv.norepinephrine
         ld, ls, ln, self._atp_linear = self.linear.advance(d, s, n, a)
         rho, dt = c.restoring_gain, self.dt
         dp = oc.dopamine
-        tonic = dp.tonic_gain * math.tanh(self.reward_rate / dp.reward_rate_scale)
+        tonic = dp.tonic_gain * math.tanh(lv.reward_rate / dp.reward_rate_scale)
         d_new = (
             ld
             + dt * (restoring(d, c.d_eq, rho) + self._d_clearance * tonic)
-            + dp.beta * self.phasic_dopamine
+            + dp.beta * lv.phasic_dopamine
         )
         s_new = (
             ls
@@ -375,7 +378,7 @@ class Engs:
             + oc.serotonin.goal_boost * inputs.goal_complete
             - oc.serotonin.security_drop * inputs.security_alert
         )
-        n_new = ln + dt * (restoring(n, c.n_eq, rho) + oc.norepinephrine.stress_gain * self.stress)
+        n_new = ln + dt * (restoring(n, c.n_eq, rho) + oc.norepinephrine.stress_gain * lv.stress)
         for req in inputs.oracle:
             if self.oracle.accept(req.kind, req.id):
                 if req.kind == "anhedonia":
@@ -419,7 +422,7 @@ class Engs:
         lane raised (SCRAM, staleness, operator) — revokes every open lock (refunded,
         ledger.py)."""
         prev = self.monitor.active
-        active = self.monitor.update(self.atp_ratio, self.norepinephrine, self.linear.stable)
+        active = self.monitor.update(self.atp_ratio, self.levels.norepinephrine, self.linear.stable)
         raised, cleared = active & ~prev, prev & ~active
         ext_new = external & ~self._external
         self._external = external
@@ -441,7 +444,8 @@ class Engs:
         if tel is None:
             return 0.0
         tick = int(tel["tick"])
-        last, self._last_tick = self._last_tick, tick
+        mem = self.memory
+        last, mem.last_tick = mem.last_tick, tick
         if last is None:
             ticks = 0  # no reference yet
         elif tick >= last:
@@ -450,13 +454,13 @@ class Engs:
             ticks = tick  # the physics restarted and counts from 0 again
         energy = float(tel["energy"])
         if math.isfinite(energy) and energy >= 0.0:  # a SCRAMmed field holds the last value
-            self._energy = energy
+            mem.energy = energy
         entropy = float(tel["entropy_bits"])
         if math.isfinite(entropy) and entropy >= 0.0:
-            self._entropy_bits = entropy
+            mem.entropy_bits = entropy
             err = float(tel["entropy_err_bits"])
-            self._entropy_err_bits = err if math.isfinite(err) and err >= 0.0 else 0.0
-        self._n_nodes = int(tel["n_nodes"])
+            mem.entropy_err_bits = err if math.isfinite(err) and err >= 0.0 else 0.0
+        mem.n_nodes = int(tel["n_nodes"])
         self._tel_areas = min(self.n_areas, int(tel["n_areas"]))
         return min(ticks, self._max_ticks) / self._tick_hz
 
@@ -478,7 +482,7 @@ class Engs:
     def _record(self, phi: np.ndarray[Any, Any], reward: float) -> None:
         """Keep this experience for dream-weave replay (replay.py), with φ(s) as its
         compact summary."""
-        activity = None
+        activity, lv = None, self.levels
         if self._tel is not None and self._tel_areas == self.n_areas:
             activity = self._tel["area_activity"][: self.n_areas]
         self.features.summarise(phi, self._summary)
@@ -486,8 +490,8 @@ class Engs:
             self.cycle,
             self._summary,
             reward,
-            self.td_error,
-            (self.dopamine, self.serotonin, self.norepinephrine, self.atp_ratio),
+            self.levels.td_error,
+            (lv.dopamine, lv.serotonin, lv.norepinephrine, self.atp_ratio),
             activity,
             self.dmn_metrics,
         )
@@ -496,11 +500,12 @@ class Engs:
         oc = self._cfg
         c = oc.coupling
         ne = oc.norepinephrine
-        self.plasticity_gate = plasticity_gate(self.dopamine, c.d_eq, oc.dopamine.gate_gain)
-        self.elasticity_gate = elasticity_gate(self.serotonin, c.s_eq, oc.serotonin.gate_gain)
-        self.speed_gain = speed_gain(self.norepinephrine)
+        lv = self.levels
+        self.plasticity_gate = plasticity_gate(lv.dopamine, c.d_eq, oc.dopamine.gate_gain)
+        self.elasticity_gate = elasticity_gate(lv.serotonin, c.s_eq, oc.serotonin.gate_gain)
+        self.speed_gain = speed_gain(lv.norepinephrine)
         self.relevance_gate = relevance_gate(
-            self.norepinephrine,
+            self.levels.norepinephrine,
             ne.relevance_base,
             ne.relevance_slope,
             ne.relevance_floor,
@@ -509,7 +514,7 @@ class Engs:
         napping = self.nap.napping
         self.drive = oc.nap.nap_drive if napping else oc.nap.awake_drive
         self.noise = (
-            dream_temperature(self.dopamine, oc.nap.dream_noise_min, oc.nap.dream_noise_max)
+            dream_temperature(self.levels.dopamine, oc.nap.dream_noise_min, oc.nap.dream_noise_max)
             if napping
             else 1.0
         )
@@ -546,8 +551,8 @@ class Engs:
         """Dream-weave replay samples (§8.1) for the learning code: β = N, noise
         temperature from D, drawn with the ENGS's seeded generator."""
         nap = self._cfg.nap
-        temp = dream_temperature(self.dopamine, nap.dream_noise_min, nap.dream_noise_max)
-        return self.replay.sample(n, self.norepinephrine, temp, self.rng)
+        temp = dream_temperature(self.levels.dopamine, nap.dream_noise_min, nap.dream_noise_max)
+        return self.replay.sample(n, self.levels.norepinephrine, temp, self.rng)
 
     # ------------------------------------------------------------------ metabolism
 
@@ -563,7 +568,7 @@ class Engs:
 
     def operation_cost(self, op: Operation) -> float:
         """The calibrated price of one discrete operation at the current temperature."""
-        return self.costs.operation_nmu(op, self.temperature_c)
+        return self.costs.operation_nmu(op, self.memory.temperature_c)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -583,13 +588,6 @@ class Engs:
     def load_checkpoint(self, path: str) -> None:
         """Restore from ``path``; FileNotFoundError if absent, CheckpointError if unusable."""
         self.load_state_dict(checkpoint.load_checkpoint(path, EngsSnapshot))
-
-
-def phasic(delta: float, negative_gain: float) -> float:
-    """The phasic dopamine response to a TD error: linear in a positive δ, compressed
-    by ``negative_gain`` for a negative one (Bayer & Glimcher 2005, Neuron 47:129: the
-    firing rate cannot fall as far below its ~5 Hz baseline as a burst rises above it)."""
-    return delta if delta >= 0.0 else negative_gain * delta
 
 
 def _clamp01(x: float) -> float:

@@ -50,18 +50,19 @@ def fill(engs: Engs, out: np.ndarray[Any, Any]) -> None:
     n = engs.n_areas
     if out["area_plasticity"].shape[0] < n:
         raise ValueError(f"state record has {out['area_plasticity'].shape[0]} area rows, need {n}")
+    lv = engs.levels
     out["flags"] = int(engs.flags)
     out["n_areas"] = n
-    out["dopamine"] = engs.dopamine
-    out["serotonin"] = engs.serotonin
-    out["norepinephrine"] = engs.norepinephrine
+    out["dopamine"] = lv.dopamine
+    out["serotonin"] = lv.serotonin
+    out["norepinephrine"] = lv.norepinephrine
     out["atp_ratio"] = engs.atp_ratio
     out["atp_reserve"] = engs.ledger.available_nmu
-    out["cortisol"] = engs.cortisol
+    out["cortisol"] = lv.cortisol
     out["boredom"] = engs.boredom.level
-    out["td_error"] = engs.td_error
-    out["phasic_dopamine"] = engs.phasic_dopamine
-    out["reward_rate"] = engs.reward_rate
+    out["td_error"] = lv.td_error
+    out["phasic_dopamine"] = lv.phasic_dopamine
+    out["reward_rate"] = lv.reward_rate
     out["relevance_gate"] = engs.relevance_gate
     out["plasticity_gate"] = engs.plasticity_gate
     out["elasticity_gate"] = engs.elasticity_gate
@@ -81,9 +82,9 @@ def fill(engs: Engs, out: np.ndarray[Any, Any]) -> None:
             out[field][:n] = value
         out["area_stimulus"][:n] = engs.stimulus
         nt[:n] = 0.0
-        nt[:n, 0] = engs.dopamine
-        nt[:n, 1] = engs.serotonin
-        nt[:n, 2] = engs.norepinephrine
+        nt[:n, 0] = lv.dopamine
+        nt[:n, 1] = lv.serotonin
+        nt[:n, 2] = lv.norepinephrine
     for field in AREA_FIELDS:
         out[field][n:] = 0.0
     nt[n:] = 0.0

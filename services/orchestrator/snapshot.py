@@ -1,14 +1,21 @@
 """What an ENGS saves and restores: :class:`EngsSnapshot` and its parts, and the
-:class:`Checkpointing` half of :class:`~engs.services.orchestrator.engs.Engs` that takes
-and restores one (``state_dict``, ``load_state_dict``, ``save_checkpoint``,
-``load_checkpoint``). A snapshot holds the learned parameters and slow state: everything
-a restart needs to continue the run exactly (docs/orchestrator.md §9).
+functions behind :meth:`Engs.state_dict <engs.services.orchestrator.engs.Engs.state_dict>`
+and ``load_state_dict`` (:func:`take`, :func:`restore`). A snapshot holds the learned
+parameters and slow state: everything a restart needs to continue the run exactly
+(docs/orchestrator.md §9).
+
+The ENGS's own evolving scalars *are* snapshot Structs: :class:`Levels` (``Engs.levels``)
+and :class:`TelemetryMemory` (``Engs.memory``) are what the step reads and writes, and a
+snapshot holds a copy of each — nothing is copied field by field, so a field added to
+either is saved and restored with no further code. :class:`StateField` gives their public
+fields their old names on the ENGS (``engs.dopamine`` is ``engs.levels.dopamine``).
 """
 
 from __future__ import annotations
 
+import copy
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import msgspec
 import numpy as np
@@ -36,24 +43,43 @@ reward rate and the opportunity-cost boredom (issue #12; v2 critics cannot be ma
 onto the new features)."""
 
 
-class Levels(msgspec.Struct, frozen=True):
+T = TypeVar("T")
+
+
+class Levels(msgspec.Struct):
+    """The global levels and the signals that drive them (mutable: the ENGS's own)."""
+
     dopamine: float
     serotonin: float
     norepinephrine: float
     cortisol: float
     stress: float
     td_error: float
+    """δ that drove D (the configured value model)."""
     td_error_energy: float
+    """δ of the seed's energy value."""
     td_error_critic: float
+    """δ of the learned critic."""
     energy_value_prev: float
     phasic_dopamine: float
+    """The phasic dopamine signal: δ, with negative errors compressed (Bayer & Glimcher
+    2005); what D integrates and what a recording would show."""
     reward_rate: float
+    """R̄, the average reward rate in reward per second: tonic dopamine (Niv, Daw, Joel &
+    Dayan 2007), kept apart from the phasic signal."""
     reward_rate_mean: float
+    """The exponential mean of the rate, before bias correction."""
     reward_rate_weight: float
+    """1 - e^{-t/τ_R}: the weight that mean has gathered."""
+
+    @classmethod
+    def at_rest(cls, dopamine: float, serotonin: float, norepinephrine: float) -> Levels:
+        """The levels of a fresh ENGS: D, S, N at rest, every signal 0."""
+        return cls(dopamine, serotonin, norepinephrine, *(0.0,) * 10)
 
 
-class TelemetryMemory(msgspec.Struct, frozen=True):
-    """What the step remembers of telemetry between cycles."""
+class TelemetryMemory(msgspec.Struct):
+    """What the step remembers of telemetry between cycles (mutable: the ENGS's own)."""
 
     last_tick: int | None
     energy: float
@@ -61,6 +87,34 @@ class TelemetryMemory(msgspec.Struct, frozen=True):
     entropy_err_bits: float
     n_nodes: int
     temperature_c: float | None
+
+    @classmethod
+    def empty(cls, temperature_c: float | None) -> TelemetryMemory:
+        """Before the first record: nothing seen, the calibration's temperature."""
+        return cls(None, 0.0, 0.0, 0.0, 0, temperature_c)
+
+
+class StateField(Generic[T]):
+    """A public attribute of the ENGS that lives in one of its state Structs:
+    ``StateField("levels")`` named ``dopamine`` reads and writes ``engs.levels.dopamine``
+    (for callers outside the step; the step itself reads the Struct)."""
+
+    def __init__(self, part: str) -> None:
+        self.part = part
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> StateField[T]: ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> T: ...
+    def __get__(self, obj: object, owner: type | None = None) -> Any:
+        return self if obj is None else getattr(getattr(obj, self.part), self.name)
+
+    def __set__(self, obj: object, value: T) -> None:
+        setattr(getattr(obj, self.part), self.name, value)
 
 
 class RngState(msgspec.Struct, frozen=True):
@@ -126,29 +180,8 @@ def take(e: Engs) -> EngsSnapshot:
         cycle=e.cycle,
         n_areas=e.n_areas,
         n_features=e.features.n,
-        levels=Levels(
-            dopamine=e.dopamine,
-            serotonin=e.serotonin,
-            norepinephrine=e.norepinephrine,
-            cortisol=e.cortisol,
-            stress=e.stress,
-            td_error=e.td_error,
-            td_error_energy=e.td_error_energy,
-            td_error_critic=e.td_error_critic,
-            energy_value_prev=e._v_prev,
-            phasic_dopamine=e.phasic_dopamine,
-            reward_rate=e.reward_rate,
-            reward_rate_mean=e._rr_mean,
-            reward_rate_weight=e._rr_weight,
-        ),
-        telemetry=TelemetryMemory(
-            last_tick=e._last_tick,
-            energy=e._energy,
-            entropy_bits=e._entropy_bits,
-            entropy_err_bits=e._entropy_err_bits,
-            n_nodes=e._n_nodes,
-            temperature_c=e.temperature_c,
-        ),
+        levels=copy.copy(e.levels),
+        telemetry=copy.copy(e.memory),
         energy_value=e.energy_value.state(),
         critic=CriticState(
             weights=e.critic.weights.tolist(),
@@ -213,22 +246,8 @@ def restore(e: Engs, st: EngsSnapshot) -> None:
         raise checkpoint.CheckpointError(f"unusable snapshot: {exc}") from None
     e.ledger.load_state(st.ledger)
     e.cycle = st.cycle
-    lv = st.levels
-    e.dopamine, e.serotonin, e.norepinephrine = (
-        lv.dopamine,
-        lv.serotonin,
-        lv.norepinephrine,
-    )
-    e.cortisol, e.stress = lv.cortisol, lv.stress
-    e.td_error, e.td_error_energy = lv.td_error, lv.td_error_energy
-    e.td_error_critic, e._v_prev = lv.td_error_critic, lv.energy_value_prev
-    e.phasic_dopamine, e.reward_rate = lv.phasic_dopamine, lv.reward_rate
-    e._rr_mean, e._rr_weight = lv.reward_rate_mean, lv.reward_rate_weight
-    tm = st.telemetry
-    e._last_tick = tm.last_tick
-    e._energy, e._entropy_bits = tm.energy, tm.entropy_bits
-    e._entropy_err_bits, e._n_nodes = tm.entropy_err_bits, tm.n_nodes
-    e.temperature_c = tm.temperature_c
+    e.levels = copy.copy(st.levels)  # the snapshot stays as it was
+    e.memory = copy.copy(st.telemetry)
     e.energy_value.load_state(st.energy_value)
     e.critic.weights[:] = st.critic.weights
     e.critic.traces[:] = st.critic.traces
@@ -245,6 +264,6 @@ def restore(e: Engs, st: EngsSnapshot) -> None:
     e.calibration = st.calibration
     e.costs.calibration = st.calibration
     st.rng.restore(e.rng)
-    e.linear.set_cost_scale(e.costs.activity_scale(e._n_nodes, e.temperature_c))
+    e.linear.set_cost_scale(e.costs.activity_scale(e.memory.n_nodes, e.memory.temperature_c))
     e._stability = None
     e._update_outputs()

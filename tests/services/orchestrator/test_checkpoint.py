@@ -86,6 +86,30 @@ def test_snapshot_is_plain_msgspec_data() -> None:
     assert builtins["calibration"]["reference_score"] == 0.25
 
 
+def test_the_levels_and_telemetry_memory_are_the_engs_state_and_snapshots_copy_them() -> None:
+    """The step evolves ``engs.levels`` / ``engs.memory`` themselves (the public names
+    read and write through to them); a snapshot holds copies, and a restore adopts
+    copies, so neither side moves with the other afterwards."""
+    engs = make_engs()
+    tel = FakeTelemetry(engs)
+    engs.step(CycleInputs(reward=1.0, stress=0.4), tel.next())
+    assert engs.dopamine == engs.levels.dopamine and engs.stress == 0.4
+    engs.serotonin = 0.25
+    assert engs.levels.serotonin == 0.25
+    st = engs.state_dict()
+    taken = msgspec.msgpack.encode(st)
+    assert st.levels == engs.levels and st.levels is not engs.levels
+    assert st.telemetry == engs.memory and st.telemetry is not engs.memory
+    engs.step(CycleInputs(reward=1.0), tel.next())
+    assert st.levels != engs.levels and msgspec.msgpack.encode(st) == taken
+    other = make_engs()
+    other.load_state_dict(st)
+    assert other.levels == st.levels and other.levels is not st.levels
+    assert other.memory == st.telemetry and other.memory is not st.telemetry
+    other.step(CycleInputs(reward=1.0), None)
+    assert msgspec.msgpack.encode(st) == taken  # the restored ENGS writes into its own
+
+
 def test_unusable_checkpoints_are_refused(tmp_path: Path) -> None:
     engs = make_engs()
     with pytest.raises(FileNotFoundError):
