@@ -280,7 +280,7 @@ def telemetry_dtype(max_areas: int) -> np.dtype[Any]:
             ("interrupt_mask", "<u4"),  # causes set at this tick's start
             ("mode", "<u4"),  # Mode bits
             ("n_areas", "<u4"),
-            ("backend", "<u4"),  # 0 numpy, 1 cupy
+            ("backend", "<u4"),  # 0 numpy, 1 cupy, 2 numba
             ("energy", "<f8"),  # V = Σ|Ψ|² (seed 003 §3.1)
             ("hamiltonian", "<f8"),
             ("entropy_bits", "<f8"),

@@ -1,11 +1,11 @@
-"""Backend selection: NumPy on the CPU or CuPy on a CUDA GPU.
+"""Backend selection: the NumPy twin, the fused CPU kernels (numba), or CuPy on a GPU.
 
-``select_backend("auto")`` probes the GPU with a tiny kernel and falls back to NumPy,
-saying why, instead of failing: ``engs up`` must run on a machine without a GPU
-(ARCHITECTURE §5). CuPy is imported only here and in :mod:`gpu`, and only when the GPU
-backend is asked for, so the CPU path never pays for (or depends on) it. The
-``ENGS_BACKEND`` environment variable is applied by ``engs.shared.config``; this module
-takes the resulting name.
+``select_backend("auto")`` probes the GPU with a tiny kernel, then the fused CPU
+kernels, and falls back step by step, saying why, instead of failing: ``engs up``
+must run on a machine without a GPU (ARCHITECTURE §5). CuPy and numba are imported
+only here and in the modules of their backends, and only when asked for, so the
+other paths never pay for (or depend on) them. The ``ENGS_BACKEND`` environment
+variable is applied by ``engs.shared.config``; this module takes the resulting name.
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ import numpy as np
 
 from engs.shared.errors import NotAvailable
 
-BackendName = Literal["numpy", "cupy"]
+BackendName = Literal["numpy", "numba", "cupy"]
 
 #: ``PhysicsTelemetry.backend`` codes.
-BACKEND_CODES: dict[str, int] = {"numpy": 0, "cupy": 1}
+BACKEND_CODES: dict[str, int] = {"numpy": 0, "cupy": 1, "numba": 2}
 
 
 @dataclass(frozen=True)
 class Backend:
-    """The array module the physics runs on, and why it was chosen."""
+    """The array module the physics runs on, the kernels that step it, and why."""
 
     name: BackendName
     xp: ModuleType
@@ -34,7 +34,7 @@ class Backend:
 
     @property
     def code(self) -> int:
-        """The ``PhysicsTelemetry.backend`` code: 0 numpy, 1 cupy."""
+        """The ``PhysicsTelemetry.backend`` code: 0 numpy, 1 cupy, 2 numba."""
         return BACKEND_CODES[self.name]
 
 
@@ -66,23 +66,42 @@ def probe_cupy() -> tuple[ModuleType | None, str]:
     return cp, ""
 
 
-#: Largest lattice ``auto`` falls back to NumPy for: above it a NumPy tick takes most of
-#: a second (6⁹ ≈ 10⁷ nodes: seconds per tick), which is a broken service, not a fallback.
+def probe_numba() -> str:
+    """Import the fused CPU kernels and compile (or load from the on-disk cache) and run
+    them on a tiny lattice. Returns "" on success, else the reason; never raises."""
+    try:
+        from engs.services.physics.cpu_kernels import self_test  # noqa: PLC0415 - lazy
+
+        self_test()
+    except Exception as exc:  # ImportError, an LLVM/compile error, a wrong result
+        return f"fused CPU kernels unavailable: {type(exc).__name__}: {exc}"
+    return ""
+
+
+#: Largest lattice ``auto`` falls back to a CPU backend for: above it even the fused
+#: CPU tick takes tens of milliseconds (6⁹ ≈ 10⁷ nodes: ~0.2 s; the NumPy twin seconds),
+#: which is a broken service, not a fallback.
 CPU_FALLBACK_MAX_NODES = 1 << 21
 
 
 def select_backend(name: str, n_nodes: int | None = None) -> Backend:
-    """The backend for ``name`` in ``"auto" | "numpy" | "cupy"``.
+    """The backend for ``name`` in ``"auto" | "numpy" | "numba" | "cupy"``.
 
-    ``auto``: CuPy when the probe passes, else NumPy with the probe's reason — unless the
-    lattice (``n_nodes``, when given) exceeds :data:`CPU_FALLBACK_MAX_NODES`: then
-    :class:`~engs.shared.errors.NotAvailable` names the reason and the way to insist
-    (``backend = "numpy"``). ``cupy``: CuPy or NotAvailable naming the reason.
+    ``auto``: CuPy when the GPU probe passes, else the fused CPU kernels when they
+    compile, else NumPy, the reason of each step down kept in :attr:`Backend.reason` —
+    unless the lattice (``n_nodes``, when given) exceeds :data:`CPU_FALLBACK_MAX_NODES`
+    without a GPU: then :class:`~engs.shared.errors.NotAvailable` names the reason and
+    the way to insist. ``cupy`` / ``numba``: that backend or NotAvailable naming why.
     """
     if name == "numpy":
         return numpy_backend("requested")
+    if name == "numba":
+        why = probe_numba()
+        if why:
+            raise NotAvailable(f"backend numba requested but unavailable: {why}")
+        return Backend("numba", np, "requested")
     if name not in ("auto", "cupy"):
-        raise ValueError(f"backend must be auto, numpy or cupy, got {name!r}")
+        raise ValueError(f"backend must be auto, numpy, numba or cupy, got {name!r}")
     cp, why = probe_cupy()
     if cp is not None:
         return Backend("cupy", cp, "requested" if name == "cupy" else "auto: GPU probe passed")
@@ -91,8 +110,12 @@ def select_backend(name: str, n_nodes: int | None = None) -> Backend:
     if n_nodes is not None and n_nodes > CPU_FALLBACK_MAX_NODES:
         raise NotAvailable(
             f"backend auto: no usable GPU ({why}), and a lattice of {n_nodes:,} nodes is "
-            f"too large for the NumPy fallback (at most {CPU_FALLBACK_MAX_NODES:,}: a tick "
-            "would take seconds); fix the GPU, shrink `$.physics.shape`, or set "
-            '`$.physics.backend = "numpy"` (ENGS_BACKEND=numpy) to run it anyway'
+            f"too large for a CPU fallback (at most {CPU_FALLBACK_MAX_NODES:,}: a tick "
+            "would take far longer than its deadline); fix the GPU, shrink "
+            '`$.physics.shape`, or set `$.physics.backend = "numba"` (ENGS_BACKEND=numba) '
+            "to run it anyway"
         )
-    return numpy_backend(f"auto: falling back to numpy ({why})")
+    why_cpu = probe_numba()
+    if not why_cpu:
+        return Backend("numba", np, f"auto: no usable GPU ({why}); fused CPU kernels")
+    return numpy_backend(f"auto: falling back to numpy ({why}; {why_cpu})")

@@ -19,9 +19,9 @@ integer maxima of the float bits (g' ≥ g_min > 0, and a NaN outranks every num
 
 The per-node expressions keep the NumPy twin's operation order and are compiled
 without fast-math, so Ψ, Π, F, g and c agree with the twin to the last bit wherever
-the noise is off; with noise on, the noise and entropy terms come from
-:mod:`cpu_math` (correctly rounded, where NumPy's SIMD loops are within a few ulp),
-and the sums are added in another order. ``tests/services/physics/test_cpu_kernels.py``
+the noise is off; with noise on, the noise and entropy terms come from this
+module's float32 transcendentals (≤ 2 ulp, as NumPy's SIMD loops are), and the float64
+sums are added in another order. ``tests/services/physics/test_cpu_kernels.py``
 states and checks the tolerance on every dimensionality 1–9.
 
 Why numba (docs/physics.md, "The fused CPU backend"): it compiles this loop nest from
@@ -80,8 +80,8 @@ TWO_OVER_PI = F32(0.6366197723675814)
 # π/2 = PIO2_1 + PIO2_2 + PIO2_3 (Cody–Waite: q · PIO2_1 exact for q < 2⁸)
 PIO2_1, PIO2_2, PIO2_3 = F32(1.5703125), F32(4.837512969970703125e-4), F32(7.54978995489188216e-8)
 
-@intrinsic
-def f32_bits(typingctx: Any, x: Any) -> Any:
+
+def _f32_bits(typingctx: Any, x: Any) -> Any:
     """The IEEE-754 bit pattern of a float32, as uint32 (a bitcast, no memory)."""
     if x != types.float32:
         return None
@@ -92,11 +92,10 @@ def f32_bits(typingctx: Any, x: Any) -> Any:
     return types.uint32(types.float32), codegen
 
 
-@intrinsic
-def bits_f32(typingctx: Any, x: Any) -> Any:
+def _bits_f32(typingctx: Any, x: Any) -> Any:
     """The float32 whose bit pattern is the low 32 bits of integer ``x`` (numba widens
     integer arithmetic to 64 bits; the inverse of :func:`f32_bits`)."""
-    if not isinstance(x, types.Integer):
+    if x not in types.integer_domain:
         return None
 
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
@@ -106,6 +105,11 @@ def bits_f32(typingctx: Any, x: Any) -> Any:
         return builder.bitcast(v, ir.FloatType())
 
     return types.float32(x), codegen
+
+
+# (typed Any: numba's intrinsic wrapper hides the call signature from mypy)
+f32_bits: Any = intrinsic(_f32_bits)
+bits_f32: Any = intrinsic(_bits_f32)
 
 
 @_inline
@@ -166,7 +170,7 @@ def sincos_f32(x: Any) -> tuple[Any, Any]:
     sv = cs if odd else sn
     cv = sn if odd else cs
     sv = -sv if n >= 2 else sv
-    cv = -cv if (n == 1 or n == 2) else cv
+    cv = -cv if (n + 1) & 2 else cv  # n = 1 or 2
     return sv, cv
 
 
@@ -602,3 +606,31 @@ class NumbaField(FusedField):
         if not isinstance(executor, NumbaExecutor):
             raise TypeError("NumbaField needs a NumbaExecutor")
         executor.register_red(self.red)
+
+
+def self_test() -> None:
+    """Compile (or load from numba's on-disk cache) and run the kernels on a small 2-D
+    lattice with everything on, and check a few ticks against the NumPy twin.
+
+    Raises ``RuntimeError`` naming the quantity that disagrees; compile errors propagate.
+    :func:`engs.services.physics.backend.probe_numba` calls it before ``auto`` picks
+    this backend, so a broken toolchain falls back to the twin instead of crashing."""
+    from engs.services.physics.coefficients import Coefficients  # noqa: PLC0415 - cycle
+    from engs.services.physics.field import Field  # noqa: PLC0415 - cycle
+    from engs.shared.config import PhysicsConfig  # noqa: PLC0415 - cycle
+
+    cfg = PhysicsConfig(shape=[6, 5], areas=["a", "b"], noise_amplitude=0.5)
+    coeffs = Coefficients(2)
+    coeffs.stimulus[:] = 0.5
+    coeffs.plasticity[:] = 2.0
+    rng = np.random.default_rng(7)
+    psi = (rng.standard_normal((6, 5)) + 1j * rng.standard_normal((6, 5))).astype(np.complex64)
+    twin, fused = Field(cfg), NumbaField(cfg)
+    for f in (twin, fused):
+        f.set_state(psi=psi, coeffs=coeffs)
+        for _ in range(3):
+            f.step(coeffs)
+    for name in ("energy", "hamiltonian", "entropy_bits", "plasticity_work"):
+        a, b = getattr(twin.result, name), getattr(fused.result, name)
+        if not abs(a - b) <= 1e-4 * max(abs(a), 1e-6):
+            raise RuntimeError(f"self-test: {name} {b!r} from the fused kernels, {a!r} from NumPy")

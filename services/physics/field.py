@@ -384,10 +384,15 @@ def _to_host(a: Any) -> Any:
 
 
 def make_field(cfg: PhysicsConfig, backend: Backend) -> Field:
-    """The field for ``backend``: :class:`Field` on NumPy, the fused-kernel
-    :class:`engs.services.physics.gpu.CudaField` on CuPy (imported only then)."""
+    """The field for ``backend``: :class:`Field` on NumPy, the fused kernels of
+    :class:`engs.services.physics.cpu_kernels.NumbaField` on numba and of
+    :class:`engs.services.physics.gpu.CudaField` on CuPy (each imported only then)."""
     if backend.name == "cupy":
         from engs.services.physics.gpu import CudaField  # noqa: PLC0415 - lazy: this imports cupy
 
         return CudaField(cfg, backend)
+    if backend.name == "numba":
+        from engs.services.physics.cpu_kernels import NumbaField  # noqa: PLC0415 - lazy: numba
+
+        return NumbaField(cfg, backend)
     return Field(cfg, backend)

@@ -19,9 +19,10 @@ class PhysicsConfig(Section, frozen=True):
 
     tick_hz: Annotated[float, Meta(gt=0, le=100_000)] = 1000.0
     """Ticks per second (seed 003 GAP-022: 1 kHz); dt = 1/tick_hz."""
-    backend: Literal["auto", "numpy", "cupy"] = "auto"
-    """Array backend: ``auto`` probes the GPU with a tiny kernel and falls back to NumPy,
-    saying why; ``cupy`` requires it."""
+    backend: Literal["auto", "numpy", "numba", "cupy"] = "auto"
+    """Array backend: ``auto`` probes the GPU with a tiny kernel, else uses the fused CPU
+    kernels (``numba``), else the NumPy twin, saying why at each step; ``cupy`` and
+    ``numba`` require theirs."""
     shape: Annotated[
         list[Annotated[int, Meta(ge=2, le=1 << 20)]], Meta(min_length=1, max_length=9)
     ] = msgspec.field(default_factory=lambda: [64, 64])
