@@ -47,6 +47,9 @@ from engs.services.physics.lattice import Lattice
 from engs.services.physics.reductions import NSUM, S_DG, S_GRAD2, S_KIN, S_POT, S_SHADOW, S_T, S_V
 
 _jit = numba.njit(error_model="numpy", cache=True, nogil=True)
+# Everything a tick calls per line is inlined into fused_tick (numba IR inlining): a call
+# between separately compiled numba functions passes every array as seven scalars and
+# costs ~1 µs per line in calls alone, more than the line's arithmetic on short lines.
 _inline = numba.njit(inline="always", error_model="numpy", cache=True)
 # Only the float64 sums may be reassociated (so that they vectorise); never the
 # per-node arithmetic, which must keep the twin's order.
@@ -195,7 +198,7 @@ _LX, _LY, _POT, _GRAD2, _DG, _E, _ELOG, _KIN, _SHADOW, _NX, _NY = range(11)
 N_ACC, N_SCRATCH = 5, 11
 
 
-@_jit
+@_inline
 def _complex_normal(base: Any, first: Any, n: int, re: Any, im: Any) -> None:
     """noise.complex_normal of nodes first … first + n − 1 into re[:n], im[:n]
     (splitmix64 + Box–Muller, the twin's operation order). Two loops: the 64-bit
@@ -219,7 +222,7 @@ def _complex_normal(base: Any, first: Any, n: int, re: Any, im: Any) -> None:
         im[j] = s * r
 
 
-@_jit
+@_inline
 def _drift_line(psi: Any, pi: Any, force: Any, base: int, n: int, coef_a: Any, scr: Any,
                 noise_base: Any, noise_on: bool, shift_on: bool, h: Any,
                 half_h: Any) -> None:  # fmt: skip
@@ -252,7 +255,7 @@ def _drift_line(psi: Any, pi: Any, force: Any, base: int, n: int, coef_a: Any, s
         psi[y] = qy
 
 
-@_jit
+@_inline
 def _drift_slab(psi: Any, pi: Any, force: Any, coef: Any, seg: Any, first: int, stop: int,
                 scr: Any, noise_base: Any, noise_on: bool, shift_on: bool, h: Any,
                 half_h: Any) -> None:  # fmt: skip
@@ -303,7 +306,7 @@ def _edge(j: Any, i: Any, ip: Any, im: Any, psi: Any, gk: Any, gnk: Any, ck: Any
     return f32_bits(gn)
 
 
-@_jit
+@_inline
 def _edges_inner(psi: Any, gk: Any, gnk: Any, ck: Any, scr: Any, base: int, n: int, off_p: int,
                  off_m: int, eta_h: Any, lam_h: Any, kap_h: Any, mu_h: Any, gmin: Any,
                  gmax: Any) -> Any:  # fmt: skip
@@ -318,7 +321,7 @@ def _edges_inner(psi: Any, gk: Any, gnk: Any, ck: Any, scr: Any, base: int, n: i
     return top
 
 
-@_jit
+@_inline
 def _edges_last(psi: Any, gk: Any, gnk: Any, ck: Any, scr: Any, ring: int, n_ring: int,
                 start: int, m: int, eta_h: Any, lam_h: Any, kap_h: Any, mu_h: Any, gmin: Any,
                 gmax: Any) -> Any:  # fmt: skip
@@ -345,14 +348,16 @@ def _edges_last(psi: Any, gk: Any, gnk: Any, ck: Any, scr: Any, ring: int, n_rin
     return top
 
 
-@_jit
+@_inline
 def _node_terms(psi: Any, pi: Any, force: Any, scr: Any, base: int, n: int, c2: Any, damp: Any,
                 w: Any, half_h: Any) -> None:  # fmt: skip
     """F = c² L_g Ψ, the second half kick and the per-node sum terms of a line
-    (cuda_source node_force, same operand order)."""
+    (cuda_source node_force, same operand order). Three loops, each writing few arrays:
+    LLVM vectorises a loop only when it can check at run time that the arrays it writes
+    overlap nothing else it touches, and gives up past a handful of such checks."""
     lx, ly, es, elog, kin, shadow = scr[_LX], scr[_LY], scr[_E], scr[_ELOG], scr[_KIN], scr[_SHADOW]
     ub = U(base)
-    for j in range(U(n)):
+    for j in range(U(n)):  # writes force and pi
         i = ub + j
         x, y = i + i, i + i + U1
         fx = lx[j] * c2
@@ -365,12 +370,14 @@ def _node_terms(psi: Any, pi: Any, force: Any, scr: Any, base: int, n: int, c2: 
         py = py + fy * half_h
         pi[x] = px
         pi[y] = py
-        qx, qy = psi[x], psi[y]
-        e = qx * qx + qy * qy
-        es[j] = e
+    for j in range(U(n)):  # writes the sum terms
+        i = ub + j
+        x, y = i + i, i + i + U1
+        qx, qy, px, py, fx, fy = psi[x], psi[y], pi[x], pi[y], force[x], force[y]
+        es[j] = qx * qx + qy * qy
         kin[j] = (px * px + py * py) * w
         shadow[j] = (fx * fx + fy * fy) * w
-    for j in range(U(n)):  # the logarithm alone: the loop above stays lean
+    for j in range(U(n)):  # the logarithm alone
         e = es[j]
         elog[j] = log2_f32(max(e, FLT_MIN)) * e
 
@@ -386,7 +393,7 @@ def _line_sums(scr: Any, n: int, acc: Any) -> None:
         acc[row] += s
 
 
-@_jit
+@_inline
 def _force_segment(psi: Any, pi: Any, force: Any, g: Any, g_next: Any, anchor: Any,
                    coef_a: Any, nb_plus: Any, nb_minus: Any, seg_k: Any, n_last: int, scr: Any,
                    acc: Any, gmax_bits: Any, half_h: Any, gmin: Any, gmax: Any, kap_h: Any,
@@ -424,14 +431,15 @@ def fused_tick(psi: Any, pi: Any, force: Any, g: Any, g_next: Any, anchor: Any, 
     n_slabs = slab_first.shape[0] - 1
     gmax_bits[:, :] = 0
     red[:] = 0.0
-    kick = (scr, noise_base, noise_on, shift_on, h, half_h)
     last = n_slabs - 1
-    _drift_slab(psi, pi, force, coef, seg, slab_first[last], slab_first[last + 1], *kick)
-    if n_slabs > 1:
-        _drift_slab(psi, pi, force, coef, seg, slab_first[0], slab_first[1], *kick)
+    for q in range(min(n_slabs, 2)):  # the last slab and slab 0: slab 0's force reads both
+        s = last if q == 0 else 0
+        _drift_slab(psi, pi, force, coef, seg, slab_first[s], slab_first[s + 1], scr,
+                    noise_base, noise_on, shift_on, h, half_h)  # fmt: skip
     for s in range(n_slabs):
         if s + 1 < last:
-            _drift_slab(psi, pi, force, coef, seg, slab_first[s + 1], slab_first[s + 2], *kick)
+            _drift_slab(psi, pi, force, coef, seg, slab_first[s + 1], slab_first[s + 2], scr,
+                        noise_base, noise_on, shift_on, h, half_h)  # fmt: skip
         for k in range(slab_first[s], slab_first[s + 1]):
             a = seg[k, 3]
             acc[:] = 0.0
@@ -459,33 +467,31 @@ def metric_grad(g: Any, seg: Any, nb_plus: Any, n_last: int, scr: Any, out: Any)
     out[:] = 0.0
     acc, t = scr[0], scr[1]
     for q in range(seg.shape[0]):
-        start, m, line, area = seg[q, 0], seg[q, 1], seg[q, 2], seg[q, 3]
-        ring = line * n_last
+        start, m, line, area = U(seg[q, 0]), U(seg[q, 1]), seg[q, 2], seg[q, 3]
+        ring_end = U(line) * U(n_last) + U(n_last)  # one past the ring's last node
+        wrap = start + m == ring_end  # the segment ends the ring: peel its last node
+        bulk = m - U1 if wrap else m
         acc[:m] = 0.0
         for jx in range(d):
             t[:m] = 0.0
             for k in range(d):
                 gk = g[k]
-                if jx < d - 1:
-                    off = nb_plus[line, jx]
-                    for j in range(m):
-                        dd = gk[off + j] - gk[start + j]
-                        t[j] = t[j] + dd * dd
-                else:
-                    for j in range(m):
-                        i = start + j
-                        ip = i + 1 if i + 1 < ring + n_last else ring
-                        dd = gk[ip] - gk[i]
-                        t[j] = t[j] + dd * dd
+                off = U(nb_plus[line, jx]) if jx < d - 1 else start + U1
+                for j in range(bulk if jx == d - 1 else m):
+                    dd = gk[off + j] - gk[start + j]
+                    t[j] = t[j] + dd * dd
+                if jx == d - 1 and wrap:
+                    dd = gk[ring_end - U(n_last)] - gk[start + bulk]
+                    t[bulk] = t[bulk] + dd * dd
             for j in range(m):
                 acc[j] = acc[j] + t[j]
         out[area] += _sqrt_sum(acc, m)
 
 
 @_reduce
-def _sqrt_sum(acc: Any, n: int) -> Any:
+def _sqrt_sum(acc: Any, n: Any) -> Any:
     s = 0.0
-    for j in range(n):
+    for j in range(U(n)):
         s += numba.float64(np.sqrt(acc[j]))
     return s
 
