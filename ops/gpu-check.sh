@@ -86,11 +86,11 @@ if timeout 240 "${engs[@]}" "${bench_args[@]}" >"$OUT/bench.json" 2>"$OUT/bench.
     summary+=("bench=$("$VENV/bin/python" - "$OUT/bench.json" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
-rows = r.get("rows", r.get("shapes", []))
+rows = [row for run in r["runs"] for row in run["shapes"]]
 print(",".join(
     f"{row['shape']}:skipped" if "skipped" in row else
     f"{row['shape']}:p50={row['tick_p50_s'] * 1e3:.3f}ms/p99={row['tick_p99_s'] * 1e3:.3f}ms"
-    f"/frac={row.get('fraction', float('nan')):.2f}"
+    f"/fused={row.get('fused_fraction', float('nan')):.2f}"
     for row in rows
 ))
 EOF

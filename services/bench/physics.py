@@ -13,8 +13,19 @@ a tick next to a bandwidth bound measured in the same run:
 * ``bytes_moved``: NumPy: counted, not estimated — one tick runs through a proxy of
   the numpy module that adds up the ``nbytes`` of every array argument and ``out``
   of every call (inputs read, outputs written); CuPy: ``bytes_min``;
-* ``fraction``: bytes_moved / tick time / bound. Above 1 means the working set
-  lives in cache (small lattices on the CPU), which the table flags.
+* ``fused_fraction``: bytes_min / tick p50 / bound — how close the tick comes to a
+  kernel that moves only what it must at the copy bound (issue 18's measure; the
+  fused backends' goal is >= 0.5 at 256×256);
+* ``fraction``: bytes_moved / mean tick time / bound, the traffic the tick actually
+  generates. Above 1 means the working set lives in cache (small lattices on the
+  CPU), which the table flags.
+
+Every backend available here runs by default (NumPy, the fused CPU kernels, CuPy),
+shape by shape in turn so each comparison shares the machine's state, and the table
+puts them side by side with the speed-up over NumPy. With the fused CPU kernels, two
+fresh processes also time their start to the first tick of a 256×256 lattice: with an
+empty compile cache (cold: numba compiles) and with the cache the first one left
+(warm).
 
 The lattice settings of ``[physics]`` in ``--config`` (backend aside: ``--backend``)
 apply to every shape; only ``shape`` and ``areas`` are the bench's. Called as every
@@ -26,7 +37,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import subprocess
 import sys
+import tempfile
 import time
 import types
 from collections.abc import Callable, Sequence
@@ -39,7 +53,7 @@ from engs.services.physics.backend import Backend, select_backend
 from engs.services.physics.coefficients import Coefficients
 from engs.services.physics.field import Field, make_field
 from engs.shared.config import Config, PhysicsConfig
-from engs.shared.errors import EngsError
+from engs.shared.errors import EngsError, NotAvailable
 
 CPU_SHAPES: tuple[str, ...] = ("4096", "64x64", "256x256", "32x32x32", "3x3x3x3x3x3x3x3x3")
 GPU_SHAPES: tuple[str, ...] = (*CPU_SHAPES, "6x6x6x6x6x6x6x6x6")
@@ -166,7 +180,7 @@ def bench_shape(
     cfg = PhysicsConfig(**(settings | {"shape": list(shape), "areas": areas}))
     n = math.prod(shape)
     row: dict[str, Any] = {"shape": shape_name(shape), "ndim": len(shape), "nodes": n}
-    if backend.name == "numpy" and n > GPU_ONLY_NODES:
+    if backend.name != "cupy" and n > GPU_ONLY_NODES:
         row["skipped"] = f"{n} nodes is a GPU-only shape"
         return row
     field = make_field(cfg, backend)
@@ -197,62 +211,167 @@ def bench_shape(
     return row
 
 
+_START_PROBE = """
+import sys, time
+from engs.services.physics.backend import select_backend
+from engs.services.physics.coefficients import Coefficients
+from engs.services.physics.field import make_field
+from engs.shared.config import PhysicsConfig
+cfg = PhysicsConfig(shape=[int(n) for n in sys.argv[1].split("x")])
+field = make_field(cfg, select_backend("numba"))
+field.step(Coefficients(len(cfg.areas)))
+print(time.perf_counter() - float(sys.argv[2]))
+"""
+
+
+def numba_start_times(shape: tuple[int, ...] = (256, 256)) -> dict[str, float]:
+    """Seconds from launching a fresh Python to the end of the first fused-CPU tick of
+    ``shape``: ``cold_s`` with an empty numba cache (the kernels compile), ``warm_s``
+    with the cache the cold run left (the start every later ``engs up`` sees)."""
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="engs-numba-cache-") as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        for key in ("cold_s", "warm_s"):
+            t0 = time.perf_counter()
+            r = subprocess.run(
+                [sys.executable, "-c", _START_PROBE, shape_name(shape), repr(t0)],
+                capture_output=True, text=True, env=env, timeout=600, check=False,
+            )  # fmt: skip
+            if r.returncode != 0:
+                raise RuntimeError(f"the numba start probe failed: {r.stderr.strip()[-500:]}")
+            out[key] = time.perf_counter() - t0
+    return out
+
+
+def available_backends() -> tuple[list[Backend], dict[str, str]]:
+    """NumPy, then the fused CPU kernels and CuPy where they work here; and, for those
+    that do not, why."""
+    found, missing = [select_backend("numpy")], {}
+    for name in ("numba", "cupy"):
+        try:
+            found.append(select_backend(name))
+        except NotAvailable as exc:
+            missing[name] = str(exc)
+    return found, missing
+
+
 def run(
     shapes: Sequence[str | Sequence[int]] | None = None,
     ticks: int = 300,
-    backend: str | Backend = "auto",
+    backend: str | Backend | Sequence[str | Backend] | None = None,
     max_seconds: float = 3.0,
     base: PhysicsConfig | None = None,
+    start_times: bool = False,
 ) -> dict[str, Any]:
-    """Benchmark ``shapes`` (default: :data:`CPU_SHAPES`, plus 6^9 on the GPU) with the
-    physics settings ``base`` (default: the built-in ones).
+    """Benchmark ``shapes`` (default: :data:`CPU_SHAPES`, plus 6^9 with a GPU) on each
+    of ``backend`` (a name, a :class:`Backend` or a list of them; default: every one
+    available here, :func:`available_backends`) with the physics settings ``base``.
 
-    Returns ``{"backend", "backend_reason", "bound_bytes_per_s", "bound_method",
-    "shapes": [per-shape dicts]}``; each shape's ``fraction`` is its bytes/s over the
-    bound."""
-    be = backend if isinstance(backend, Backend) else select_backend(backend)
-    if shapes is None:
-        shapes = GPU_SHAPES if be.name == "cupy" else CPU_SHAPES
-    parsed = [parse_shape(s) if isinstance(s, str) else tuple(s) for s in shapes]
-    if be.name == "cupy":
-        bound, method = gpu_copy_bandwidth(be.xp), "device-to-device copy of 1 GiB"
+    Returns ``{"bound_bytes_per_s", "bound_method", ["gpu_bound_bytes_per_s",
+    "gpu_bound_method"], "runs": [{"backend", "backend_reason", "shapes": [...]}],
+    ["numba_start"]}``; each shape row's ``fused_fraction`` and ``fraction`` are over
+    the bound of the backend's device. ``start_times``: also time the fused CPU
+    kernels' cold and warm start (:func:`numba_start_times`) when they are benched."""
+    missing: dict[str, str] = {}
+    if backend is None:
+        backends, missing = available_backends()
     else:
-        bound, method = cpu_copy_bandwidth(), "np.copyto of 128 MiB, one core"
-    rows = []
-    for shape in parsed:
-        row = bench_shape(shape, be, ticks, max_seconds, base)
-        if "bytes_per_s" in row:
-            row["fraction"] = row["bytes_per_s"] / bound
-        rows.append(row)
-    return {
-        "backend": be.name,
-        "backend_reason": be.reason,
-        "bound_bytes_per_s": bound,
-        "bound_method": method,
-        "shapes": rows,
-    }
+        wanted = [backend] if isinstance(backend, (str, Backend)) else list(backend)
+        backends = [b if isinstance(b, Backend) else select_backend(b) for b in wanted]
+    if shapes is None:
+        shapes = GPU_SHAPES if any(b.name == "cupy" for b in backends) else CPU_SHAPES
+    parsed = [parse_shape(s) if isinstance(s, str) else tuple(s) for s in shapes]
+    result: dict[str, Any] = {}
+    bounds: dict[str, float] = {}
+    if any(b.name != "cupy" for b in backends):
+        bounds["cpu"] = cpu_copy_bandwidth()
+        result.update(
+            bound_bytes_per_s=bounds["cpu"], bound_method="np.copyto of 128 MiB, one core"
+        )
+    for b in backends:
+        if b.name == "cupy" and "gpu" not in bounds:
+            bounds["gpu"] = gpu_copy_bandwidth(b.xp)
+            result.update(gpu_bound_bytes_per_s=bounds["gpu"],
+                          gpu_bound_method="device-to-device copy of 1 GiB")  # fmt: skip
+    rows: list[list[dict[str, Any]]] = [[] for _ in backends]
+    for shape in parsed:  # shape by shape: each comparison shares the machine's state
+        for b, done in zip(backends, rows, strict=True):
+            row = bench_shape(shape, b, ticks, max_seconds, base)
+            if "bytes_per_s" in row:
+                bound = bounds["gpu" if b.name == "cupy" else "cpu"]
+                row["fraction"] = row["bytes_per_s"] / bound
+                row["fused_fraction"] = row["bytes_min"] / row["tick_p50_s"] / bound
+            done.append(row)
+    result["runs"] = [
+        {"backend": b.name, "backend_reason": b.reason, "shapes": done}
+        for b, done in zip(backends, rows, strict=True)
+    ]
+    if missing:
+        result["unavailable"] = missing
+    if start_times and any(b.name == "numba" for b in backends):
+        result["numba_start"] = numba_start_times()
+    return result
 
 
 def format_table(result: dict[str, Any]) -> str:
-    """The human-readable table of :func:`run`'s result."""
+    """The human-readable tables of :func:`run`'s result: one per backend, then the
+    backends side by side."""
     lines = [
-        f"backend {result['backend']} ({result['backend_reason']})",
-        f"bandwidth bound {result['bound_bytes_per_s'] / 1e9:.1f} GB/s ({result['bound_method']})",
-        "",
-        f"{'shape':>20} {'nodes':>10} {'node-steps/s':>13} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'B/step min':>11} {'B/step':>11} {'GB/s':>7} {'of bound':>8}",
+        f"bandwidth bound {result['bound_bytes_per_s'] / 1e9:.1f} GB/s ({result['bound_method']})"
     ]
-    for r in result["shapes"]:
-        if "skipped" in r:
-            lines.append(f"{r['shape']:>20} {r['nodes']:>10}  skipped: {r['skipped']}")
-            continue
-        flag = " (cache)" if r["fraction"] > 1.0 else ""
+    if "gpu_bound_bytes_per_s" in result:
         lines.append(
-            f"{r['shape']:>20} {r['nodes']:>10} {r['node_steps_per_s']:>13.3g} "
-            f"{r['tick_p50_s'] * 1e3:>8.3f} {r['tick_p99_s'] * 1e3:>8.3f} "
-            f"{r['bytes_min']:>11.3g} {r['bytes_moved']:>11.3g} "
-            f"{r['bytes_per_s'] / 1e9:>7.2f} {r['fraction']:>8.2f}{flag}"
+            f"GPU bandwidth bound {result['gpu_bound_bytes_per_s'] / 1e9:.1f} GB/s "
+            f"({result['gpu_bound_method']})"
         )
+    for run_ in result["runs"]:
+        lines += [
+            "",
+            f"backend {run_['backend']} ({run_['backend_reason']})",
+            f"{'shape':>20} {'nodes':>10} {'node-steps/s':>13} {'p50 ms':>8} {'p99 ms':>8} "
+            f"{'B/step min':>11} {'B/step':>11} {'GB/s':>7} {'of bound':>8} {'fused':>6}",
+        ]
+        for r in run_["shapes"]:
+            if "skipped" in r:
+                lines.append(f"{r['shape']:>20} {r['nodes']:>10}  skipped: {r['skipped']}")
+                continue
+            flag = " (cache)" if r["fraction"] > 1.0 else ""
+            lines.append(
+                f"{r['shape']:>20} {r['nodes']:>10} {r['node_steps_per_s']:>13.3g} "
+                f"{r['tick_p50_s'] * 1e3:>8.3f} {r['tick_p99_s'] * 1e3:>8.3f} "
+                f"{r['bytes_min']:>11.3g} {r['bytes_moved']:>11.3g} "
+                f"{r['bytes_per_s'] / 1e9:>7.2f} {r['fraction']:>8.2f} "
+                f"{r['fused_fraction']:>6.2f}{flag}"
+            )
+    if len(result["runs"]) > 1:
+        names = [r["backend"] for r in result["runs"]]
+        lines += ["", "side by side: tick p50 / p99 ms, fused fraction; speed-up over numpy (p50)"]
+        lines.append(f"{'shape':>20} " + " ".join(f"{n:>24}" for n in names) + "  speed-up")
+        by_shape = zip(*(r["shapes"] for r in result["runs"]), strict=True)
+        for rows in by_shape:
+            cells, p50 = [], {}
+            for name, r in zip(names, rows, strict=True):
+                if "skipped" in r:
+                    cells.append(f"{'skipped':>24}")
+                    continue
+                p50[name] = r["tick_p50_s"]
+                p50_ms, p99_ms = r["tick_p50_s"] * 1e3, r["tick_p99_s"] * 1e3
+                cells.append(f"{p50_ms:>9.3f} /{p99_ms:>7.3f} {r['fused_fraction']:>5.2f}")
+            ratio = " ".join(
+                f"{n} {p50['numpy'] / p50[n]:.2f}x"
+                for n in names
+                if n != "numpy" and n in p50 and "numpy" in p50
+            )
+            lines.append(f"{rows[0]['shape']:>20} " + " ".join(cells) + "  " + ratio)
+    for name, why in result.get("unavailable", {}).items():
+        lines.append(f"not benched: {name}: {why}")
+    if "numba_start" in result:
+        st = result["numba_start"]
+        lines += [
+            "",
+            f"fused CPU kernels, start to first 256x256 tick: cold {st['cold_s']:.1f} s "
+            f"(compiling), warm {st['warm_s']:.2f} s (from the on-disk cache)",
+        ]
     return "\n".join(lines)
 
 
@@ -261,9 +380,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--json", action="store_true", help="print JSON for machines")
     ap.add_argument(
         "--backend",
+        action="append",
         default=None,
-        choices=("auto", "numpy", "cupy"),
-        help="array backend (default: [physics] backend of the configuration)",
+        choices=("numpy", "numba", "cupy"),
+        help="array backend (repeat for several; default: every backend available here)",
     )
     ap.add_argument(
         "--shape", action="append", default=None, help="lattice shape, e.g. 64x64 or 6^9 (repeat)"
@@ -272,6 +392,12 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument(
         "--max-seconds", type=float, default=3.0, help="time cap per shape (default 3 s)"
     )
+    ap.add_argument(
+        "--no-start-times",
+        dest="start_times",
+        action="store_false",
+        help="skip timing the fused CPU kernels' cold and warm start (two fresh processes)",
+    )
 
 
 def run_args(cfg: Config, args: argparse.Namespace) -> int:
@@ -279,8 +405,8 @@ def run_args(cfg: Config, args: argparse.Namespace) -> int:
     backend or configuration."""
     try:
         shapes = [parse_shape(s) for s in args.shape] if args.shape else None
-        backend = args.backend or cfg.physics.backend
-        result = run(shapes, args.ticks, backend, args.max_seconds, cfg.physics)
+        result = run(shapes, args.ticks, args.backend, args.max_seconds, cfg.physics,
+                     start_times=args.start_times)  # fmt: skip
     except (ValueError, RuntimeError, EngsError) as exc:
         print(f"engs bench physics: {exc}", file=sys.stderr)
         return 2

@@ -33,7 +33,6 @@ writer) happen outside it. The physics never serves HTTP; the oracle exports its
 from __future__ import annotations
 
 import logging
-import math
 import signal
 import threading
 from types import FrameType
@@ -102,7 +101,7 @@ class PhysicsLoop:
         self.cfg = cfg
         self.region = region
         p = cfg.physics
-        self.backend = backend or select_backend(p.backend, math.prod(p.shape))
+        self.backend = backend or select_backend(p.backend, p.shape)
         log.info("backend %s: %s", self.backend.name, self.backend.reason)
         if self.backend.name == "cupy" and not region.register_with_cuda():
             log.warning("%s", region.pin_errors[-1])
@@ -264,7 +263,7 @@ class PhysicsLoop:
 def run(cfg: Config) -> int:
     """Entry point of ``engs physics``: runs until SIGTERM/SIGINT, returns 0."""
     # before the region: a lattice no backend here can run is refused with nothing created
-    backend = select_backend(cfg.physics.backend, math.prod(cfg.physics.shape))
+    backend = select_backend(cfg.physics.backend, cfg.physics.shape)
     region = open_for_service(
         cfg.instance, cfg.shm.max_areas, cfg.physics.areas, cfg.shm.lock_memory
     )

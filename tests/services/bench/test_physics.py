@@ -26,9 +26,11 @@ def test_parse_shape() -> None:
 
 def test_run_reports_every_shape_against_a_measured_bound() -> None:
     result = bench.run(["16", "8x8", "2^9", "6^9"], ticks=15, backend="numpy", max_seconds=0.5)
-    assert result["backend"] == "numpy"
-    assert result["bound_bytes_per_s"] > 0
-    rows = {r["shape"]: r for r in result["shapes"]}
+    (run,) = result["runs"]
+    assert run["backend"] == "numpy"
+    bound = result["bound_bytes_per_s"]
+    assert bound > 0
+    rows = {r["shape"]: r for r in run["shapes"]}
     assert "skipped" in rows["6x6x6x6x6x6x6x6x6"]  # GPU-only
     for name in ("16", "8x8", "2x2x2x2x2x2x2x2x2"):
         r = rows[name]
@@ -36,8 +38,40 @@ def test_run_reports_every_shape_against_a_measured_bound() -> None:
         assert r["tick_p99_s"] >= r["tick_p50_s"] > 0
         assert r["node_steps_per_s"] == pytest.approx(r["nodes"] / r["tick_mean_s"])
         assert r["bytes_moved"] >= r["bytes_min"] > 0
-        assert r["fraction"] == pytest.approx(r["bytes_per_s"] / result["bound_bytes_per_s"])
+        assert r["fraction"] == pytest.approx(r["bytes_per_s"] / bound)
+        assert r["fused_fraction"] == pytest.approx(r["bytes_min"] / r["tick_p50_s"] / bound)
     assert "of bound" in bench.format_table(result)
+
+
+def test_backends_side_by_side_on_the_same_shapes() -> None:
+    """The NumPy twin and the fused CPU kernels on the same shapes, one bound for both;
+    the side-by-side table's speed-up is the ratio of their p50s."""
+    result = bench.run(["8x8", "16x16"], ticks=12, backend=["numpy", "numba"], max_seconds=0.3)
+    numpy_run, numba_run = result["runs"]
+    assert (numpy_run["backend"], numba_run["backend"]) == ("numpy", "numba")
+    for a, b in zip(numpy_run["shapes"], numba_run["shapes"], strict=True):
+        assert a["shape"] == b["shape"] and a["bytes_min"] == b["bytes_min"]
+        assert b["bytes_moved"] == b["bytes_min"]  # fused: the minimum is what it moves
+        assert a["bytes_moved"] > b["bytes_moved"]  # the twin's ufunc passes, counted
+    table = bench.format_table(result)
+    assert "side by side" in table
+    speedup = numpy_run["shapes"][1]["tick_p50_s"] / numba_run["shapes"][1]["tick_p50_s"]
+    assert f"numba {speedup:.2f}x" in table
+
+
+def test_default_runs_every_available_backend_and_names_the_missing() -> None:
+    found, missing = bench.available_backends()
+    result = bench.run(["8x8"], ticks=10, max_seconds=0.2)
+    assert [r["backend"] for r in result["runs"]] == [b.name for b in found]
+    assert result.get("unavailable", {}) == missing
+    for name, why in missing.items():
+        assert f"not benched: {name}: {why}" in bench.format_table(result)
+
+
+def test_numba_start_times_cold_then_warm() -> None:
+    """Two fresh processes sharing a new cache: the first compiles, the second loads."""
+    st = bench.numba_start_times((8, 8))
+    assert st["cold_s"] > 0 and st["warm_s"] > 0
 
 
 def test_counted_bytes_grow_with_the_lattice() -> None:
@@ -50,8 +84,9 @@ def test_main_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
     rc = bench_main("physics", ["--json", "--backend", "numpy", "--shape", "8x8", "--ticks", "12"])
     assert rc == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["shapes"][0]["shape"] == "8x8"
-    assert math.isfinite(data["shapes"][0]["node_steps_per_s"])
+    row = data["runs"][0]["shapes"][0]
+    assert data["runs"][0]["backend"] == "numpy" and row["shape"] == "8x8"
+    assert math.isfinite(row["node_steps_per_s"]) and "numba_start" not in data
 
 
 def test_main_reports_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:

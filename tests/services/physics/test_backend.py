@@ -10,7 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from engs.services.physics.backend import CPU_FALLBACK_MAX_NODES, probe_cupy, select_backend
+from engs.services.physics.backend import (
+    CPU_FALLBACK_MAX_NODES,
+    FUSED_CPU_MIN_LINE,
+    probe_cupy,
+    select_backend,
+)
 from engs.shared.errors import NotAvailable
 
 
@@ -71,17 +76,33 @@ def test_auto_refuses_a_numpy_fallback_too_large_to_tick() -> None:
     the way to insist."""
     cp, _ = probe_cupy()
     if cp is not None:
-        assert select_backend("auto", 6**9).name == "cupy"
+        assert select_backend("auto", (6,) * 9).name == "cupy"
         return
-    assert select_backend("auto", CPU_FALLBACK_MAX_NODES).name == "numba"
+    assert select_backend("auto", (CPU_FALLBACK_MAX_NODES // 1024, 1024)).name == "numba"
     with pytest.raises(NotAvailable) as err:
-        select_backend("auto", CPU_FALLBACK_MAX_NODES + 1)
+        select_backend("auto", (CPU_FALLBACK_MAX_NODES // 1024 + 1, 1024))
     text = str(err.value)
     assert "too large for a CPU fallback" in text
     assert "`$.physics.shape`" in text and "ENGS_BACKEND=numba" in text
     # asked for explicitly, a CPU backend runs whatever the size
-    assert select_backend("numba", 6**9).name == "numba"
-    assert select_backend("numpy", 6**9).name == "numpy"
+    assert select_backend("numba", (6,) * 9).name == "numba"
+    assert select_backend("numpy", (6,) * 9).name == "numpy"
+
+
+def test_auto_keeps_short_lines_on_numpy() -> None:
+    """The fused kernels walk the lattice line by line (the last axis): below
+    FUSED_CPU_MIN_LINE nodes per line the NumPy twin is faster, and ``auto`` says so."""
+    if probe_cupy()[0] is not None:
+        pytest.skip("a GPU is usable here: auto picks it")
+    short = select_backend("auto", (8,) * 5)
+    assert short.name == "numpy"
+    assert short.reason.endswith(
+        f"numpy: the last axis has 8 nodes, fewer than the {FUSED_CPU_MIN_LINE} the fused "
+        "CPU kernels need to be faster"
+    )
+    assert select_backend("auto", (16,) * 4).name == "numba"
+    assert select_backend("auto", (4096,)).name == "numba"  # 1-D: one line
+    assert select_backend("numba", (8,) * 5).name == "numba"  # asked for: runs anyway
 
 
 def test_engs_physics_refuses_before_creating_its_region(tmp_path: Path) -> None:
