@@ -8,10 +8,12 @@
 #   CPU: --build-arg ENGS_TARGET=cpu --build-arg BASE_IMAGE=debian:bookworm-slim (or any
 #     Debian/Ubuntu image whose python3 is >= 3.11, e.g. one made by
 #     ops/images/debian-base.sh without a registry). No CuPy, no NVRTC check; the physics
-#     runs on NumPy. docker-compose.cpu.yml selects this build.
+#     runs on the fused CPU kernels (numba) or NumPy. docker-compose.cpu.yml selects this
+#     build.
 #
-# The GPU image also runs without a GPU (the physics' `auto` backend falls back to NumPy
-# and logs why); the CPU build is ~2 GB smaller and needs no NVIDIA registry.
+# The GPU image also runs without a GPU (the physics' `auto` backend falls back to the
+# fused CPU kernels or NumPy and logs why); the CPU build is ~2 GB smaller and needs no
+# NVIDIA registry.
 #
 # Behind a proxy or air-gapped (docs/deploy.md, "Behind a proxy or air-gapped"): pip takes
 # its index, links and trust from the build args below (unset unless given), e.g. the
@@ -56,12 +58,16 @@ RUN if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -m ensurepip --vers
         --no-create-home --shell /usr/sbin/nologin engs \
     && install -d -o "${ENGS_UID}" -g "${ENGS_UID}" -m 0750 /var/lib/engs /var/lib/engs/state
 
-# HOME: CuPy's kernel cache (~/.cupy). XDG_STATE_HOME: the orchestrator's checkpoints and
+# HOME: CuPy's kernel cache (~/.cupy). NUMBA_CACHE_DIR: the fused CPU kernels' machine
+# code, compiled once below for the build host's CPU; a host with another CPU compiles
+# its own there on first start (~7 s; docs/physics.md, "The fused CPU backend").
+# XDG_STATE_HOME: the orchestrator's checkpoints and
 # session logs (`$XDG_STATE_HOME/engs/<instance>`); compose mounts a named volume there,
 # and a new named volume takes this directory's owner, so the non-root user can write it.
 ENV VIRTUAL_ENV=/opt/engs \
     PATH=/opt/engs/bin:${PATH} \
     HOME=/var/lib/engs \
+    NUMBA_CACHE_DIR=/var/lib/engs/.numba \
     XDG_STATE_HOME=/var/lib/engs/state \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -92,6 +98,8 @@ RUN python3 -m venv "${VIRTUAL_ENV}" \
 
 USER ${ENGS_UID}:${ENGS_UID}
 WORKDIR /var/lib/engs
+# Compile the fused CPU kernels into NUMBA_CACHE_DIR, so a start on this CPU loads them.
+RUN python -c "from engs.services.physics.cpu_kernels import self_test; self_test()"
 
 # 7411: the signal socket (orchestrator). 9411: /metrics and /healthz (oracle).
 EXPOSE 7411 9411

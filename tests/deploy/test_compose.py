@@ -235,7 +235,7 @@ def test_the_cpu_override_builds_the_cpu_image_and_drops_the_gpu_reservation() -
     gpu = _rendered("docker-compose.yml")
     cpu = _rendered("docker-compose.yml", "docker-compose.cpu.yml")
     assert "deploy" not in cpu["services"]["physics"]
-    assert cpu["services"]["physics"]["environment"]["ENGS_BACKEND"] == "numpy"
+    assert cpu["services"]["physics"]["environment"]["ENGS_BACKEND"] == "auto"
     # The three ENGS services build and run the same CPU image (a tag of its own).
     for name in ENGS:
         svc = cpu["services"][name]

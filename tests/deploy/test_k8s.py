@@ -173,7 +173,7 @@ def test_resources_requested_and_limited_the_gpu_on_the_physics_only(name: str) 
     assert physics["resources"]["requests"]["cpu"] == physics["resources"]["limits"]["cpu"]
     assert _cpu(physics["resources"]["limits"]["cpu"]).is_integer()
     backend = env(physics).get("ENGS_BACKEND")
-    assert backend == ("numpy" if cpu_overlay else None)
+    assert backend == ("auto" if cpu_overlay else None)
 
 
 @pytest.mark.parametrize("name", KUSTOMIZATIONS)
