@@ -70,6 +70,9 @@ class DeadlineReporter:
         self._announced = False
         self._last_warn_ns: int | None = None
         self._status = DeadlineStatus.UNKNOWN
+        #: [start, end] monotonic ns of the last sampling, kept here when not None (the
+        #: loop's miss trace reads it: this thread holds the GIL while it samples)
+        self.busy: list[int] | None = None
 
     def _take(self, now: int) -> tuple[int, int, int, dict[str, tuple[int, ...]]]:
         st = read_stats(self.region, Process.PHYSICS)
@@ -151,9 +154,14 @@ class DeadlineReporter:
         """Sample every ``every_s`` until ``stop`` is set (the thread's target)."""
         if stop.wait(warmup_s):
             return
+        busy = self.busy
         while True:
+            if busy is not None:
+                busy[0] = monotonic_ns()
             report = self.sample()
             self.report(judge(report, report.t_ns), report.t_ns)
+            if busy is not None:
+                busy[1] = monotonic_ns()
             if stop.wait(every_s):
                 return
 

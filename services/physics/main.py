@@ -42,6 +42,7 @@ from engs.services.physics.backend import Backend, select_backend
 from engs.services.physics.coefficients import Coefficients
 from engs.services.physics.deadlines import DeadlineReporter
 from engs.services.physics.field import make_field
+from engs.services.physics.misses import MissTrace
 from engs.shared.clock import NS_PER_S, monotonic_ns, next_deadline, sleep_until
 from engs.shared.config import Config
 from engs.shared.heartbeat import Heartbeat
@@ -122,6 +123,7 @@ class PhysicsLoop:
         self.period_ns = round(NS_PER_S / p.tick_hz)
         self.spin_ns = int(p.spin_us * 1000)
         self.stop = _Stop()
+        self.trace = MissTrace.from_env(self.period_ns)  # ENGS_MISS_TRACE: diagnostics
 
     def run(self) -> int:
         s = self.stats
@@ -149,6 +151,8 @@ class PhysicsLoop:
         publish = self.tel_writer.publish
         period, spin = self.period_ns, self.spin_ns
         stop = self.stop
+        trace = self.trace
+        mg_every = self.cfg.physics.metric_grad_every
         scram_clear_ticks = self.cfg.physics.scram_clear_ticks
         safe_bit = int(Mode.SAFE)
 
@@ -167,6 +171,8 @@ class PhysicsLoop:
         while not stop.requested:
             lateness = sleep_until(deadline, spin)
             t0 = monotonic_ns()
+            if trace is not None:
+                trace.tick_start()
 
             # 2. the interrupt word: one load when nothing is set
             causes = 0
@@ -190,7 +196,8 @@ class PhysicsLoop:
                 hb.set_state(HeartbeatState.SAFE_MODE if safe else HeartbeatState.RUNNING)
 
             # 3. one coherent snapshot for the whole tick
-            if not read_state(state):
+            state_ok = read_state(state)
+            if not state_ok:
                 s.inc(c_stale)
             seq = int(state["seq"])
             new_state = seq not in (last_seq, 0)
@@ -216,7 +223,9 @@ class PhysicsLoop:
             coeffs.load_state(source, with_stimulus=new_state and source is state)
 
             # 4. the step, straight into the telemetry record
+            t_step = monotonic_ns()
             r = field.step(coeffs, critical=critical, out=tel)
+            t_step = monotonic_ns() - t_step
 
             # 5. non-finite field: recover now, SCRAM on our lane until it stays finite
             if r.nonfinite:
@@ -254,9 +263,14 @@ class PhysicsLoop:
             s.observe_ns(h_tick, t1 - t0)
             s.observe_ns(h_late, lateness)
 
-            deadline, missed = next_deadline(deadline, period, monotonic_ns())
+            now = monotonic_ns()
+            deadline, missed = next_deadline(deadline, period, now)
             if missed:
                 s.inc(c_miss, missed)
+                if trace is not None:
+                    overrun = now - (deadline - missed * period)
+                    trace.miss(tick, missed, tick % mg_every == 0, state_ok, t0, lateness,
+                               t_step, t1 - t0, overrun)  # fmt: skip
         return tick
 
 
@@ -284,6 +298,8 @@ def run(cfg: Config) -> int:
         ", ".join(cfg.physics.areas),
     )
     reporter = DeadlineReporter(region, cfg.physics.tick_hz)
+    if loop.trace is not None:
+        reporter.busy = loop.trace.reporter_busy
     reporting = threading.Event()
     reporter_thread = reporter.start(reporting)
     freeze_gc()
@@ -291,6 +307,9 @@ def run(cfg: Config) -> int:
         ticks = loop.run()
     finally:
         thaw_gc()
+        if loop.trace is not None:
+            loop.trace.write()
+            log.info("deadline misses traced to %s: %s", loop.trace.path, loop.trace.summary())
         reporting.set()
         reporter_thread.join(timeout=2.0)
         reporter.release()
