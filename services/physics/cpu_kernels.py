@@ -42,7 +42,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from engs.services.physics.coefficients import COL
-from engs.services.physics.fused import Executor, FusedField
+from engs.services.physics.fused import Executor, FusedField, HostSums
 from engs.services.physics.lattice import Lattice
 from engs.services.physics.reductions import NSUM, S_DG, S_GRAD2, S_KIN, S_POT, S_SHADOW, S_T, S_V
 
@@ -542,14 +542,15 @@ def segment_tables(lat: Lattice) -> SegmentTables:
                          nb_minus, n_last)  # fmt: skip
 
 
-class NumbaExecutor:
+class NumbaExecutor(HostSums):
     """:class:`~engs.services.physics.fused.Executor` running :func:`fused_tick`.
 
     ``kick_drift`` only records its arguments: the drift runs inside :func:`force`'s
     single pass (one slab ahead of the stencil), which writes the sums straight into
-    the field's reduction buffer (:meth:`register_red`)."""
+    the field's reduction buffer ``red``."""
 
-    def __init__(self, lat: Lattice) -> None:
+    def __init__(self, lat: Lattice, red: np.ndarray[Any, np.dtype[np.float64]]) -> None:
+        super().__init__(red)
         self.lat = lat
         self.walk = segment_tables(lat)
         self.coef = np.zeros((lat.n_areas, len(COL)), dtype=np.float32)
@@ -557,10 +558,6 @@ class NumbaExecutor:
         self.acc = np.zeros(N_SCRATCH, dtype=np.float64)
         self.gmax_bits = np.zeros((lat.ndim, lat.n_areas), dtype=np.uint32)
         self._kick: tuple[Any, ...] = (np.uint64(0), False, False, np.float32(0), np.float32(0))
-        self._red: np.ndarray[Any, np.dtype[np.float64]] | None = None
-
-    def register_red(self, red: np.ndarray[Any, np.dtype[np.float64]]) -> None:
-        self._red = red
 
     def upload_table(self, table: np.ndarray[Any, np.dtype[np.float32]]) -> None:
         np.copyto(self.coef, table)
@@ -576,8 +573,6 @@ class NumbaExecutor:
         self, psi: Any, pi: Any, force: Any, g: Any, g_next: Any, anchor: Any,
         half_h: float, g_min: float, g_max: float, kappa_h: float, mu_h: float,
     ) -> None:  # fmt: skip
-        if self._red is None:
-            raise RuntimeError("register_red must be called before the first tick")
         n, d = self.lat.n_nodes, self.lat.ndim
         base, noise_on, shift_on, h, hh = self._kick
         w = self.walk
@@ -587,12 +582,8 @@ class NumbaExecutor:
             anchor.reshape(d, n), self.coef, w.seg, w.slab_first, w.nb_plus, w.nb_minus,
             w.n_last, base, noise_on, shift_on, h, hh,
             np.float32(g_min), np.float32(g_max), np.float32(kappa_h), np.float32(mu_h),
-            self._red, self.scr, self.acc, self.gmax_bits,
+            self.red, self.scr, self.acc, self.gmax_bits,
         )  # fmt: skip
-
-    def download_red(self, out: np.ndarray[Any, np.dtype[np.float64]]) -> None:
-        if out is not self._red:
-            raise RuntimeError("the numba executor writes into the registered buffer only")
 
     def metric_grad(self, g: Any, out: np.ndarray[Any, np.dtype[np.float64]]) -> None:
         n, d = self.lat.n_nodes, self.lat.ndim
@@ -603,15 +594,8 @@ class NumbaExecutor:
 class NumbaField(FusedField):
     """The field on the CPU stepped by the fused numba kernels (backend ``numba``)."""
 
-    def _make_executor(self) -> Executor:
-        return NumbaExecutor(self.lattice)
-
-    def _init_backend(self) -> None:
-        super()._init_backend()
-        executor = self.executor
-        if not isinstance(executor, NumbaExecutor):
-            raise TypeError("NumbaField needs a NumbaExecutor")
-        executor.register_red(self.red)
+    def _make_executor(self, red: np.ndarray[Any, np.dtype[np.float64]]) -> Executor:
+        return NumbaExecutor(self.lattice, red)
 
 
 def self_test() -> None:

@@ -47,16 +47,30 @@ class Executor(Protocol):
     def metric_grad(self, g: Any, out: np.ndarray[Any, np.dtype[np.float64]]) -> None: ...
 
 
+class HostSums:
+    """For executors that run on the host: the kernels write their sums straight into
+    the field's reduction buffer, so ``download_red`` only checks it is that buffer."""
+
+    def __init__(self, red: np.ndarray[Any, np.dtype[np.float64]]) -> None:
+        self.red = red
+
+    def download_red(self, out: np.ndarray[Any, np.dtype[np.float64]]) -> None:
+        if out is not self.red:
+            raise RuntimeError("a host executor writes its sums into the field's buffer only")
+
+
 class FusedField(Field):
     """A field whose tick runs the fused kernels; subclasses supply the executor."""
 
-    def _make_executor(self) -> Executor:
+    def _make_executor(self, red: np.ndarray[Any, np.dtype[np.float64]]) -> Executor:
+        """The executor; ``red`` is the host buffer :meth:`Executor.download_red` fills
+        (host executors write their sums straight into it)."""
         raise NotImplementedError
 
     def _init_backend(self) -> None:
         xp, lat = self.xp, self.lattice
-        self.executor = self._make_executor()
         self.red = np.zeros(NSUM + lat.n_areas + lat.ndim * lat.n_areas, dtype=np.float64)
+        self.executor = self._make_executor(self.red)
         self._mg_sums = np.zeros(lat.n_areas, dtype=np.float64)
         self.entropy_exact = True  # the exact Σ e log e is one more term of the fused sum
         # set-up path only (refresh_force): the xp-generic Laplacian and its scratch

@@ -76,5 +76,5 @@ class CupyExecutor:
 class CudaField(FusedField):
     """The field on the GPU (backend ``cupy``)."""
 
-    def _make_executor(self) -> Executor:
+    def _make_executor(self, red: np.ndarray[Any, np.dtype[np.float64]]) -> Executor:
         return CupyExecutor(self.xp, self.lattice)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from engs.services.physics.cuda_source import host_source
-from engs.services.physics.fused import Executor, FusedField
+from engs.services.physics.fused import Executor, FusedField, HostSums
 from engs.services.physics.lattice import Lattice
 from engs.shared.errors import NotAvailable
 
@@ -62,10 +62,11 @@ def _ptr(a: np.ndarray[Any, Any]) -> ctypes.c_void_p:
     return ctypes.c_void_p(a.ctypes.data)
 
 
-class HostExecutor:
+class HostExecutor(HostSums):
     """:class:`~engs.services.physics.fused.Executor` over the host build (numpy arrays)."""
 
-    def __init__(self, lat: Lattice) -> None:
+    def __init__(self, lat: Lattice, red: np.ndarray[Any, np.dtype[np.float64]]) -> None:
+        super().__init__(red)
         self.lib = build(lat)
         self.area_of_row = np.ascontiguousarray(lat.area_of_row, dtype=np.int32)
         self.coef = np.zeros((lat.n_areas, 0), dtype=np.float32)
@@ -73,7 +74,6 @@ class HostExecutor:
         self.lib.host_kick_drift.argtypes = [vp, vp, vp, vp, vp, u64, i, i, f, f]
         self.lib.host_force.argtypes = [vp, vp, vp, vp, vp, vp, vp, vp, vp, f, f, f, f, f]
         self.lib.host_metric_grad.argtypes = [vp, vp, vp]
-        self._red: np.ndarray[Any, np.dtype[np.float64]] | None = None
 
     def upload_table(self, table: np.ndarray[Any, np.dtype[np.float32]]) -> None:
         self.coef = np.ascontiguousarray(table, dtype=np.float32)
@@ -91,21 +91,11 @@ class HostExecutor:
         self, psi: Any, pi: Any, force: Any, g: Any, g_next: Any, anchor: Any,
         half_h: float, g_min: float, g_max: float, kappa_h: float, mu_h: float,
     ) -> None:  # fmt: skip
-        if self._red is None:
-            raise RuntimeError("download_red's buffer must be registered first")
         self.lib.host_force(
             _ptr(psi), _ptr(pi), _ptr(force), _ptr(g), _ptr(g_next), _ptr(anchor),
-            _ptr(self.area_of_row), _ptr(self.coef), _ptr(self._red), half_h, g_min, g_max,
+            _ptr(self.area_of_row), _ptr(self.coef), _ptr(self.red), half_h, g_min, g_max,
             kappa_h, mu_h,
         )  # fmt: skip
-
-    def register_red(self, red: np.ndarray[Any, np.dtype[np.float64]]) -> None:
-        """The host build writes its sums straight into the field's buffer."""
-        self._red = red
-
-    def download_red(self, out: np.ndarray[Any, np.dtype[np.float64]]) -> None:
-        if out is not self._red:
-            raise RuntimeError("the host executor writes into the registered buffer only")
 
     def metric_grad(self, g: Any, out: np.ndarray[Any, np.dtype[np.float64]]) -> None:
         self.lib.host_metric_grad(_ptr(g), _ptr(self.area_of_row), _ptr(out))
@@ -114,12 +104,5 @@ class HostExecutor:
 class HostKernelField(FusedField):
     """A field stepped by the host build of the CUDA kernels (tests, verification)."""
 
-    def _make_executor(self) -> Executor:
-        return HostExecutor(self.lattice)
-
-    def _init_backend(self) -> None:
-        super()._init_backend()
-        executor = self.executor
-        if not isinstance(executor, HostExecutor):
-            raise TypeError("HostKernelField needs a HostExecutor")
-        executor.register_red(self.red)
+    def _make_executor(self, red: np.ndarray[Any, np.dtype[np.float64]]) -> Executor:
+        return HostExecutor(self.lattice, red)

@@ -4,10 +4,13 @@ the dense reference operator."""
 from __future__ import annotations
 
 import itertools
+import tracemalloc
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from engs.services.physics.coefficients import Coefficients
 from engs.services.physics.lattice import Lattice
 from engs.shared.config import PhysicsConfig
 
@@ -25,6 +28,36 @@ def random_field(shape: tuple[int, ...], seed: int, scale: float = 1.0) -> np.nd
     rng = np.random.default_rng(seed)
     z = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
     return (scale * z).astype(np.complex64)
+
+
+def assert_reports_and_recovers_nonfinite(make: Callable[[PhysicsConfig], Any]) -> None:
+    """A NaN put into Ψ is reported by the next tick, repaired by ``recover_nonfinite``
+    and gone from the tick after (the field ``make(config)`` builds, three areas)."""
+    shape = (12, 10)
+    f = make(config(shape, areas=3))
+    c = Coefficients(3)
+    psi = random_field(shape, 3)
+    psi[4, 4] = np.nan
+    f.set_state(psi=psi, coeffs=c)
+    assert f.step(c).nonfinite >= 1
+    assert f.recover_nonfinite() >= 1
+    assert f.step(c).nonfinite == 0
+
+
+class TracedAllocations:
+    """Python allocations over a block: ``peak`` and ``retained`` bytes beyond what was
+    allocated before it (tracemalloc)."""
+
+    def __enter__(self) -> TracedAllocations:
+        tracemalloc.start()
+        self.before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        current, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        self.peak, self.retained = peak - self.before, current - self.before
 
 
 def dense_minus_laplacian(lat: Lattice, g: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:

@@ -16,7 +16,6 @@ import json
 import os
 import subprocess
 import sys
-import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,12 @@ from engs.services.physics.cpu_kernels import (
 )
 from engs.services.physics.field import Field, make_field
 from engs.services.physics.lattice import Lattice
-from tests.services.physics.support import config, random_field
+from tests.services.physics.support import (
+    TracedAllocations,
+    assert_reports_and_recovers_nonfinite,
+    config,
+    random_field,
+)
 from tests.services.physics.test_kernels import assert_same_trajectory, run_pair
 
 #: One lattice per dimensionality 1 … 9; 1-D has three areas on one periodic line.
@@ -149,15 +153,11 @@ def test_tick_allocates_nothing() -> None:
     ids = [id(a) for a in (f.psi, f.pi, f.force, f.red)]
     nrt_python.memsys_enable_stats()
     nrt_before = rtsys.get_allocation_stats()
-    tracemalloc.start()
     try:
-        before = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        for _ in range(20):
-            f.step(c)
-        current, peak = tracemalloc.get_traced_memory()
+        with TracedAllocations() as py:
+            for _ in range(20):
+                f.step(c)
     finally:
-        tracemalloc.stop()
         nrt_after = rtsys.get_allocation_stats()
         nrt_python.memsys_disable_stats()
     n_args = {k: sum(isinstance(t, numba.types.Array) for t in k.signatures[0])
@@ -165,21 +165,12 @@ def test_tick_allocates_nothing() -> None:
     expected = 20 * n_args[fused_tick] + 2 * n_args[metric_grad]  # metric_grad: every 10th
     assert nrt_after.alloc - nrt_before.alloc == expected, (nrt_before, nrt_after, n_args)
     assert nrt_after.free - nrt_before.free == expected
-    assert peak - before < 64 * 1024
-    assert current - before < 16 * 1024
+    assert py.peak < 64 * 1024 and py.retained < 16 * 1024
     assert {id(a) for a in (f.psi, f.pi, f.force, f.red)} == set(ids)
 
 
 def test_fused_cpu_field_reports_and_recovers_nonfinite() -> None:
-    shape = (12, 10)
-    f = NumbaField(config(shape, areas=3))
-    c = Coefficients(3)
-    psi = random_field(shape, 3)
-    psi[4, 4] = np.nan
-    f.set_state(psi=psi, coeffs=c)
-    assert f.step(c).nonfinite >= 1
-    assert f.recover_nonfinite() >= 1
-    assert f.step(c).nonfinite == 0
+    assert_reports_and_recovers_nonfinite(NumbaField)
 
 
 def test_segment_tables_cover_every_node_once_in_area_order() -> None:

@@ -3,14 +3,12 @@ lattice, phase-coherent coefficients, and make_field's backend dispatch."""
 
 from __future__ import annotations
 
-import tracemalloc
-
 import numpy as np
 
 from engs.services.physics.backend import numpy_backend
 from engs.services.physics.coefficients import Coefficients
 from engs.services.physics.field import Field, make_field
-from tests.services.physics.support import config
+from tests.services.physics.support import TracedAllocations, config
 
 
 def test_step_allocates_nothing_proportional_to_the_lattice() -> None:
@@ -22,19 +20,13 @@ def test_step_allocates_nothing_proportional_to_the_lattice() -> None:
     for _ in range(3):
         f.step(c)
     ids = [id(a) for a in (f.psi, f.pi, f.force)]
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
+    with TracedAllocations() as py:
         for _ in range(10):
             f.step(c)
-        current, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
     # NumPy's mixed-dtype ufuncs use a fixed 64 KiB casting buffer; nothing scales
     # with N (a single lattice-sized temporary would be 1-2 MiB).
-    assert peak - before < 256 * 1024
-    assert current - before < 16 * 1024
+    assert py.peak < 256 * 1024
+    assert py.retained < 16 * 1024
     assert [id(a) for a in (f.psi, f.pi, f.force)] == ids
 
 

@@ -21,7 +21,11 @@ from engs.services.physics.cuda_source import module_source
 from engs.services.physics.field import Field, make_field
 from engs.services.physics.host_kernels import HostKernelField, compiler
 from engs.services.physics.lattice import Lattice
-from tests.services.physics.support import config, random_field
+from tests.services.physics.support import (
+    assert_reports_and_recovers_nonfinite,
+    config,
+    random_field,
+)
 
 SHAPES = [(40,), (12, 10), (6, 5, 4), (3,) * 9]
 
@@ -120,12 +124,4 @@ def test_cupy_fused_kernels_match_numpy_twin(shape: tuple[int, ...]) -> None:
 @pytest.mark.skipif(compiler() is None, reason="no C++ compiler for the host build")
 def test_fused_field_reports_and_recovers_nonfinite() -> None:
     # The non-finite path of the fused (GPU) field, run on the host build.
-    shape = (12, 10)
-    f = HostKernelField(config(shape, areas=3))
-    c = Coefficients(3)
-    psi = random_field(shape, 3)
-    psi[4, 4] = np.nan
-    f.set_state(psi=psi, coeffs=c)
-    assert f.step(c).nonfinite >= 1
-    assert f.recover_nonfinite() >= 1
-    assert f.step(c).nonfinite == 0
+    assert_reports_and_recovers_nonfinite(HostKernelField)
