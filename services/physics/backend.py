@@ -45,11 +45,13 @@ def numpy_backend(reason: str = "requested") -> Backend:
 
 
 def probe_cupy() -> tuple[ModuleType | None, str]:
-    """Import CuPy and run a tiny elementwise kernel on the default device.
+    """Import CuPy, run a tiny elementwise kernel on the default device, and compile the
+    physics' own CUDA module (for a 4×4 lattice) with its NVRTC options.
 
     Returns ``(cupy, "")`` on success, ``(None, reason)`` otherwise; never raises.
-    The kernel is compiled and launched, so a missing driver, no device, or a broken
-    NVRTC all show here rather than at the first physics tick."""
+    The kernels are compiled and one is launched, so a missing driver, no device, a
+    broken NVRTC or a source this toolkit rejects all show here — and ``auto`` falls
+    back — rather than at the first physics tick."""
     try:
         import cupy as cp  # noqa: PLC0415 - lazy: GPU backend only
     except Exception as exc:  # ImportError, or a CUDA library failing to load
@@ -65,6 +67,20 @@ def probe_cupy() -> tuple[ModuleType | None, str]:
             return None, f"GPU probe kernel returned {y!r}, expected [0, 2, 4, 6]"
     except Exception as exc:  # CUDA driver / runtime / compiler errors
         return None, f"GPU probe failed: {type(exc).__name__}: {exc}"
+    try:
+        from engs.services.physics.cuda_source import (  # noqa: PLC0415 - with cupy only
+            NVRTC_OPTIONS,
+            module_source,
+        )
+        from engs.services.physics.lattice import Lattice  # noqa: PLC0415
+
+        module = cp.RawModule(
+            code=module_source(Lattice.build((4, 4), ["probe"])), options=NVRTC_OPTIONS
+        )
+        for kernel in ("kick_drift", "force_kick_plasticity", "metric_grad"):
+            module.get_function(kernel)  # compiles the module (NVRTC) and loads it
+    except Exception as exc:  # NVRTC compile errors, a module the driver cannot load
+        return None, f"the physics' CUDA module does not compile: {type(exc).__name__}: {exc}"
     return cp, ""
 
 
