@@ -101,21 +101,14 @@ def probe_numba() -> str:
 #: which is a broken service, not a fallback.
 CPU_FALLBACK_MAX_NODES = 1 << 21
 
-#: Shortest last axis ``auto`` gives the fused CPU kernels: they walk the lattice line by
-#: line (a line is the last axis), so on short lines their vector loops hardly start and
-#: the NumPy twin, whose every call spans the whole lattice, is faster. Measured on one
-#: core (docs/benchmarks.md): 16⁴ fused 1.7 ms vs NumPy 3.0 ms; 8⁵ 3.0 vs 1.7 ms;
-#: 64×64×8 1.6 vs 1.4 ms; 3⁹ 3.2 vs 3.4 ms.
-FUSED_CPU_MIN_LINE = 16
-
 
 def select_backend(name: str, shape: Sequence[int] | None = None) -> Backend:
     """The backend for ``name`` in ``"auto" | "numpy" | "numba" | "cupy"`` and a lattice
     of ``shape`` (when given).
 
     ``auto``: CuPy when the GPU probe passes; else the fused CPU kernels when they
-    compile and the lattice's last axis has at least :data:`FUSED_CPU_MIN_LINE` nodes;
-    else NumPy — the reason of each step down kept in :attr:`Backend.reason`. Without a
+    compile; else NumPy — the reason of each step down kept in :attr:`Backend.reason`.
+    Without a
     GPU, a lattice over :data:`CPU_FALLBACK_MAX_NODES` nodes is refused with
     :class:`~engs.shared.errors.NotAvailable` naming the reason and the way to insist.
     ``cupy`` / ``numba``: that backend (any shape) or NotAvailable naming why.
@@ -142,11 +135,6 @@ def select_backend(name: str, shape: Sequence[int] | None = None) -> Backend:
             "would take far longer than its deadline); fix the GPU, shrink "
             '`$.physics.shape`, or set `$.physics.backend = "numba"` (ENGS_BACKEND=numba) '
             "to run it anyway"
-        )
-    if shape and len(shape) > 1 and shape[-1] < FUSED_CPU_MIN_LINE:
-        return numpy_backend(
-            f"auto: no usable GPU ({why}); numpy: the last axis has {shape[-1]} nodes, "
-            f"fewer than the {FUSED_CPU_MIN_LINE} the fused CPU kernels need to be faster"
         )
     why_cpu = probe_numba()
     if not why_cpu:

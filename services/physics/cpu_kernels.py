@@ -3,17 +3,19 @@
 The NumPy twin (:mod:`integrator`) runs a tick as ~60 ufunc calls, each a full pass
 over whole arrays: it moves ~14× the bytes a tick must move. Here the same arithmetic
 is one compiled loop nest (numba, LLVM, vectorised for the host CPU) that walks the
-lattice once, line by line (a *line* is the contiguous run of nodes along the last
-axis), with the half kick, noise kick, drift and shift of a slab running one slab
-(one index of axis 0) ahead of the force step, so every neighbour the stencil reads
-has already drifted and is still in cache:
+lattice once, run by run (a *run* is a contiguous stretch of nodes: a line of the last
+axis, or the last few axes together where the last is short — :func:`segment_tables`),
+with the half kick, noise kick, drift and shift of a slab running one slab (one index
+of axis 0) ahead of the force step, so every neighbour the stencil reads has already
+drifted and is still in cache:
 
     drift slab S−1, drift slab 0,
     for s in 0 … S−1:  drift slab s+1 (unless done);  force slab s
 
-The force step of a line is d passes (one per axis, each a vectorised loop over the
-line; the last axis peels its two periodic ends) accumulating L_g Ψ and the edge sums
-in a line scratch, then one pass for the force, the second half kick and the per-node
+The force step of a run is d passes (one per axis, each a vectorised loop over the
+run: neighbours in other runs at a constant offset, neighbours inside the run from a
+small table, or — for a line — the two periodic ends peeled) accumulating L_g Ψ and the
+edge sums in a run scratch, then passes for the force, the second half kick and the per-node
 sum terms, then a reduction of the scratch in float64. Per-area maxima of g' are
 integer maxima of the float bits (g' ≥ g_min > 0, and a NaN outranks every number).
 
@@ -33,6 +35,7 @@ of the CUDA source (:mod:`host_kernels`) is sequential and calls libm per node.
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import numba
@@ -322,6 +325,22 @@ def _edges_inner(psi: Any, gk: Any, gnk: Any, ck: Any, scr: Any, base: int, n: i
 
 
 @_inline
+def _edges_table(psi: Any, gk: Any, gnk: Any, ck: Any, scr: Any, base: int, n: int, tab_p: Any,
+                 tab_m: Any, eta_h: Any, lam_h: Any, kap_h: Any, mu_h: Any, gmin: Any,
+                 gmax: Any) -> Any:  # fmt: skip
+    """An axis inside a run of short axes: the ±e_k neighbour of the run's node j is its
+    node ``tab_p[j]`` / ``tab_m[j]`` (periodic wrap included; :func:`segment_tables`)."""
+    lx, ly, pot, grad2, dg = scr[_LX], scr[_LY], scr[_POT], scr[_GRAD2], scr[_DG]
+    top = numba.uint32(0)
+    ub = U(base)
+    for j in range(U(n)):
+        b = _edge(j, ub + j, ub + U(tab_p[j]), ub + U(tab_m[j]), psi, gk, gnk, ck, lx, ly, pot,
+                  grad2, dg, eta_h, lam_h, kap_h, mu_h, gmin, gmax)  # fmt: skip
+        top = max(top, b)
+    return top
+
+
+@_inline
 def _edges_last(psi: Any, gk: Any, gnk: Any, ck: Any, scr: Any, ring: int, n_ring: int,
                 start: int, m: int, eta_h: Any, lam_h: Any, kap_h: Any, mu_h: Any, gmin: Any,
                 gmax: Any) -> Any:  # fmt: skip
@@ -395,36 +414,43 @@ def _line_sums(scr: Any, n: int, acc: Any) -> None:
 
 @_inline
 def _force_segment(psi: Any, pi: Any, force: Any, g: Any, g_next: Any, anchor: Any,
-                   coef_a: Any, nb_plus: Any, nb_minus: Any, seg_k: Any, n_last: int, scr: Any,
-                   acc: Any, gmax_bits: Any, half_h: Any, gmin: Any, gmax: Any, kap_h: Any,
-                   mu_h: Any) -> None:  # fmt: skip
-    """The force step of one segment (nodes ``start … start + m − 1`` of line ``line``,
+                   coef_a: Any, nb_plus: Any, nb_minus: Any, tabs: Any, seg_k: Any,
+                   n_run: int, scr: Any, acc: Any, gmax_bits: Any, half_h: Any, gmin: Any,
+                   gmax: Any, kap_h: Any, mu_h: Any) -> None:  # fmt: skip
+    """The force step of one segment (nodes ``start … start + m − 1`` of run ``line``,
     all in one area); its sums into ``acc``, its maxima of g' into ``gmax_bits``."""
-    d = g.shape[0]
+    d, n_tab = g.shape[0], tabs.shape[0]
+    n_outer = d - max(n_tab, 1)  # axes whose neighbours are whole runs
     start, m, line = seg_k[0], seg_k[1], seg_k[2]
-    ring = line * n_last
     eta_h, lam_h = coef_a[ETA_H], coef_a[LAM_H]
     scr[:N_ACC, :m] = 0.0
-    for k in range(d - 1):  # lines are whole segments when d > 1
+    for k in range(n_outer):  # runs are whole segments when d > 1
         top = _edges_inner(psi, g[k], g_next[k], anchor[k], scr, start, m, nb_plus[line, k],
                            nb_minus[line, k], eta_h, lam_h, kap_h, mu_h, gmin, gmax)  # fmt: skip
         gmax_bits[k] = max(gmax_bits[k], top)
-    top = _edges_last(psi, g[d - 1], g_next[d - 1], anchor[d - 1], scr, ring, n_last, start, m,
-                      eta_h, lam_h, kap_h, mu_h, gmin, gmax)  # fmt: skip
-    gmax_bits[d - 1] = max(gmax_bits[d - 1], top)
+    if n_tab == 0:  # the run is one periodic line of the last axis
+        top = _edges_last(psi, g[d - 1], g_next[d - 1], anchor[d - 1], scr, line * n_run, n_run,
+                          start, m, eta_h, lam_h, kap_h, mu_h, gmin, gmax)  # fmt: skip
+        gmax_bits[d - 1] = max(gmax_bits[d - 1], top)
+    for q in range(n_tab):
+        k = n_outer + q
+        top = _edges_table(psi, g[k], g_next[k], anchor[k], scr, start, m, tabs[q, 0],
+                           tabs[q, 1], eta_h, lam_h, kap_h, mu_h, gmin, gmax)  # fmt: skip
+        gmax_bits[k] = max(gmax_bits[k], top)
     _node_terms(psi, pi, force, scr, start, m, coef_a[C2], coef_a[DAMP], coef_a[INV_S2], half_h)
     _line_sums(scr, m, acc)
 
 
 @_jit
 def fused_tick(psi: Any, pi: Any, force: Any, g: Any, g_next: Any, anchor: Any, coef: Any,
-               seg: Any, slab_first: Any, nb_plus: Any, nb_minus: Any, n_last: int,
+               seg: Any, slab_first: Any, nb_plus: Any, nb_minus: Any, tabs: Any, n_run: int,
                noise_base: Any, noise_on: bool, shift_on: bool, h: Any, half_h: Any, gmin: Any,
                gmax: Any, kap_h: Any, mu_h: Any, red: Any, scr: Any, acc: Any,
                gmax_bits: Any) -> None:  # fmt: skip
     """One tick over the whole lattice (module docstring). ``psi``, ``pi``, ``force``:
     float32 views (2N,) of the complex64 arrays; ``g``, ``g_next``, ``anchor``: float32
-    (d, N); ``seg``, ``slab_first``, ``nb_plus``, ``nb_minus``: :func:`segment_tables`.
+    (d, N); ``seg``, ``slab_first``, ``nb_plus``, ``nb_minus``, ``tabs``, ``n_run``:
+    :func:`segment_tables`.
     ``red``: float64, NSUM sums, n_areas energies, d·n_areas maxima of g' (filled)."""
     d = g.shape[0]
     n_areas = coef.shape[0]
@@ -443,8 +469,8 @@ def fused_tick(psi: Any, pi: Any, force: Any, g: Any, g_next: Any, anchor: Any, 
         for k in range(slab_first[s], slab_first[s + 1]):
             a = seg[k, 3]
             acc[:] = 0.0
-            _force_segment(psi, pi, force, g, g_next, anchor, coef[a], nb_plus, nb_minus, seg[k],
-                           n_last, scr, acc, gmax_bits[:, a], half_h, gmin, gmax, kap_h,
+            _force_segment(psi, pi, force, g, g_next, anchor, coef[a], nb_plus, nb_minus, tabs,
+                           seg[k], n_run, scr, acc, gmax_bits[:, a], half_h, gmin, gmax, kap_h,
                            mu_h)  # fmt: skip
             red[S_V] += acc[_E]
             red[S_T] += acc[_ELOG]
@@ -460,29 +486,42 @@ def fused_tick(psi: Any, pi: Any, force: Any, g: Any, g_next: Any, anchor: Any, 
 
 
 @_jit
-def metric_grad(g: Any, seg: Any, nb_plus: Any, n_last: int, scr: Any, out: Any) -> None:
+def metric_grad(g: Any, seg: Any, nb_plus: Any, tabs: Any, n_run: int, scr: Any,
+                out: Any) -> None:  # fmt: skip
     """Per-area Σ_x |∇g|(x), |∇g|² = Σ_J Σ_k (g_k(x + e_J) − g_k(x))² (the twin's order:
-    J outer, k inner), into ``out`` (float64, n_areas; zeroed here)."""
-    d = g.shape[0]
+    J outer, k inner), into ``out`` (float64, n_areas; zeroed here). The walk is
+    :func:`fused_tick`'s (:func:`segment_tables`)."""
+    d, n_tab = g.shape[0], tabs.shape[0]
+    n_outer = d - max(n_tab, 1)
     out[:] = 0.0
     acc, t = scr[0], scr[1]
     for q in range(seg.shape[0]):
         start, m, line, area = U(seg[q, 0]), U(seg[q, 1]), seg[q, 2], seg[q, 3]
-        ring_end = U(line) * U(n_last) + U(n_last)  # one past the ring's last node
-        wrap = start + m == ring_end  # the segment ends the ring: peel its last node
+        ring_end = U(line) * U(n_run) + U(n_run)  # one past the run's last node
+        wrap = start + m == ring_end  # the segment ends its ring: peel its last node
         bulk = m - U1 if wrap else m
         acc[:m] = 0.0
         for jx in range(d):
             t[:m] = 0.0
             for k in range(d):
                 gk = g[k]
-                off = U(nb_plus[line, jx]) if jx < d - 1 else start + U1
-                for j in range(bulk if jx == d - 1 else m):
-                    dd = gk[off + j] - gk[start + j]
-                    t[j] = t[j] + dd * dd
-                if jx == d - 1 and wrap:
-                    dd = gk[ring_end - U(n_last)] - gk[start + bulk]
-                    t[bulk] = t[bulk] + dd * dd
+                if jx < n_outer:
+                    off = U(nb_plus[line, jx])
+                    for j in range(m):
+                        dd = gk[off + j] - gk[start + j]
+                        t[j] = t[j] + dd * dd
+                elif n_tab == 0:  # the last axis, a periodic line
+                    for j in range(bulk):
+                        dd = gk[start + U1 + j] - gk[start + j]
+                        t[j] = t[j] + dd * dd
+                    if wrap:
+                        dd = gk[ring_end - U(n_run)] - gk[start + bulk]
+                        t[bulk] = t[bulk] + dd * dd
+                else:
+                    tab = tabs[jx - n_outer, 0]
+                    for j in range(m):
+                        dd = gk[start + U(tab[j])] - gk[start + j]
+                        t[j] = t[j] + dd * dd
             for j in range(m):
                 acc[j] = acc[j] + t[j]
         out[area] += _sqrt_sum(acc, m)
@@ -496,42 +535,64 @@ def _sqrt_sum(acc: Any, n: Any) -> Any:
     return s
 
 
+#: Shortest run of contiguous nodes the walk goes by: trailing axes are merged into one run
+#: until it is this long, so that short last axes (3⁹, 8⁵) still give long vector loops.
+MIN_RUN = 32
+
+
 class SegmentTables(NamedTuple):
     """How :func:`fused_tick` walks a lattice (:func:`segment_tables`)."""
 
-    seg: np.ndarray[Any, np.dtype[np.int64]]  # (n_seg, 4): start node, length, line, area
+    seg: np.ndarray[Any, np.dtype[np.int64]]  # (n_seg, 4): start node, length, run, area
     slab_first: np.ndarray[Any, np.dtype[np.int64]]  # first segment of each slab, + end
-    nb_plus: np.ndarray[Any, np.dtype[np.int64]]  # (n_lines, max(d-1, 1))
+    nb_plus: np.ndarray[Any, np.dtype[np.int64]]  # (n_runs, max(d - t, 1))
     nb_minus: np.ndarray[Any, np.dtype[np.int64]]
-    n_last: int
+    tabs: np.ndarray[Any, np.dtype[np.uint32]]  # (t or 0, 2, n_run): inner ± neighbours
+    n_run: int
 
 
-def segment_tables(lat: Lattice) -> SegmentTables:
-    """The walk of ``lat``: lines, segments and slabs.
+def segment_tables(lat: Lattice, min_run: int = MIN_RUN) -> SegmentTables:
+    """The walk of ``lat``: runs, segments and slabs.
 
-    A *line* is a run of ``n_last = shape[-1]`` contiguous nodes, periodic along the last
-    axis; ``nb_plus[L, k]`` / ``nb_minus[L, k]`` are the first node of the line holding
-    the +e_k / −e_k neighbours of line L's nodes (axes k < d−1, periodic). A *segment* is
-    a part of a line inside one area: the whole line when d > 1 (areas are slabs of axis
-    0), the area's range of nodes in 1-D (one line). A *slab* is one index of axis 0 —
-    the unit the drift runs ahead by; in 1-D the whole lattice is one slab."""
+    A *run* is ``n_run`` contiguous nodes spanning the last ``t`` axes, ``t`` the fewest
+    (at most d − 1) that make ``n_run >= min_run``: the last axis alone (``t = 1``, a
+    periodic line) unless it is short. ``nb_plus[R, k]`` / ``nb_minus[R, k]`` are the
+    first node of the run holding the +e_k / −e_k neighbours of run R's nodes (axes
+    k < d − t, periodic). When ``t > 1``, ``tabs[q, 0 | 1, j]`` is the node of the same
+    run that is the +/− neighbour of node j along axis d − t + q (every run alike); for
+    ``t = 1`` the kernels peel the line's two ends instead and ``tabs`` is empty. A
+    *segment* is a part of a run inside one area: the whole run when d > 1 (areas are
+    slabs of axis 0), the area's range of nodes in 1-D (one run). A *slab* is one index
+    of axis 0 — the unit the drift runs ahead by; in 1-D the whole lattice is one slab."""
     shape = lat.shape
-    d, n_last = len(shape), shape[-1]
-    n_lines = lat.n_nodes // n_last
-    nb_plus = np.zeros((n_lines, max(d - 1, 1)), dtype=np.int64)
+    d = len(shape)
+    t = 1
+    while t < d - 1 and math.prod(shape[d - t :]) < min_run:
+        t += 1
+    n_run = math.prod(shape[d - t :])
+    n_runs = lat.n_nodes // n_run
+    nb_plus = np.zeros((n_runs, max(d - t, 1)), dtype=np.int64)
     nb_minus = np.zeros_like(nb_plus)
+    tabs = np.zeros((t if t > 1 else 0, 2, n_run), dtype=np.uint32)
+    if t > 1:
+        inner = np.indices(shape[d - t :]).reshape(t, -1)
+        for q in range(t):
+            for side, sign in ((0, 1), (1, -1)):
+                c = inner.copy()
+                c[q] = (c[q] + sign) % shape[d - t + q]
+                tabs[q, side] = np.ravel_multi_index(tuple(c), shape[d - t :])
     if d > 1:
-        coords = np.indices(shape[:-1]).reshape(d - 1, -1).T
-        line_strides = np.array([s // n_last for s in lat.strides[:-1]], dtype=np.int64)
-        for k in range(d - 1):
+        coords = np.indices(shape[: d - t]).reshape(d - t, -1).T
+        run_strides = np.array([s // n_run for s in lat.strides[: d - t]], dtype=np.int64)
+        for k in range(d - t):
             for sign, dst in ((1, nb_plus), (-1, nb_minus)):
                 c = coords.copy()
                 c[:, k] = (c[:, k] + sign) % shape[k]
-                dst[:, k] = (c @ line_strides) * n_last
-        per_slab = lat.row_size // n_last
-        lines = np.arange(n_lines, dtype=np.int64)
+                dst[:, k] = (c @ run_strides) * n_run
+        per_slab = lat.row_size // n_run
+        runs = np.arange(n_runs, dtype=np.int64)
         area = np.repeat(lat.area_of_row.astype(np.int64), per_slab)
-        seg = np.stack([lines * n_last, np.full(n_lines, n_last), lines, area], axis=1)
+        seg = np.stack([runs * n_run, np.full(n_runs, n_run), runs, area], axis=1)
         slab_first = np.arange(shape[0] + 1, dtype=np.int64) * per_slab
     else:
         b = np.asarray(lat.area_bounds, dtype=np.int64)
@@ -539,7 +600,7 @@ def segment_tables(lat: Lattice) -> SegmentTables:
         seg = np.stack([b[:-1], np.diff(b), np.zeros(n_a, np.int64), np.arange(n_a)], axis=1)
         slab_first = np.array([0, n_a], dtype=np.int64)
     return SegmentTables(np.ascontiguousarray(seg, dtype=np.int64), slab_first, nb_plus,
-                         nb_minus, n_last)  # fmt: skip
+                         nb_minus, tabs, n_run)  # fmt: skip
 
 
 class NumbaExecutor(HostSums):
@@ -554,7 +615,7 @@ class NumbaExecutor(HostSums):
         self.lat = lat
         self.walk = segment_tables(lat)
         self.coef = np.zeros((lat.n_areas, len(COL)), dtype=np.float32)
-        self.scr = np.zeros((N_SCRATCH, self.walk.n_last), dtype=np.float32)
+        self.scr = np.zeros((N_SCRATCH, self.walk.n_run), dtype=np.float32)
         self.acc = np.zeros(N_SCRATCH, dtype=np.float64)
         self.gmax_bits = np.zeros((lat.ndim, lat.n_areas), dtype=np.uint32)
         self._kick: tuple[Any, ...] = (np.uint64(0), False, False, np.float32(0), np.float32(0))
@@ -580,7 +641,7 @@ class NumbaExecutor(HostSums):
             psi.reshape(n).view(np.float32), pi.reshape(n).view(np.float32),
             force.reshape(n).view(np.float32), g.reshape(d, n), g_next.reshape(d, n),
             anchor.reshape(d, n), self.coef, w.seg, w.slab_first, w.nb_plus, w.nb_minus,
-            w.n_last, base, noise_on, shift_on, h, hh,
+            w.tabs, w.n_run, base, noise_on, shift_on, h, hh,
             np.float32(g_min), np.float32(g_max), np.float32(kappa_h), np.float32(mu_h),
             self.red, self.scr, self.acc, self.gmax_bits,
         )  # fmt: skip
@@ -588,7 +649,7 @@ class NumbaExecutor(HostSums):
     def metric_grad(self, g: Any, out: np.ndarray[Any, np.dtype[np.float64]]) -> None:
         n, d = self.lat.n_nodes, self.lat.ndim
         w = self.walk
-        metric_grad(g.reshape(d, n), w.seg, w.nb_plus, w.n_last, self.scr, out)
+        metric_grad(g.reshape(d, n), w.seg, w.nb_plus, w.tabs, w.n_run, self.scr, out)
 
 
 class NumbaField(FusedField):

@@ -3,16 +3,13 @@ that says why."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from engs.services.physics.backend import (
     CPU_FALLBACK_MAX_NODES,
-    FUSED_CPU_MIN_LINE,
     probe_cupy,
     select_backend,
 )
@@ -87,40 +84,3 @@ def test_auto_refuses_a_numpy_fallback_too_large_to_tick() -> None:
     # asked for explicitly, a CPU backend runs whatever the size
     assert select_backend("numba", (6,) * 9).name == "numba"
     assert select_backend("numpy", (6,) * 9).name == "numpy"
-
-
-def test_auto_keeps_short_lines_on_numpy() -> None:
-    """The fused kernels walk the lattice line by line (the last axis): below
-    FUSED_CPU_MIN_LINE nodes per line the NumPy twin is faster, and ``auto`` says so."""
-    if probe_cupy()[0] is not None:
-        pytest.skip("a GPU is usable here: auto picks it")
-    short = select_backend("auto", (8,) * 5)
-    assert short.name == "numpy"
-    assert short.reason.endswith(
-        f"numpy: the last axis has 8 nodes, fewer than the {FUSED_CPU_MIN_LINE} the fused "
-        "CPU kernels need to be faster"
-    )
-    assert select_backend("auto", (16,) * 4).name == "numba"
-    assert select_backend("auto", (4096,)).name == "numba"  # 1-D: one line
-    assert select_backend("numba", (8,) * 5).name == "numba"  # asked for: runs anyway
-
-
-def test_engs_physics_refuses_before_creating_its_region(tmp_path: Path) -> None:
-    """The real command on this host: exit 69 (not available), the message on stderr,
-    and no shared-memory region left behind."""
-    if probe_cupy()[0] is not None:
-        pytest.skip("a GPU is usable here: the lattice would run")
-    instance = f"bigfallback-{os.getpid()}"
-    cfg = tmp_path / "big.toml"
-    cfg.write_text(f'instance = "{instance}"\n[physics]\nshape = [6, 6, 6, 6, 6, 6, 6, 6, 6]\n')
-    r = subprocess.run(
-        [sys.executable, "-m", "engs.services.cli", "physics", "--config", str(cfg)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, "ENGS_BACKEND": "auto"},
-    )
-    assert r.returncode == 69, r.stderr
-    assert "too large for a CPU fallback" in r.stderr
-    assert not [p for p in os.listdir("/dev/shm") if instance in p]

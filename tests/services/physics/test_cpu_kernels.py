@@ -47,8 +47,9 @@ from tests.services.physics.support import (
 )
 from tests.services.physics.test_kernels import assert_same_trajectory, run_pair
 
-#: One lattice per dimensionality 1 … 9; 1-D has three areas on one periodic line.
-SHAPES = [(40,), (12, 10), (6, 5, 4), (4, 3, 3, 5), *[(3,) * d for d in range(5, 10)]]
+#: One lattice per dimensionality 1 … 9 (1-D: three areas on one periodic line), with
+#: long and short last axes, so both walks (by lines, by runs with neighbour tables) run.
+SHAPES = [(40,), (12, 10), (6, 5, 40), (4, 3, 3, 5), *[(3,) * d for d in range(5, 10)]]
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
@@ -174,15 +175,32 @@ def test_fused_cpu_field_reports_and_recovers_nonfinite() -> None:
 
 
 def test_segment_tables_cover_every_node_once_in_area_order() -> None:
-    for shape, areas in (((40,), 3), ((6, 5, 4), 3), ((3,) * 9, 2), ((7, 3), 7)):
+    for shape, areas in (((40,), 3), ((6, 5, 4), 3), ((3,) * 9, 2), ((7, 3), 7), ((64, 64), 4)):
         lat = Lattice.build(shape, [f"a{i}" for i in range(areas)])
         w = segment_tables(lat)
         covered = np.zeros(lat.n_nodes, np.int64)
-        for start, n, _line, area in w.seg:
+        for start, n, _run, area in w.seg:
             covered[start : start + n] += 1
             assert (lat.area_of_node.reshape(-1)[start : start + n] == area).all()
         assert (covered == 1).all()
         assert w.slab_first[-1] == len(w.seg)
+
+
+def test_short_trailing_axes_are_walked_as_one_run_with_neighbour_tables() -> None:
+    """3⁹: the last four axes (81 nodes) make one run; along each of them the table's
+    neighbour of node j is one step from j on that axis alone, periodic."""
+    shape = (3,) * 9
+    w = segment_tables(Lattice.build(shape, ["a", "b"]))
+    t = w.tabs.shape[0]
+    assert (t, w.n_run) == (4, 81) and w.nb_plus.shape == (3**5, 5)
+    inner = np.array(np.unravel_index(np.arange(w.n_run), shape[-t:]))
+    for q in range(t):
+        for side, sign in ((0, 1), (1, -1)):
+            got = np.array(np.unravel_index(w.tabs[q, side], shape[-t:]))
+            want = inner.copy()
+            want[q] = (want[q] + sign) % 3
+            np.testing.assert_array_equal(got, want)
+    assert segment_tables(Lattice.build((64, 64), ["a"])).tabs.shape == (0, 2, 64)
 
 
 def test_self_test_passes_and_backend_is_selectable() -> None:
