@@ -8,8 +8,9 @@
 # keeps one attributed row per missed deadline (services/physics/misses.py: GC, the
 # deadline reporter holding the GIL, descheduled, page fault, slow step, torn state read,
 # other), then prints `engs status`'s deadline figures and the trace's summary. -b sets
-# ENGS_BACKEND (default auto); -p pins the physics to the last CPU and the other processes
-# to the rest (taskset), to measure what a core of its own buys. Everything goes under
+# ENGS_BACKEND (default auto); -p gives the physics the last CPU to itself ([physics]
+# cpu_affinity: the supervisor keeps the orchestrator and oracle on the others), to
+# measure what a core of its own buys. Everything goes under
 # OUT (default ./deadline-attribution-out): up.log, status.json, misses.jsonl.
 #
 # Environment: ENGS_UP (default .venv/bin/engs), OUT. Ports: free ones on 127.0.0.1.
@@ -38,16 +39,12 @@ free_port() {
     "${python}" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-launch=("${ENGS_UP}")
 if ((pin)); then
     last=$(($(nproc) - 1))
     if ((last < 1)); then
         echo "-p needs at least 2 CPUs" >&2
         exit 2
     fi
-    # Everything starts on CPUs 0..last-1; the physics then moves itself to the last
-    # one ([physics] cpu_affinity, which only the physics reads).
-    launch=(taskset -c "0-$((last - 1))" "${ENGS_UP}")
     cfg="${OUT}/pinned.toml"
     printf '[physics]\ncpu_affinity = [%d]\n' "${last}" >"${cfg}"
     set -- --config "${cfg}" "$@"
@@ -56,7 +53,7 @@ fi
 rm -f "${OUT}/misses.jsonl"
 ENGS_MISS_TRACE="${OUT}/misses.jsonl" ENGS_BACKEND="${backend}" ENGS_INSTANCE="${instance}" \
     ENGS_SIGNAL_ADDR="127.0.0.1:$(free_port)" ENGS_METRICS_ADDR="127.0.0.1:$(free_port)" \
-    "${launch[@]}" up --fresh "$@" >"${OUT}/up.log" 2>&1 &
+    "${ENGS_UP}" up --fresh "$@" >"${OUT}/up.log" 2>&1 &
 up_pid=$!
 sleep "${seconds}"
 if ! kill -0 "${up_pid}" 2>/dev/null; then

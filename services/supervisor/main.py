@@ -412,6 +412,27 @@ class Supervisor:
                 await asyncio.wait_for(self._wake.wait(), 0.1)
             self._wake.clear()
 
+    def _keep_off_the_physics_cpus(self) -> None:
+        """With ``[physics] cpu_affinity`` set, the supervisor moves itself — and so every
+        child it starts — to the other CPUs it may use; the physics then moves itself onto
+        its own (``setup_realtime``). The orchestrator and oracle never run on the
+        physics' core: their wake-ups there were the largest share of its missed
+        deadlines (docs/benchmarks.md, "Deadline misses, attributed"). Nothing happens
+        when no other CPU is left; a refusal is said, never fatal."""
+        pinned = self.cfg.physics.cpu_affinity
+        if not pinned:
+            return
+        others = os.sched_getaffinity(0) - set(pinned)
+        if not others:
+            self.say(f"physics cpu_affinity {pinned} leaves no other CPU: sharing them")
+            return
+        try:
+            os.sched_setaffinity(0, others)
+        except OSError as exc:
+            self.say(f"could not keep the other processes off CPUs {pinned}: {exc}")
+            return
+        self.say(f"physics on CPUs {sorted(pinned)}; orchestrator and oracle on {sorted(others)}")
+
     def _move_checkpoint_aside(self) -> None:
         """``--fresh``: the orchestrator starts from the built-in initial state."""
         from engs.services.orchestrator.main import state_dir  # noqa: PLC0415 - only here
@@ -446,6 +467,7 @@ class Supervisor:
             )
             if self.fresh:
                 self._move_checkpoint_aside()
+            self._keep_off_the_physics_cpus()
             for p in START_ORDER:
                 await self._start(self.children[p])
             hb.set_state(HeartbeatState.RUNNING)

@@ -87,7 +87,8 @@ class PhysicsConfig(Section, frozen=True):
     """Run the physics under SCHED_FIFO at this priority (needs CAP_SYS_NICE; a failure
     is logged and counted, never fatal). None: the normal scheduler."""
     cpu_affinity: list[Annotated[int, Meta(ge=0)]] | None = None
-    """Pin the physics to these CPUs (e.g. an isolated core). None: no pinning."""
+    """Pin the physics to these CPUs (e.g. an isolated core); under ``engs up`` the
+    orchestrator and oracle then run on the other CPUs. None: no pinning."""
     scram_clear_ticks: Annotated[int, Meta(ge=1)] = 100
     """After a non-finite field is recovered, the physics clears its own SCRAM once this
     many consecutive ticks stayed finite."""

@@ -186,3 +186,23 @@ def test_log_flags_reach_the_children() -> None:
     sup = Supervisor(cfg, None, child_args=flags)
     for child in sup.children.values():
         assert child.argv[-4:] == ["--instance", "lv", "--log-level", "debug"]
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to split")
+def test_a_pinned_physics_has_its_cpu_to_itself(instance: str, tmp_path: Path) -> None:
+    """``[physics] cpu_affinity``: the physics runs there, the orchestrator and oracle on
+    the other CPUs (the supervisor moves itself before starting them)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    mine = cpus[-1]
+    up = EngsUp(instance, tmp_path)
+    up.config.write_text(up.config.read_text() + f"cpu_affinity = [{mine}]\n")  # [physics]
+    with up:
+        up.wait_healthy()
+        others = set(cpus) - {mine}
+        assert up.has_line(f"physics on CPUs [{mine}]; orchestrator and oracle on {sorted(others)}")
+        eventually(
+            lambda: os.sched_getaffinity(up.pid("physics")) == {mine}, 10, "the physics pinned"
+        )
+        for name in ("orchestrator", "oracle"):
+            assert os.sched_getaffinity(up.pid(name)) == others, name
+        assert up.stop() == 0
