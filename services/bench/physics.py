@@ -55,7 +55,15 @@ from engs.services.physics.field import Field, make_field
 from engs.shared.config import Config, PhysicsConfig
 from engs.shared.errors import EngsError, NotAvailable
 
-CPU_SHAPES: tuple[str, ...] = ("4096", "64x64", "256x256", "32x32x32", "3x3x3x3x3x3x3x3x3")
+CPU_SHAPES: tuple[str, ...] = (
+    "4096",
+    "64x64",
+    "256x256",
+    "512x512",
+    "32x32x32",
+    "8x8x8x8x8",
+    "3x3x3x3x3x3x3x3x3",
+)
 GPU_SHAPES: tuple[str, ...] = (*CPU_SHAPES, "6x6x6x6x6x6x6x6x6")
 GPU_ONLY_NODES = 1 << 21  # a NumPy tick over more nodes than this takes seconds
 AREAS: tuple[str, ...] = ("sensory", "motor", "association", "limbic")
