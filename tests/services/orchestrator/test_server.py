@@ -647,42 +647,21 @@ def _hostile_doc() -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
-@pytest.fixture(scope="module")
-def fuzz_server() -> Iterator[ServerThread]:
-    with ServerThread(limits=Limits(rate=1e6, burst=1_000_000), cycle_hz=None) as s:
-        yield s
-
-
-@settings(
-    max_examples=150,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(
-    frames=st.lists(
-        st.one_of(
-            _hostile_doc().map(msgspec.msgpack.encode),
-            st.binary(max_size=64),
-        ),
-        min_size=1,
-        max_size=6,
-    )
-)
-def test_fuzzed_frames_get_exactly_the_local_verdict(
-    fuzz_server: ServerThread, frames: list[bytes]
-) -> None:
-    """Every framed payload gets one reply; acked signals are exactly those that
-    decode locally, with the same value; rejected ones carry msgspec's own message."""
-    s = fuzz_server
-    before = s.call(lambda: len(s.inbox))
-    r = Raw(s.port, "msgpack")
-    r.send(b"".join(_mp_frame(f) for f in frames))
-    replies = r.replies(len(frames))
-    r.close()
+def _local_verdicts(
+    decoder: msgspec.json.Decoder[Any] | msgspec.msgpack.Decoder[Any],
+    payloads: list[bytes],
+    replies: list[dict[str, Any]],
+) -> list[Any]:
+    """Check each reply against what ``decoder`` makes of its payload locally (a
+    rejection carries the decoder's own message); returns the signals that decode,
+    which the server must have queued, in order."""
     expected_signals = []
-    for payload, reply in zip(frames, replies, strict=True):
+    for payload, reply in zip(payloads, replies, strict=True):
         try:
-            msg = REQUEST_MSGPACK.decode(payload)
+            msg = decoder.decode(payload)
+        except RecursionError:
+            assert reply["error"] == "nesting too deep"
+            continue
         except msgspec.ValidationError as exc:
             assert (reply["type"], reply["reason"], reply["error"]) == (
                 "error",
@@ -695,30 +674,58 @@ def test_fuzzed_frames_get_exactly_the_local_verdict(
             continue
         if isinstance(msg, Auth | Interrupt):
             assert reply["type"] == "error"
-            continue
-        if type(msg) in SIGNAL_CLASSES:
+        elif type(msg) in SIGNAL_CLASSES:
             assert reply["type"] == "ack"
             expected_signals.append(msg)
         else:
             assert reply["type"] in ("ack", "error")
             assert reply.get("reason") in (None, "metabolic_denied", "unknown_lock")
-    queued = s.call(lambda: [x.signal for x in s.inbox.drain()])
-    assert before == 0 and queued == expected_signals
+    return expected_signals
 
 
-@settings(
+def _payloads(
+    encode: Callable[[Any], bytes], junk: st.SearchStrategy[bytes]
+) -> st.SearchStrategy[list[bytes]]:
+    """One to six payloads, each a hostile document encoded by ``encode`` or ``junk``."""
+    return st.lists(st.one_of(_hostile_doc().map(encode), junk), min_size=1, max_size=6)
+
+
+#: The fuzz tests' settings: they share the module's ``fuzz_server``.
+_FUZZ = settings(
     max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+
+
+@pytest.fixture(scope="module")
+def fuzz_server() -> Iterator[ServerThread]:
+    with ServerThread(limits=Limits(rate=1e6, burst=1_000_000), cycle_hz=None) as s:
+        yield s
+
+
+@_FUZZ
+@given(frames=_payloads(msgspec.msgpack.encode, st.binary(max_size=64)))
+def test_fuzzed_frames_get_exactly_the_local_verdict(
+    fuzz_server: ServerThread, frames: list[bytes]
+) -> None:
+    """Every framed payload gets one reply; acked signals are exactly those that
+    decode locally, with the same value; rejected ones carry msgspec's own message."""
+    s = fuzz_server
+    before = s.call(lambda: len(s.inbox))
+    r = Raw(s.port, "msgpack")
+    r.send(b"".join(_mp_frame(f) for f in frames))
+    replies = r.replies(len(frames))
+    r.close()
+    expected_signals = _local_verdicts(REQUEST_MSGPACK, frames, replies)
+    queued = s.call(lambda: [x.signal for x in s.inbox.drain()])
+    assert before == 0 and queued == expected_signals
+
+
+@_FUZZ
 @given(
-    lines=st.lists(
-        st.one_of(
-            _hostile_doc().map(msgspec.json.encode),
-            st.binary(max_size=64).map(lambda b: b.replace(b"\n", b"")),
-        ),
-        min_size=1,
-        max_size=6,
+    lines=_payloads(
+        msgspec.json.encode, st.binary(max_size=64).map(lambda b: b.replace(b"\n", b""))
     )
 )
 def test_fuzzed_json_lines_get_exactly_the_local_verdict(
@@ -733,28 +740,7 @@ def test_fuzzed_json_lines_get_exactly_the_local_verdict(
     payloads = [p for p in payloads if p]
     replies = r.replies(1 + len(payloads))[1:]
     r.close()
-    expected_signals = []
-    for payload, reply in zip(payloads, replies, strict=True):
-        try:
-            msg = REQUEST_JSON.decode(payload)
-        except RecursionError:
-            assert reply["error"] == "nesting too deep"
-            continue
-        except msgspec.ValidationError as exc:
-            assert (reply["type"], reply["reason"], reply["error"]) == (
-                "error",
-                "invalid",
-                str(exc),
-            )
-            continue
-        except msgspec.DecodeError as exc:
-            assert (reply["type"], reply["reason"], reply["error"]) == ("error", "decode", str(exc))
-            continue
-        if type(msg) in SIGNAL_CLASSES:
-            assert reply["type"] == "ack"
-            expected_signals.append(msg)
-        elif isinstance(msg, Auth | Interrupt):
-            assert reply["type"] == "error"
+    expected_signals = _local_verdicts(REQUEST_JSON, payloads, replies)
     queued = s.call(lambda: [x.signal for x in s.inbox.drain()])
     assert queued == expected_signals
 
