@@ -9,7 +9,7 @@ gradient vanishes)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -68,21 +68,44 @@ def _sample(rng: np.random.Generator, grad: np.ndarray[Any, Any], n: int) -> np.
     return np.concatenate(pick)
 
 
-def _model(graph: str, values: dict[str, Any]) -> AreaNeurochemistry:
-    """The default projection graph, or a random one with area → area edges."""
-    return make_model(values) if graph == "default" else make_synthetic(60, values)
+#: (graph, seed) of each scrambled model the gradients are checked in.
+SCRAMBLED = pytest.mark.parametrize(
+    ("graph", "seed"), [("default", 1), ("default", 2), ("synthetic", 3)]
+)
 
 
-@pytest.mark.parametrize(("graph", "seed"), [("default", 1), ("default", 2), ("synthetic", 3)])
-def test_homeostasis_module_gradient_matches_finite_differences(graph: str, seed: int) -> None:
-    m = _model(graph, {"orchestrator.areas.homeostasis.beta_sparsity": 0.3,
-                       "orchestrator.areas.homeostasis.beta_energy": 0.2})  # fmt: skip
+def _scrambled(graph: str, seed: int, values: dict[str, Any]) -> AreaNeurochemistry:
+    """The default projection graph, or a random one with area → area edges, scrambled
+    by ``seed`` and run through the forward half of a cycle (binding saturated in some
+    areas and not in others)."""
+    m = make_model(values) if graph == "default" else make_synthetic(60, values)
     scramble(m, seed)
     _cycle(m)
+    assert (~m.flows.unsat[m.n0 :]).any() and m.flows.unsat[m.n0 :].any()
+    return m
+
+
+def _agrees(
+    loss: Callable[[], float],
+    value: float,
+    seed: int,
+    groups: Iterable[tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], int]],
+) -> int:
+    """Check that ``loss`` is the analytic ``value`` and, for each (θ, gradient, n) of
+    ``groups`` in turn, the gradient at up to ``n`` coordinates sampled from ``seed``;
+    returns how many coordinates had a gradient."""
+    assert loss() == pytest.approx(value, rel=1e-12)
+    rng = np.random.default_rng(seed)
+    return sum(_check(loss, theta, grad, _sample(rng, grad, n)) for theta, grad, n in groups)
+
+
+@SCRAMBLED
+def test_homeostasis_module_gradient_matches_finite_differences(graph: str, seed: int) -> None:
+    m = _scrambled(graph, seed, {"orchestrator.areas.homeostasis.beta_sparsity": 0.3,
+                                 "orchestrator.areas.homeostasis.beta_energy": 0.2})  # fmt: skip
     held = m.hm_inputs()
     fl = m.flows
     # the scrambled state exercises every branch of the transfer
-    assert (~fl.unsat[m.n0 :]).any() and fl.unsat[m.n0 :].any()
     assert (~fl.edge_ok[m.kin.mask > 0]).any()
     assert (~fl.ok).any()
     value, dw, db, dg = m.learner.hm_gradients(held)
@@ -91,24 +114,16 @@ def test_homeostasis_module_gradient_matches_finite_differences(graph: str, seed
         _cycle(m)
         return hm_objective(m.kin, m.flows, m.mods.s, held, m.hc).value
 
-    assert loss() == pytest.approx(value, rel=1e-12)
-    rng = np.random.default_rng(seed)
-    counted = 0
-    for theta, grad in ((m.mods.w, dw), (m.mods.b, db), (m.mods.g, dg)):
-        counted += _check(loss, theta, grad, _sample(rng, grad, 40))
-    assert counted >= 80
+    groups = ((m.mods.w, dw, 40), (m.mods.b, db, 40), (m.mods.g, dg, 40))
+    assert _agrees(loss, value, seed, groups) >= 80
 
 
-@pytest.mark.parametrize(("graph", "seed"), [("default", 1), ("default", 2), ("synthetic", 3)])
+@SCRAMBLED
 def test_receptor_network_gradient_matches_finite_differences(graph: str, seed: int) -> None:
-    m = _model(graph, {"orchestrator.areas.receptors.w_energy": 0.3,
-                       "orchestrator.areas.receptors.drift": 0.05})  # fmt: skip
-    scramble(m, seed)
-    _cycle(m)
+    m = _scrambled(graph, seed, {"orchestrator.areas.receptors.w_energy": 0.3,
+                                 "orchestrator.areas.receptors.drift": 0.05})  # fmt: skip
     held = m.local_inputs()
-    fl = m.flows
-    assert (~fl.unsat[m.n0 :]).any() and fl.unsat[m.n0 :].any()
-    obj = local_objective(m.kin, fl, m.nets.y, m.nets.ymax, held, m.rc)
+    obj = local_objective(m.kin, m.flows, m.nets.y, m.nets.ymax, held, m.rc)
     value, dw, db = m.learner.receptor_gradients(obj)
 
     def loss() -> float:
@@ -116,13 +131,12 @@ def test_receptor_network_gradient_matches_finite_differences(graph: str, seed: 
         o = local_objective(m.kin, m.flows, m.nets.y, m.nets.ymax, held, m.rc)
         return o.value + m.rc.drift * m.learner.receptor_drift()[0]
 
-    assert loss() == pytest.approx(value, rel=1e-12)
-    rng = np.random.default_rng(seed)
-    counted = 0
-    for net in range(3):  # density, sensitivity, release
-        counted += _check(loss, m.nets.w[net], dw[net], _sample(rng, dw[net], 30))
-        counted += _check(loss, m.nets.b[net], db[net], _sample(rng, db[net], 15))
-    assert counted >= 120
+    groups = (
+        group
+        for net in range(3)  # density, sensitivity, release
+        for group in ((m.nets.w[net], dw[net], 30), (m.nets.b[net], db[net], 15))
+    )
+    assert _agrees(loss, value, seed, groups) >= 120
 
 
 def test_eligibility_increments_are_the_output_gradients() -> None:
