@@ -68,21 +68,26 @@ def _pace(hz: float) -> Callable[[], None]:
 # -- child processes -----------------------------------------------------------
 
 
-def _seqlock_writer(
-    instance: str, hz: float, stop: Any, ready: Any, conn: Connection, max_samples: int
+def _write_until_stopped(
+    stamp: Callable[[int], None],
+    write: Callable[[], Any],
+    hz: float,
+    stop: Any,
+    ready: Any,
+    conn: Connection,
+    max_samples: int,
 ) -> None:
-    region = Region.attach(instance, lock_memory=False)
-    w = SeqlockWriter(region, "control")
-    rec = w.new_record()
-    seq_field = rec.reshape(-1).view("u8")  # first field of the record is seq
+    """The writer loop: ``stamp(n)`` marks the payload of write ``n`` untimed, then
+    ``write()`` is timed, paced at ``hz``; when ``stop`` is set, sends (writes, the
+    first ``max_samples`` latencies in ns as bytes of an ``array("q")``) on ``conn``."""
     lat = array("q", bytes(8 * max_samples))
     pace = _pace(hz)
     n = 0
     ready.set()
     while not stop.value:
-        seq_field[0] = n
+        stamp(n)
         t0 = _pn()
-        w.publish(rec)
+        write()
         t1 = _pn()
         if n < max_samples:
             lat[n] = t1 - t0
@@ -90,6 +95,20 @@ def _seqlock_writer(
         pace()
     conn.send((n, lat[: min(n, max_samples)].tobytes()))
     conn.close()
+
+
+def _seqlock_writer(
+    instance: str, hz: float, stop: Any, ready: Any, conn: Connection, max_samples: int
+) -> None:
+    region = Region.attach(instance, lock_memory=False)
+    w = SeqlockWriter(region, "control")
+    rec = w.new_record()
+    seq_field = rec.reshape(-1).view("u8")  # first field of the record is seq
+
+    def stamp(n: int) -> None:
+        seq_field[0] = n
+
+    _write_until_stopped(stamp, lambda: w.publish(rec), hz, stop, ready, conn, max_samples)
     w.release()
 
 
@@ -99,22 +118,15 @@ def _array_writer(
     lock = arr.get_lock()
     dst = memoryview(arr.get_obj()).cast("B")
     src = bytearray(nbytes)
-    lat = array("q", bytes(8 * max_samples))
-    pace = _pace(hz)
-    n = 0
-    ready.set()
-    while not stop.value:
+
+    def stamp(n: int) -> None:
         src[0] = n & 0xFF
-        t0 = _pn()
+
+    def write() -> None:
         with lock:
             dst[:] = src
-        t1 = _pn()
-        if n < max_samples:
-            lat[n] = t1 - t0
-        n += 1
-        pace()
-    conn.send((n, lat[: min(n, max_samples)].tobytes()))
-    conn.close()
+
+    _write_until_stopped(stamp, write, hz, stop, ready, conn, max_samples)
 
 
 def _queue_echo(req: Any, resp: Any) -> None:
