@@ -36,6 +36,7 @@ from typing import Any
 from engs.shared.client_core import (
     Calls,
     ClientBase,
+    Granted,
     Id,
     Lost,
     Replies,
@@ -68,16 +69,9 @@ _RECV = 65536
 # Blocking client
 
 
-class Reservation:
+class Reservation(Granted["SignalClient"]):
     """A granted metabolic lock; as a context manager it commits on success and
     aborts on an exception (the exception propagates)."""
-
-    def __init__(self, client: SignalClient, lock: int, cost: float, task: str) -> None:
-        self.client = client
-        self.lock = lock
-        self.cost = cost
-        self.task = task
-        self.done = False
 
     def commit(self) -> Ack:
         self.done = True
@@ -277,15 +271,8 @@ def _closed_by_peer(sock: socket.socket) -> bool:
 # asyncio client
 
 
-class AsyncReservation:
+class AsyncReservation(Granted["AsyncSignalClient"]):
     """A granted metabolic lock (asyncio). ``async with`` commits or aborts."""
-
-    def __init__(self, client: AsyncSignalClient, lock: int, cost: float, task: str) -> None:
-        self.client = client
-        self.lock = lock
-        self.cost = cost
-        self.task = task
-        self.done = False
 
     async def commit(self) -> Ack:
         self.done = True

@@ -3,8 +3,9 @@
 Everything the blocking and the asyncio client share and that never touches a socket:
 their settings and error texts (:class:`ClientBase`), bytes in / replies out
 (:class:`Replies`, on the one :class:`~engs.shared.messages.FrameSplitter`), the
-convenience requests written once (:class:`Calls`), and the reading of replies
-(:func:`check_reply`). The shells in :mod:`engs.shared.client` only move bytes.
+convenience requests written once (:class:`Calls`), a granted lock (:class:`Granted`),
+and the reading of replies (:func:`check_reply`). The shells in :mod:`engs.shared.client`
+only move bytes.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from engs.shared.messages import (
 
 Id = int | str | None
 R = TypeVar("R")
+C = TypeVar("C")
 
 
 class Lost(Exception):
@@ -98,6 +100,18 @@ def with_lock(ack: Ack) -> int:
     if ack.lock is None:
         raise SignalError("the server acknowledged `reserve` without a lock")
     return ack.lock
+
+
+class Granted(Generic[C]):
+    """A granted metabolic lock, as the client ``C`` that holds it sees it: its id,
+    cost (NMU) and task, and whether it was committed or aborted (``done``)."""
+
+    def __init__(self, client: C, lock: int, cost: float, task: str) -> None:
+        self.client = client
+        self.lock = lock
+        self.cost = cost
+        self.task = task
+        self.done = False
 
 
 class Calls(Generic[R]):
