@@ -170,6 +170,15 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise _Terminated
 
 
+def _exit_status(exc: EngsError) -> int:
+    """The exit status of a command that failed with ``exc``."""
+    if isinstance(exc, ConfigError):
+        return EX_USAGE
+    if isinstance(exc, NotAvailable):
+        return EX_UNAVAILABLE
+    return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = log_level(args)
@@ -184,15 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _HANDLERS[args.command](cfg, args)
     except _Terminated:
         return EX_TERMINATED
-    except ConfigError as exc:
-        print(f"engs {args.command}: {exc}", file=sys.stderr)
-        return EX_USAGE
-    except NotAvailable as exc:
-        print(f"engs {args.command}: {exc}", file=sys.stderr)
-        return EX_UNAVAILABLE
     except EngsError as exc:
         print(f"engs {args.command}: {exc}", file=sys.stderr)
-        return 1
+        return _exit_status(exc)
     except KeyboardInterrupt:
         return EX_INTERRUPTED
 

@@ -141,10 +141,7 @@ class Snapshotter:
                 "raised_age_s": _age_s(now, self._irq.raised_at(causes)) if causes else None,
             },
             "state": {
-                "published": int(s["seq"]) > 0,
-                "fresh": state_fresh,
-                "seq": int(s["seq"]),
-                "age_s": _age_s(now, int(s["t_calc_ns"])),
+                **_record_head(s, "seq", "t_calc_ns", state_fresh, now),
                 "signal_id": int(s["signal_id"]),
                 "flags": _flags(Mode, int(s["flags"])),
                 **{k: float(s[k]) for k in _GLOBALS},
@@ -159,10 +156,7 @@ class Snapshotter:
                 },
             },
             "telemetry": {
-                "published": int(t["tick"]) > 0,
-                "fresh": tel_fresh,
-                "tick": int(t["tick"]),
-                "age_s": _age_s(now, int(t["t_ns"])),
+                **_record_head(t, "tick", "t_ns", tel_fresh, now),
                 "applied_seq": int(t["applied_seq"]),
                 "staleness_s": (
                     (int(t["applied_t_ns"]) - int(t["applied_t_calc_ns"])) / NS_PER_S
@@ -185,24 +179,23 @@ class Snapshotter:
         }
 
 
+def _record_head(rec: Any, counter: str, t_field: str, fresh: bool, now: int) -> dict[str, Any]:
+    """What a seqlock record's section starts with: whether it was ever published
+    (``counter`` past 0), whether the last read found a new publication, the counter,
+    and the record's age in s (its time ``t_field``, monotonic ns, against ``now``)."""
+    n = int(rec[counter])
+    return {"published": n > 0, "fresh": fresh, counter: n, "age_s": _age_s(now, int(rec[t_field]))}
+
+
+#: The deadline report's fields ``engs status`` shows (all None before the first report).
+_REPORT_FIELDS = (
+    "target_hz", "achieved_hz", "window_s", "ticks_window", "misses_window", "miss_ratio",
+    "tick_p99_s", "staleness_p99_s", "lateness_p99_s",
+)  # fmt: skip
+
+
 def _report_fields(r: DeadlineReport | None) -> dict[str, Any]:
-    if r is None:
-        return {
-            "target_hz": None, "achieved_hz": None, "window_s": None, "ticks_window": None,
-            "misses_window": None, "miss_ratio": None, "tick_p99_s": None,
-            "staleness_p99_s": None, "lateness_p99_s": None,
-        }  # fmt: skip
-    return {
-        "target_hz": r.target_hz,
-        "achieved_hz": r.achieved_hz,
-        "window_s": r.window_s,
-        "ticks_window": r.ticks_window,
-        "misses_window": r.misses_window,
-        "miss_ratio": r.miss_ratio,
-        "tick_p99_s": r.tick_p99_s,
-        "staleness_p99_s": r.staleness_p99_s,
-        "lateness_p99_s": r.lateness_p99_s,
-    }
+    return {k: None if r is None else getattr(r, k) for k in _REPORT_FIELDS}
 
 
 def _fmt_ms(s: float | None) -> str:
