@@ -368,6 +368,20 @@ def measure(ctx: Context, params: Params) -> Findings:
     def per_delay(fmt: str) -> str:
         return "; ".join(f"T={k}s " + fmt.format(**x) for k, x in s["per_delay"].items())
 
+    def at_every_delay(
+        id: str, statement: str, criterion: str, fmt: str, verdict: str, number: str
+    ) -> Prediction:
+        """A prediction judged at every delay: each delay's numbers shown by ``fmt``, the
+        signature's ``verdict``, and each delay's ``number`` reported."""
+        return Prediction(
+            id=id,
+            statement=statement,
+            criterion=criterion,
+            measured=per_delay(fmt) + f" ({driving_label})",
+            passed=v[verdict],
+            numbers={k: x[number] for k, x in s["per_delay"].items()},
+        )
+
     mg = s["magnitude"] or {"note": "not run: no magnitudes"}
     preds = [
         Prediction(
@@ -393,35 +407,35 @@ def measure(ctx: Context, params: Params) -> Findings:
             passed=v["transfer"],
             numbers={"per_delay": s["per_delay"]},
         ),
-        Prediction(
+        at_every_delay(
             id="rpe.no_dip_before_reward",
             statement="The learned value does not sag before a predicted reward.",
             criterion="δ summed over the 300 ms before a delivered reward, second half of "
             "training, >= -0.05 at every delay",
-            measured=per_delay("{pre_reward_sum:+.3f}") + f" ({driving_label})",
-            passed=v["no_pre_dip"],
-            numbers={k: x["pre_reward_sum"] for k, x in s["per_delay"].items()},
+            fmt="{pre_reward_sum:+.3f}",
+            verdict="no_pre_dip",
+            number="pre_reward_sum",
         ),
-        Prediction(
+        at_every_delay(
             id="rpe.omission_dip",
             statement="When a predicted reward is omitted, dopamine dips below baseline at the "
             "time it was due (Schultz et al. 1997).",
             criterion="phasic response summed from 0.1 s before to 0.3 s after the due time on "
             "omission probes <= -0.2 and below the same window in the inter-trial interval "
             "(Welch p < 0.05), at every delay",
-            measured=per_delay("{omission:.2f} vs {omission_baseline:.3f}") + f" ({driving_label})",
-            passed=v["omission_dip"],
-            numbers={k: x["omission"] for k, x in s["per_delay"].items()},
+            fmt="{omission:.2f} vs {omission_baseline:.3f}",
+            verdict="omission_dip",
+            number="omission",
         ),
-        Prediction(
+        at_every_delay(
             id="rpe.uncued_reward_kept",
             statement="Training on a cued reward leaves an uncued reward surprising: only what "
             "is predicted is cancelled.",
             criterion="after training, an uncued reward in the inter-trial interval keeps >= "
             "80 % of the naive burst, at every delay",
-            measured=per_delay("{uncued_fraction:.0%}") + f" ({driving_label})",
-            passed=v["uncued_kept"],
-            numbers={k: x["uncued_fraction"] for k, x in s["per_delay"].items()},
+            fmt="{uncued_fraction:.0%}",
+            verdict="uncued_kept",
+            number="uncued_fraction",
         ),
         Prediction(
             id="rpe.probability",
