@@ -239,21 +239,34 @@ def _round_trips(rtt: Callable[[], None], n: int) -> dict[str, Any]:
     return {"rtt": _percentiles(_time_loop(rtt, n))}
 
 
-def _bench_queue(nbytes: int, n: int) -> dict[str, Any]:
-    req, resp = _ctx.Queue(), _ctx.Queue()
-    proc = _ctx.Process(target=_queue_echo, args=(req, resp))
+def _echo_round_trips(
+    echo: Callable[..., None],
+    args: tuple[Any, ...],
+    send: Callable[[Any], Any],
+    receive: Callable[[], Any],
+    payload: bytes,
+    end: Any,
+    n: int,
+) -> dict[str, Any]:
+    """:func:`_round_trips` of ``payload`` through an ``echo(*args)`` child process:
+    ``send`` it there, ``receive`` it back; sending ``end`` stops the child."""
+    proc = _ctx.Process(target=echo, args=args)
     proc.start()
-    payload = bytes(nbytes)
 
     def rtt() -> None:
-        req.put(payload)
-        resp.get()
+        send(payload)
+        receive()
 
     try:
         return _round_trips(rtt, n)
     finally:
-        req.put(None)
+        send(end)
         proc.join(10)
+
+
+def _bench_queue(nbytes: int, n: int) -> dict[str, Any]:
+    req, resp = _ctx.Queue(), _ctx.Queue()
+    return _echo_round_trips(_queue_echo, (req, resp), req.put, resp.get, bytes(nbytes), None, n)
 
 
 def _bench_mq(nbytes: int, n: int) -> dict[str, Any]:
@@ -268,20 +281,10 @@ def _bench_mq(nbytes: int, n: int) -> dict[str, Any]:
         ]
     except (posix_ipc.Error, OSError, ValueError) as exc:
         return {"unavailable": f"{type(exc).__name__}: {exc}"}
-    proc = _ctx.Process(target=_mq_echo, args=names)
-    proc.start()
-    payload = b"\x01" * nbytes
     req, resp = queues
-
-    def rtt() -> None:
-        req.send(payload)
-        resp.receive()
-
     try:
-        return _round_trips(rtt, n)
+        return _echo_round_trips(_mq_echo, names, req.send, resp.receive, b"\x01" * nbytes, b"", n)
     finally:
-        req.send(b"")
-        proc.join(10)
         for q in queues:
             q.close()
             q.unlink()
