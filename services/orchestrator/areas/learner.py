@@ -199,7 +199,6 @@ class Learner:
         ``eff_cog``, ``beta``: this cycle's Eff_cog and its annealed weight; ``hi``: the
         areas' band tops (A, 7), for the saturation safeguard."""
         ps, kin, mods, nets, hc = self.params, self.kin, self.mods, self.nets, self.hc
-        scratch = ps._scratch  # free until ps.step() uses it
         cut = 0
         if hm_learning:
             grads = (
@@ -211,17 +210,9 @@ class Learner:
             lam = self.trace_decay
             dev = (mods.s - self.s_bar) * mods.dsdz
             self.s_bar += (1.0 - lam) * (mods.s - self.s_bar)
-            tw, tb = ps.view("mods.w", "trace"), ps.view("mods.b", "trace")
-            tb *= lam
-            tb += dev
-            tw *= lam
-            inc = scratch[ps.slices["mods.w"]].reshape(tw.shape)
-            np.multiply(dev[..., None], mods.x, out=inc)
-            tw += inc
-            if dmn_new:  # three-factor credit of the coherence gain
-                adv = hc.alpha_coherence * (float(dmn[0]) - self.baselines[0])
-                ps.grad[self.hm] -= adv * ps.trace[self.hm]  # (g has no trace: 0)
-                self.baselines[0] += BASELINE_RATE * (float(dmn[0]) - self.baselines[0])
+            self._extend_traces("mods", lam, dev, mods.x)
+            if dmn_new:  # three-factor credit of the coherence gain (g has no trace: 0)
+                self._credit(0, self.hm, hc.alpha_coherence, float(dmn[0]))
         else:
             ps.grad[self.hm] = 0.0
         if receptor_learning:
@@ -230,17 +221,9 @@ class Learner:
             lam = self.ntrace_decay
             dev = (nets.y - self.y_bar) * nets.dydz
             self.y_bar += (1.0 - lam) * (nets.y - self.y_bar)
-            tw, tb = ps.view("nets.w", "trace"), ps.view("nets.b", "trace")
-            tb *= lam
-            tb += dev
-            tw *= lam
-            inc = scratch[ps.slices["nets.w"]].reshape(tw.shape)
-            np.multiply(dev[..., None], self.ctx[None, :, None, :], out=inc)
-            tw += inc
+            self._extend_traces("nets", lam, dev, self.ctx[None, :, None, :])
             if dmn_new:  # three-factor credit of Eff_cog, weighted by the annealed β
-                adv = beta * (eff_cog - self.baselines[1])
-                ps.grad[self.net] -= adv * ps.trace[self.net]
-                self.baselines[1] += BASELINE_RATE * (eff_cog - self.baselines[1])
+                self._credit(1, self.net, beta, eff_cog)
         else:
             ps.grad[self.net] = 0.0
         if hm_learning or receptor_learning:
@@ -259,3 +242,26 @@ class Learner:
                 cut = reduce_feeding_gains(kin, mods.g, hit, n0, hc.saturation_reduce)
                 self.counters.gains_cut += cut
         return cut
+
+    def _extend_traces(self, group: str, lam: float, dev: F64Array, x: F64Array) -> None:
+        """Decay the eligibility traces of ``group``'s weights and biases by ``lam`` and
+        add this cycle's (y - ȳ) ∂y/∂θ: ``dev`` ((y - ȳ) ∂y/∂z, the biases' shape) to the
+        biases', ``dev ⊗ x`` (``x`` the inputs, broadcast to the weights' shape) to the
+        weights', formed in the parameter set's scratch (free until ``ps.step()``)."""
+        ps = self.params
+        tw, tb = ps.view(f"{group}.w", "trace"), ps.view(f"{group}.b", "trace")
+        tb *= lam
+        tb += dev
+        tw *= lam
+        inc = ps._scratch[ps.slices[f"{group}.w"]].reshape(tw.shape)
+        np.multiply(dev[..., None], x, out=inc)
+        tw += inc
+
+    def _credit(self, baseline: int, part: slice, gain: float, reported: float) -> None:
+        """Three-factor credit of a DMN report: the gradient of ``part`` of the vector
+        less ``gain`` x (``reported`` - its running baseline) x its trace; the baseline
+        (``baselines[baseline]``) then moves towards ``reported``."""
+        ps = self.params
+        adv = gain * (reported - self.baselines[baseline])
+        ps.grad[part] -= adv * ps.trace[part]
+        self.baselines[baseline] += BASELINE_RATE * (reported - self.baselines[baseline])
