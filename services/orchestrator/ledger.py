@@ -46,6 +46,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Literal
 
 import msgspec
@@ -135,21 +136,19 @@ class AtpLedger:
 
     def commit(self, lock_id: int) -> bool:
         """Spend a lock's escrow; False if the lock is unknown (expired, revoked, done)."""
-        with self._mutex:
-            lock = self._locks.pop(lock_id, None)
-            if lock is None:
-                return False
-            self._release(lock.cost_nmu)
-            self.totals.committed += lock.cost_nmu
-            return True
+        return self._close(lock_id, self._spend)
 
     def abort(self, lock_id: int) -> bool:
         """Refund a lock's escrow; False if the lock is unknown."""
+        return self._close(lock_id, self._refund)
+
+    def _close(self, lock_id: int, settle: Callable[[Lock], None]) -> bool:
+        """Forget an open lock and ``settle`` its escrow; False if the lock is unknown."""
         with self._mutex:
             lock = self._locks.pop(lock_id, None)
             if lock is None:
                 return False
-            self._refund(lock)
+            settle(lock)
             return True
 
     @property
@@ -260,6 +259,10 @@ class AtpLedger:
     def _release(self, cost: float) -> None:
         # Reset to exactly 0 when nothing is held, so float residue cannot accumulate.
         self._escrow = self._escrow - cost if self._locks else 0.0
+
+    def _spend(self, lock: Lock) -> None:
+        self._release(lock.cost_nmu)
+        self.totals.committed += lock.cost_nmu
 
     def _refund(self, lock: Lock) -> None:
         self._release(lock.cost_nmu)
