@@ -209,23 +209,9 @@ class Boredom:
         return due
 
     def state(self) -> BoredomState:
-        return BoredomState(
-            clock_s=self.clock_s,
-            rate=self.rate,
-            entropy_baseline=self.entropy_baseline,
-            last_goal_clock_s=self.last_goal_clock_s,
-            intake_rate=self.intake_rate,
-            reward_rate=self.reward_rate,
-            armed=self.armed,
-            since_goal_s=self.since_goal_s,
-        )
+        """Every attribute :class:`BoredomState` names, under the same name."""
+        return BoredomState(**{f: getattr(self, f) for f in BoredomState.__struct_fields__})
 
     def load_state(self, st: BoredomState) -> None:
-        self.clock_s = st.clock_s
-        self.rate = st.rate
-        self.entropy_baseline = st.entropy_baseline
-        self.last_goal_clock_s = st.last_goal_clock_s
-        self.intake_rate = st.intake_rate
-        self.reward_rate = st.reward_rate
-        self.armed = st.armed
-        self.since_goal_s = st.since_goal_s
+        for f in BoredomState.__struct_fields__:
+            setattr(self, f, getattr(st, f))
