@@ -9,7 +9,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import msgspec
@@ -302,28 +302,34 @@ def _send(cfg: Config, *argv: str) -> int:
     return run(cfg, p.parse_args(argv))
 
 
+def _send_each(cfg: Config, status: int, sends: Sequence[tuple[Sequence[str], str]]) -> list[str]:
+    """``engs send`` with each (argv, line) of ``sends`` in turn, each exiting with
+    ``status``; returns the lines, in order, that the sends must have printed."""
+    for argv, _ in sends:
+        assert _send(cfg, *argv) == status, argv
+    return [line for _, line in sends]
+
+
 @pytest.fixture
 def cfg(srv: ServerThread) -> Config:
     return Config(signals=SignalsConfig(addr=srv.addr))
 
 
 def test_engs_send_acks(cfg: Config, srv: ServerThread, capsys: pytest.CaptureFixture[str]) -> None:
-    assert _send(cfg, "reward", "0.7") == 0
-    assert _send(cfg, "stress", "0.3", "--id", "5") == 0
-    assert _send(cfg, "reserve", "--cost", "5", "--task", "ingest") == 0
-    assert _send(cfg, "commit", "1") == 0
     dmn = ["--coherence", "0.4", "--utility", "0.2", "--uncertainty", "0.3"]
-    assert _send(cfg, "dmn", *dmn, "--safety-penalty", "0", "--calibration-gap", "0.1") == 0
-    assert _send(cfg, "stimulus", "2.5", "--area", "sensory") == 0
-    out = capsys.readouterr().out.splitlines()
-    assert out == [
-        "ack seq=1",
-        "ack seq=2 id=5",
-        "ack seq=3 lock=1",
-        "ack seq=4",
-        "ack seq=5",
-        "ack seq=6",
-    ]
+    acks = _send_each(
+        cfg,
+        0,
+        [
+            (["reward", "0.7"], "ack seq=1"),
+            (["stress", "0.3", "--id", "5"], "ack seq=2 id=5"),
+            (["reserve", "--cost", "5", "--task", "ingest"], "ack seq=3 lock=1"),
+            (["commit", "1"], "ack seq=4"),
+            (["dmn", *dmn, "--safety-penalty", "0", "--calibration-gap", "0.1"], "ack seq=5"),
+            (["stimulus", "2.5", "--area", "sensory"], "ack seq=6"),
+        ],
+    )
+    assert capsys.readouterr().out.splitlines() == acks
     srv.wait_cycles()
     assert _send(cfg, "state", "--json") == 0
     reply = msgspec.json.decode(capsys.readouterr().out)
@@ -340,17 +346,23 @@ def test_engs_send_failures(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("ENGS_TOKEN", raising=False)
-    assert _send(cfg, "reward", "2") == 2
-    assert _send(cfg, "dmn", "--coherence", "0.4") == 2
-    assert _send(cfg, "goal_complete", "3") == 2
-    assert _send(cfg, "interrupt", "manual") == 2
-    err = capsys.readouterr().err.splitlines()
-    assert err == [
-        "engs send: Expected `float` <= 1.0 - at `$.value`",
-        "engs send: Object missing required field `utility`",
-        "engs send: `goal_complete` takes no positional value, got '3'",
-        "engs send: `interrupt` is privileged: set ENGS_TOKEN to the server's token",
-    ]
+    refused = _send_each(
+        cfg,
+        2,
+        [
+            (["reward", "2"], "engs send: Expected `float` <= 1.0 - at `$.value`"),
+            (["dmn", "--coherence", "0.4"], "engs send: Object missing required field `utility`"),
+            (
+                ["goal_complete", "3"],
+                "engs send: `goal_complete` takes no positional value, got '3'",
+            ),
+            (
+                ["interrupt", "manual"],
+                "engs send: `interrupt` is privileged: set ENGS_TOKEN to the server's token",
+            ),
+        ],
+    )
+    assert capsys.readouterr().err.splitlines() == refused
     assert _send(cfg, "commit", "99", "--id", "7") == 1
     assert capsys.readouterr().err == (
         "engs send: rejected (id 7): unknown_lock: no open lock 99 (never granted, already "
