@@ -26,6 +26,7 @@ from engs.shared.layout import Cause, HeartbeatState, Lane, Mode, Process
 from engs.shared.region import Region
 from engs.shared.seqlock import SeqlockReader
 from engs.shared.stats import read_stats
+from tests.waiting import wait_for
 
 TOKEN = "a-test-token-of-some-length"
 
@@ -37,12 +38,7 @@ def _free_port() -> int:
 
 
 def _wait(pred: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.005)
-    raise AssertionError(f"timed out waiting for {what}")
+    wait_for(pred, what, timeout, poll_s=0.005)
 
 
 @dataclass

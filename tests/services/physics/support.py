@@ -4,8 +4,12 @@ the dense reference operator."""
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 import tracemalloc
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -58,6 +62,17 @@ class TracedAllocations:
         current, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         self.peak, self.retained = peak - self.before, current - self.before
+
+
+def start_physics(instance: str, cfg: Path, **env: str) -> subprocess.Popen[str]:
+    """``engs physics`` on ``instance`` with the config file ``cfg``, none of the caller's
+    ``ENGS_*`` variables but those in ``env``; output (merged) on a pipe."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ENGS_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "engs.services.cli", "physics", "--instance", instance,
+         "--config", str(cfg)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean | env,
+    )  # fmt: skip
 
 
 def dense_minus_laplacian(lat: Lattice, g: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:

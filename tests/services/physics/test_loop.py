@@ -5,12 +5,9 @@ count after a restart, and exits cleanly on SIGTERM."""
 from __future__ import annotations
 
 import math
-import os
 import signal
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +20,8 @@ from engs.shared.layout import Cause, HeartbeatState, Lane, Mode, Process
 from engs.shared.region import Region
 from engs.shared.seqlock import SeqlockReader, SeqlockWriter
 from engs.shared.stats import read_stats
+from tests.services.physics.support import start_physics
+from tests.waiting import wait_for as _wait
 
 CONFIG = """
 [shm]
@@ -33,36 +32,11 @@ areas = ["sensory", "motor"]
 """
 
 
-def _wait(pred: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.002)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 def physics(instance: str, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Region, Path]]:
     cfg = tmp_path / "engs.toml"
     cfg.write_text(CONFIG, encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGS_")}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "engs.services.cli",
-            "physics",
-            "--instance",
-            instance,
-            "--config",
-            str(cfg),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
+    proc = start_physics(instance, cfg)
     try:
         _wait(lambda: Path(f"/dev/shm/engs-{instance}").exists(), "the region")
         region = Region.attach(instance, lock_memory=False, ready_timeout_s=10)
@@ -171,23 +145,7 @@ def test_a_restarted_physics_continues_the_tick_count(
     assert proc.wait(timeout=10) == 0
     reader.read_latest(tel)
     last = int(tel["tick"])
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGS_")}
-    again = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "engs.services.cli",
-            "physics",
-            "--instance",
-            region.instance,
-            "--config",
-            str(cfg),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
+    again = start_physics(region.instance, cfg)
     try:
         _wait(lambda: reader.read_latest(tel) and int(tel["tick"]) > last + 5, "more ticks")
         assert read_heartbeats(region)[Process.PHYSICS].pid == again.pid

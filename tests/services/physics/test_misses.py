@@ -4,16 +4,14 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from engs.services.physics.misses import CAUSES, MISS_DTYPE, MissTrace, attribute
+from tests.services.physics.support import start_physics
 
 PERIOD = 1_000_000
 
@@ -63,13 +61,7 @@ def test_a_physics_too_slow_for_its_rate_attributes_its_misses(
         encoding="utf-8",
     )
     out = tmp_path / "misses.jsonl"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGS_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "engs.services.cli", "physics", "--instance", instance,
-         "--config", str(cfg)],
-        env={**env, "ENGS_MISS_TRACE": str(out)}, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    proc = start_physics(instance, cfg, ENGS_MISS_TRACE=str(out))
     try:
         time.sleep(4.0)
     finally:
