@@ -1,11 +1,13 @@
 """Deadline-miss attribution: why each missed 1 kHz deadline was missed (diagnostics).
 
 Off unless ``ENGS_MISS_TRACE`` names a file. Then the loop takes the thread's resource
-usage at the start of every tick (one ``getrusage(RUSAGE_THREAD)``, ~1 µs) and, for each
+usage at the start of every tick (``getrusage(RUSAGE_THREAD)`` and the run-queue wait of
+``/proc/thread-self/schedstat``, ~2 µs together) and, for each
 tick after which a deadline was missed, keeps one row in a preallocated array: how late
 the tick woke, how long its step and whole body took, the involuntary and voluntary
 context switches and page faults during it, garbage collections, whether the state read
-had to give up on a torn snapshot, and how much of the tick overlapped the deadline
+had to give up on a torn snapshot, how long the thread waited runnable on the run queue,
+and how much of the tick overlapped the deadline
 reporter's sampling (a thread of the physics process, which holds the GIL while it
 runs). At exit the rows are written as JSON lines, each with its attributed cause
 (:func:`attribute`), followed by one summary line. ``ops/deadline-attribution.sh`` runs
@@ -41,6 +43,7 @@ MISS_DTYPE = np.dtype(
         ("minflt", "<i8"),
         ("majflt", "<i8"),
         ("gc", "<i8"),  # garbage collections during the tick
+        ("runq_ns", "<i8"),  # waited runnable on this CPU's run queue, last tick start → now
         ("reporter_ns", "<i8"),  # overlap with the deadline reporter's sampling
     ]
 )
@@ -49,6 +52,7 @@ CAUSES = (
     "gc",
     "deadline reporter (GIL)",
     "descheduled",
+    "host (vCPU not running)",
     "page fault",
     "slow step",
     "torn state read",
@@ -61,8 +65,12 @@ def attribute(row: Any, period_ns: int) -> str:
 
     * ``gc``: a garbage collection ran during the tick;
     * ``deadline reporter (GIL)``: the reporter thread was sampling during the tick;
-    * ``descheduled``: the kernel took the CPU away (an involuntary context switch during
-      the tick), or the tick woke more than half a period late (another process ran);
+    * ``descheduled``: another task of this machine held the CPU — an involuntary context
+      switch during the tick, or a wake-up more than half a period late of which at
+      least half was spent waiting on the run queue (``/proc/thread-self/schedstat``);
+    * ``host (vCPU not running)``: a late wake-up the run queue does not explain — the
+      kernel had nothing else to run, so the virtual CPU itself was not running (the
+      hypervisor's steal, or its wake-up latency);
     * ``page fault``: a major fault, or minor faults (first touch of memory);
     * ``slow step``: the step itself took over 80 % of the period, with no switch;
     * ``torn state read``: the control-state read gave up on torn snapshots;
@@ -72,8 +80,11 @@ def attribute(row: Any, period_ns: int) -> str:
         return "gc"
     if row["reporter_ns"] > 0:
         return "deadline reporter (GIL)"
-    if row["nivcsw"] > 0 or row["lateness_ns"] > period_ns // 2:
+    if row["nivcsw"] > 0:
         return "descheduled"
+    if row["lateness_ns"] > period_ns // 2:
+        waited = row["runq_ns"] >= min(row["lateness_ns"], period_ns) // 2
+        return "descheduled" if waited else "host (vCPU not running)"
     if row["majflt"] > 0 or row["minflt"] > 0:
         return "page fault"
     if row["step_ns"] > 0.8 * period_ns:
@@ -96,6 +107,9 @@ class MissTrace:
         self._ru: Any = None
         self._gc_runs = 0
         self.reporter_busy: list[int] = [0, 0]  # start, end ns of its last sampling
+        # this (the loop's) thread's schedstat: ns on CPU, ns waiting on a run queue, ...
+        self._schedstat = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+        self._runq = self._runq_prev = self._read_runq()
         gc.callbacks.append(self._on_gc)
 
     @classmethod
@@ -107,7 +121,11 @@ class MissTrace:
         if phase == "start":
             self._gc_runs += 1
 
+    def _read_runq(self) -> int:
+        return int(os.pread(self._schedstat, 96, 0).split()[1])
+
     def tick_start(self) -> None:
+        self._runq_prev, self._runq = self._runq, self._read_runq()
         self._ru = resource.getrusage(resource.RUSAGE_THREAD)
         self._gc0 = self._gc_runs
         self.ticks += 1
@@ -130,7 +148,7 @@ class MissTrace:
             tick, missed, metric_tick, state_ok, lateness, step_ns, body_ns, overrun_ns,
             ru.ru_nivcsw - ru0.ru_nivcsw, ru.ru_nvcsw - ru0.ru_nvcsw,
             ru.ru_minflt - ru0.ru_minflt, ru.ru_majflt - ru0.ru_majflt,
-            self._gc_runs - self._gc0, overlap,
+            self._gc_runs - self._gc0, self._read_runq() - self._runq_prev, overlap,
         )  # fmt: skip
         self.n += 1
 
@@ -150,6 +168,7 @@ class MissTrace:
     def write(self) -> None:
         """Every row as a JSON line with its cause, then the summary line."""
         gc.callbacks.remove(self._on_gc)
+        os.close(self._schedstat)
         with self.path.open("w", encoding="utf-8") as out:
             for r in self.rows[: self.n]:
                 row = {name: r[name].item() for name in MISS_DTYPE.names or ()}
