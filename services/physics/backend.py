@@ -108,8 +108,7 @@ def select_backend(name: str, shape: Sequence[int] | None = None) -> Backend:
 
     ``auto``: CuPy when the GPU probe passes; else the fused CPU kernels when they
     compile; else NumPy — the reason of each step down kept in :attr:`Backend.reason`.
-    Without a
-    GPU, a lattice over :data:`CPU_FALLBACK_MAX_NODES` nodes is refused with
+    Without a GPU, a lattice over :data:`CPU_FALLBACK_MAX_NODES` nodes is refused with
     :class:`~engs.shared.errors.NotAvailable` naming the reason and the way to insist.
     ``cupy`` / ``numba``: that backend (any shape) or NotAvailable naming why.
     """

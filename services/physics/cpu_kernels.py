@@ -619,6 +619,19 @@ class NumbaExecutor(HostSums):
         self.acc = np.zeros(N_SCRATCH, dtype=np.float64)
         self.gmax_bits = np.zeros((lat.ndim, lat.n_areas), dtype=np.uint32)
         self._kick: tuple[Any, ...] = (np.uint64(0), False, False, np.float32(0), np.float32(0))
+        # the flat float32 / (d, N) views of the field's arrays, made once: the field keeps
+        # its arrays for life (g and g_next swap), so a tick makes no view objects
+        self._views: dict[int, tuple[Any, Any]] = {}
+
+    def _flat(self, a: Any) -> Any:
+        """``a`` as the kernels take it: complex64 (*shape) → float32 (2N,); float32
+        (d, *shape) → (d, N). Cached per array (keyed by identity, the array kept)."""
+        hit = self._views.get(id(a))
+        if hit is None or hit[0] is not a:
+            n = self.lat.n_nodes
+            view = a.reshape(n).view(np.float32) if a.dtype == np.complex64 else a.reshape(-1, n)
+            hit = self._views[id(a)] = (a, view)
+        return hit[1]
 
     def upload_table(self, table: np.ndarray[Any, np.dtype[np.float32]]) -> None:
         np.copyto(self.coef, table)
@@ -634,22 +647,19 @@ class NumbaExecutor(HostSums):
         self, psi: Any, pi: Any, force: Any, g: Any, g_next: Any, anchor: Any,
         half_h: float, g_min: float, g_max: float, kappa_h: float, mu_h: float,
     ) -> None:  # fmt: skip
-        n, d = self.lat.n_nodes, self.lat.ndim
         base, noise_on, shift_on, h, hh = self._kick
-        w = self.walk
+        w, flat = self.walk, self._flat
         fused_tick(
-            psi.reshape(n).view(np.float32), pi.reshape(n).view(np.float32),
-            force.reshape(n).view(np.float32), g.reshape(d, n), g_next.reshape(d, n),
-            anchor.reshape(d, n), self.coef, w.seg, w.slab_first, w.nb_plus, w.nb_minus,
+            flat(psi), flat(pi), flat(force), flat(g), flat(g_next), flat(anchor),
+            self.coef, w.seg, w.slab_first, w.nb_plus, w.nb_minus,
             w.tabs, w.n_run, base, noise_on, shift_on, h, hh,
             np.float32(g_min), np.float32(g_max), np.float32(kappa_h), np.float32(mu_h),
             self.red, self.scr, self.acc, self.gmax_bits,
         )  # fmt: skip
 
     def metric_grad(self, g: Any, out: np.ndarray[Any, np.dtype[np.float64]]) -> None:
-        n, d = self.lat.n_nodes, self.lat.ndim
         w = self.walk
-        metric_grad(g.reshape(d, n), w.seg, w.nb_plus, w.tabs, w.n_run, self.scr, out)
+        metric_grad(self._flat(g), w.seg, w.nb_plus, w.tabs, w.n_run, self.scr, out)
 
 
 class NumbaField(FusedField):

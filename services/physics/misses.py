@@ -2,16 +2,16 @@
 
 Off unless ``ENGS_MISS_TRACE`` names a file. Then the loop takes the thread's resource
 usage at the start of every tick (``getrusage(RUSAGE_THREAD)`` and the run-queue wait of
-``/proc/thread-self/schedstat``, ~2 µs together) and, for each
-tick after which a deadline was missed, keeps one row in a preallocated array: how late
-the tick woke, how long its step and whole body took, the involuntary and voluntary
-context switches and page faults during it, garbage collections, whether the state read
-had to give up on a torn snapshot, how long the thread waited runnable on the run queue,
-and how much of the tick overlapped the deadline
-reporter's sampling (a thread of the physics process, which holds the GIL while it
-runs). At exit the rows are written as JSON lines, each with its attributed cause
-(:func:`attribute`), followed by one summary line. ``ops/deadline-attribution.sh`` runs
-``engs up`` with it and prints the summary; docs/benchmarks.md records what it found.
+``/proc/thread-self/schedstat``, ~2 µs together) and, for each tick after which a
+deadline was missed, keeps one row in a preallocated array: how late the tick woke, how
+long its step and whole body took, the involuntary and voluntary context switches and
+page faults during it, garbage collections, whether the state read had to give up on a
+torn snapshot, how long the thread waited runnable on the run queue, and how much of
+the tick overlapped the deadline reporter's sampling (a thread of the physics process,
+which holds the GIL while it runs). At exit the rows are written as JSON lines, each
+with its attributed cause (:func:`attribute`), followed by one summary line.
+``ops/deadline-attribution.sh`` runs ``engs up`` with it and prints the summary;
+docs/benchmarks.md records what it found.
 """
 
 from __future__ import annotations

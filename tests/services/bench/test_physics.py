@@ -115,3 +115,13 @@ def test_the_configuration_reaches_every_shape(monkeypatch: pytest.MonkeyPatch) 
         ([8, 8], 0.25, 0.0),
         ([4, 4, 4], 0.25, 0.0),
     ]
+
+
+def test_table_without_a_cpu_bound() -> None:
+    """A CuPy-only run has no CPU copy bound: the table says the GPU's alone."""
+    result = bench.run(["8x8"], ticks=10, backend="numpy", max_seconds=0.2)
+    bound = result.pop("bound_bytes_per_s")
+    del result["bound_method"]
+    result.update(gpu_bound_bytes_per_s=bound, gpu_bound_method="device-to-device copy")
+    table = bench.format_table(result)
+    assert table.startswith("GPU bandwidth bound") and "\nbandwidth bound" not in table
