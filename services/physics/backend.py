@@ -69,6 +69,7 @@ def probe_cupy() -> tuple[ModuleType | None, str]:
         return None, f"GPU probe failed: {type(exc).__name__}: {exc}"
     try:
         from engs.services.physics.cuda_source import (  # noqa: PLC0415 - with cupy only
+            KERNEL_NAMES,
             NVRTC_OPTIONS,
             module_source,
         )
@@ -77,7 +78,7 @@ def probe_cupy() -> tuple[ModuleType | None, str]:
         module = cp.RawModule(
             code=module_source(Lattice.build((4, 4), ["probe"])), options=NVRTC_OPTIONS
         )
-        for kernel in ("kick_drift", "force_kick_plasticity", "metric_grad"):
+        for kernel in KERNEL_NAMES:
             module.get_function(kernel)  # compiles the module (NVRTC) and loads it
     except Exception as exc:  # NVRTC compile errors, a module the driver cannot load
         return None, f"the physics' CUDA module does not compile: {type(exc).__name__}: {exc}"

@@ -1,36 +1,66 @@
 """CUDA source of the fused tick kernels, and its twin build for the CPU.
 
-Three kernels per lattice (CuPy ``RawModule``, compiled by NVRTC once per shape):
+Kernels per lattice (CuPy ``RawModule``, compiled by NVRTC once per shape):
 
-``kick_drift``             half kick (damping, force), noise kick, drift, shift;
-                           also zeroes the reduction buffer for the next kernel.
+``kick_drift``             half kick (damping, force), noise kick, drift, shift.
 ``force_kick_plasticity``  the 2d-neighbour stencil: F = v² L_g Ψ, the second half
                            kick, the Hebbian update of the node's d edges into g' (and of their
-                           consolidated metric c, in place),
-                           and every per-tick sum (V, Σ e log₂ e, kinetic, shadow,
-                           potential, Σ|∇Ψ|², Σ|Δg|, per-area V, per-area max g_k),
-                           block-reduced and accumulated with one atomic per block.
-``metric_grad``            per-area Σ |∇g| (every ``metric_grad_every`` ticks).
+                           consolidated metric c, in place), and every per-tick sum (V,
+                           Σ e log₂ e, kinetic, shadow, potential, Σ|∇Ψ|², Σ|Δg|) with the
+                           per-axis maxima of g'. One block per **chunk** (below): its
+                           threads walk the chunk, reduce once, and write one partial row.
+``finish_sums``            one block: the partial rows reduced per area, in area order,
+                           into the reduction buffer (per-area V and max g'_k, the totals).
+``metric_grad``            Σ |∇g| of a range of chunks into their partial rows;
+``metric_finish``          one block: those rows reduced per area.
 
-So a tick is two launches, one 32·n_areas-byte table upload and one download of
-7 + n_areas·(d + 1) doubles. The per-node arithmetic lives in ``DEVICE`` functions shared by the
-kernels and by a host harness: :func:`host_source` compiles the *same text* as C++
-for the CPU (``DEVICE`` = ``static inline``, ``float2`` a plain struct), which is how
-the tests run this source on a machine without a GPU and compare it with the NumPy
-twin (:mod:`integrator`) node for node. Only the block reductions and atomics are
-GPU-only; they are checked by the ``gpu``-marked tests.
+**Chunks.** Areas are contiguous node ranges (lattice.py), so each area is cut into
+chunks of ``chunks(lat).length`` nodes (the last one shorter): a chunk lies in one area,
+its block knows the area once, and a block's sums go to its own partial row — no
+atomics, and the reduction order is fixed, so the sums are the same bit for bit from run
+to run. Per-axis maxima of g' are unsigned maxima of the float bits (g' ≥ g_min > 0:
+positive floats order like their bit patterns; a NaN's pattern, of either sign, is above
++inf's, so a NaN wins, like ``np.max``). The chunk length grows with the lattice so a
+large one is cut into about :data:`MIN_BLOCKS` blocks (several waves of resident blocks on
+any current GPU, so the last wave's tail is small) with at most
+:data:`MAX_NODES_PER_THREAD` nodes per thread.
 
-The operation order of every per-node expression is the NumPy twin's, and the code is
-compiled without FMA contraction (``--fmad=false`` / ``-ffp-contract=off``), so the
-elementwise parts agree bit for bit (up to the last-ulp differences of logf, sinf,
-cosf, log2f between CUDA, glibc and NumPy's SIMD loops).
+**The metric gradient, sliced.** ``metric_grad`` takes a chunk range, so the GPU backend
+measures one slice of the chunks per tick and publishes the sum every
+``metric_grad_every`` ticks (:class:`engs.services.physics.fused.FusedField`) instead
+of running the whole reduction inside one tick.
+
+So a tick is three launches (four with a metric slice), one 32·n_areas-byte table upload
+and one download of 7 + n_areas·(d + 1) doubles. The per-node and per-thread arithmetic
+lives in ``DEVICE`` functions shared by the kernels and by a host harness:
+:func:`host_source` compiles the *same text* as C++ for the CPU (``DEVICE`` =
+``static inline``, ``float2`` a plain struct) and runs each block's threads one after
+another, with the block reductions as plain sums in thread order. That is how the tests
+run this source — chunking, partial rows and the finishing reduction included — on a
+machine without a GPU and compare it with the NumPy twin (:mod:`integrator`) node for
+node. Only the warp-shuffle block reductions are GPU-only; they are checked by the
+``gpu``-marked tests, and the whole module is compiled by NVRTC and ptxas without a GPU
+(:mod:`cuda_check`).
+
+**Two builds.** The parity build (:data:`NVRTC_PARITY_OPTIONS`, and ``-ffp-contract=off``
+on the host) keeps the operation order of every per-node expression the NumPy twin's and
+contracts nothing into FMA, so the elementwise parts agree bit for bit (up to the
+last-ulp differences of logf, sincosf, log2f between CUDA, glibc and NumPy's SIMD loops,
+and subnormals, which NVRTC's build may flush to zero). The production build
+(:data:`NVRTC_OPTIONS`) lets the compiler fuse multiply-adds: one rounding fewer per
+fused pair, so a trajectory drifts from the twin's by a few float32 ulps per tick
+(docs/physics.md §7 states the measured tolerance).
 
 Geometry and layout constants are compile-time macros generated from the lattice
 (:func:`prelude`); the per-axis stencil is unrolled by an X-macro, so every index
-division is by a constant.
+division is by a constant, and index and offset arithmetic is 32-bit whenever
+d · nodes < 2³¹ (6⁹ included).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -40,16 +70,78 @@ from engs.services.physics.reductions import NSUM
 
 BLOCK = 256
 
-#: NVRTC options: C++17, no FMA contraction (see the module docstring).
-NVRTC_OPTIONS: tuple[str, ...] = ("--std=c++17", "--fmad=false")
+#: Resident force blocks per SM the compiler must allow (``__launch_bounds__``).
+#: Registers limit the force kernel's occupancy: left alone, ptxas (sm_90) gives it
+#: 80–114 registers (2 blocks of 256 per SM). Four blocks cap it at 64 registers with no
+#: spill at any dimensionality in either build; five (48 registers) spill from 7-D on,
+#: and in the parity build already at 2-D. tests/services/physics/test_kernels.py checks
+#: it with ptxas.
+FORCE_MIN_BLOCKS = 4
+
+#: A large lattice is cut into about this many chunks (one block each).
+MIN_BLOCKS = 4096
+
+#: At most this many nodes per thread in a chunk (chunk length ≤ BLOCK times this).
+MAX_NODES_PER_THREAD = 16
+
+#: NVRTC options of the production build: C++17, multiply-adds fused.
+NVRTC_OPTIONS: tuple[str, ...] = ("--std=c++17", "--fmad=true")
+
+#: NVRTC options of the parity build: no FMA contraction (see the module docstring).
+NVRTC_PARITY_OPTIONS: tuple[str, ...] = ("--std=c++17", "--fmad=false")
 
 _SUM_NAMES = ("S_V", "S_T", "S_KIN", "S_SHADOW", "S_POT", "S_GRAD2", "S_DG")
 
 
 def red_len(lat: Lattice) -> int:
     """Doubles in the reduction buffer: NSUM sums, n_areas area energies, then d·n_areas
-    per-area maxima of g_k (stored as double bit patterns, ``[k * n_areas + a]``)."""
+    per-area maxima of g_k (``[k * n_areas + a]``)."""
     return NSUM + lat.n_areas + lat.ndim * lat.n_areas
+
+
+def index_dtype(lat: Lattice) -> type[np.signedinteger[Any]]:
+    """The kernels' node index type: int32 while every offset into g (d · nodes) fits."""
+    return np.int32 if lat.ndim * lat.n_nodes <= np.iinfo(np.int32).max else np.int64
+
+
+@dataclass(frozen=True)
+class Chunks:
+    """The lattice cut into area-pure chunks of consecutive nodes (one block each).
+
+    ``first``: index dtype, shape ``(n + 1,)``: chunk c is nodes ``[first[c], first[c+1])``.
+    ``area_first``: int32, shape ``(n_areas + 1,)``: area a's chunks are
+    ``[area_first[a], area_first[a+1])``. ``length``: the chunk length (a multiple of
+    BLOCK; an area's last chunk may be shorter)."""
+
+    first: np.ndarray[Any, np.dtype[np.signedinteger[Any]]]
+    area_first: np.ndarray[Any, np.dtype[np.int32]]
+    length: int
+
+    @property
+    def n(self) -> int:
+        return len(self.first) - 1
+
+    def slices(self, n_slices: int) -> list[tuple[int, int]]:
+        """``n_slices`` consecutive chunk ranges ``(c0, c1)`` covering all chunks, as
+        even as possible (some are empty when there are fewer chunks than slices)."""
+        return [(j * self.n // n_slices, (j + 1) * self.n // n_slices) for j in range(n_slices)]
+
+
+def chunks(lat: Lattice) -> Chunks:
+    """The chunks of ``lat`` (see the module docstring)."""
+    per_thread = min(MAX_NODES_PER_THREAD, max(1, lat.n_nodes // (BLOCK * MIN_BLOCKS)))
+    length = BLOCK * per_thread
+    first: list[int] = []
+    area_first = [0]
+    for a in range(lat.n_areas):
+        lo = lat.area_bounds[a] * lat.row_size
+        hi = lat.area_bounds[a + 1] * lat.row_size
+        first += range(lo, hi, length)
+        area_first.append(len(first))
+    first.append(lat.n_nodes)
+    return Chunks(
+        np.asarray(first, dtype=index_dtype(lat)), np.asarray(area_first, dtype=np.int32), length
+    )
 
 
 def prelude(lat: Lattice) -> str:
@@ -62,6 +154,8 @@ def prelude(lat: Lattice) -> str:
         f"#define N_NODES {lat.n_nodes}LL",
         f"#define ROW_SIZE {lat.row_size}LL",
         f"#define N_AREAS {lat.n_areas}",
+        f"#define N_CHUNKS {chunks(lat).n}",
+        f"#define IDX32 {int(index_dtype(lat) is np.int32)}",
         f"#define NCOEF {NCOEF}",
         *(f"#define C_{name} {i}" for i, name in enumerate(COLUMNS)),
         f"#define NSUM {NSUM}",
@@ -70,6 +164,7 @@ def prelude(lat: Lattice) -> str:
         "#define RED_GMAX (NSUM + N_AREAS)",
         f"#define RED_LEN {red_len(lat)}",
         f"#define BLOCK {BLOCK}",
+        f"#define FORCE_MIN_BLOCKS {FORCE_MIN_BLOCKS}",
         f"#define TWO_PI_F {two_pi}f",
         "#define FOR_EACH_AXIS(X) "
         + " ".join(
@@ -88,21 +183,42 @@ COMMON = r"""
 #define DEVICE __device__ __forceinline__
 #else
 #include <math.h>
+#include <string.h>
 #define DEVICE static inline
 struct float2 { float x; float y; };
 #endif
 
 typedef unsigned long long u64;
-#if N_NODES <= 2147483647LL
-typedef int idx_t;  // 32-bit index arithmetic when it fits: cheaper divisions
+#if IDX32
+typedef int idx_t;  // 32-bit index and offset arithmetic when d * N fits: cheaper
 #else
 typedef long long idx_t;
 #endif
 
 #define ENGS_FLT_MIN 0x1p-126f
 
-// max that propagates NaN (np.max does; fmaxf would drop it and hide a bad metric)
-DEVICE float max_nan(float a, float b) { return (a != a || a > b) ? a : b; }
+DEVICE unsigned int f32_bits(float x) {
+#ifdef __CUDACC__
+  return __float_as_uint(x);
+#else
+  unsigned int u;
+  memcpy(&u, &x, sizeof u);
+  return u;
+#endif
+}
+
+DEVICE float bits_f32(unsigned int u) {
+#ifdef __CUDACC__
+  return __uint_as_float(u);
+#else
+  float x;
+  memcpy(&x, &u, sizeof x);
+  return x;
+#endif
+}
+
+// max of non-negative floats held as bits: a NaN's pattern (either sign) is above +inf's
+DEVICE unsigned int umax(unsigned int a, unsigned int b) { return a > b ? a : b; }
 
 DEVICE int area_of(const int* area_of_row, idx_t i) {
   return area_of_row[i / (idx_t)ROW_SIZE];
@@ -165,7 +281,6 @@ struct EdgeAcc {
   float lx, ly;      // L_g Psi
   float pot, grad2;  // sum_k g_k |grad_k Psi|^2, sum_k |grad_k Psi|^2
   float dg;          // sum_k |g'_k - g_k|
-  float gmax[NDIM];  // g'_k (per-area maxima are taken by the reduction)
 };
 
 // Edge k of node i: flux divergence, edge sums and the Hebbian update
@@ -173,11 +288,11 @@ struct EdgeAcc {
 template <int K, long long NK, long long SK>
 DEVICE void edge_step(idx_t i, float2 q, const float2* psi, const float* g, float* g_next,
                       float* anchor, float eta_h, float lam_h, float kap_h, float mu_h,
-                      float gmin, float gmax, EdgeAcc& a) {
+                      float gmin, float gmax, EdgeAcc& a, unsigned int* mx) {
   const idx_t ck = (i / (idx_t)SK) % (idx_t)NK;
   const idx_t ip = (ck + 1 < (idx_t)NK) ? i + (idx_t)SK : i - (idx_t)((NK - 1) * SK);
   const idx_t im = (ck > 0) ? i - (idx_t)SK : i + (idx_t)((NK - 1) * SK);
-  const long long off = (long long)K * N_NODES;
+  const idx_t off = (idx_t)K * (idx_t)N_NODES;
   const float2 qp = psi[ip];
   const float2 qm = psi[im];
   const float gk = g[off + i];
@@ -210,21 +325,44 @@ DEVICE void edge_step(idx_t i, float2 q, const float2* psi, const float* g, floa
   cn = cn - w;
   anchor[off + i] = cn;
   a.dg = a.dg + fabsf(gn - gk);
-  a.gmax[K] = gn;
+  mx[K] = umax(mx[K], f32_bits(gn));  // the running max of g'_k (see umax)
 }
 
-struct NodeOut {
-  float e, elog, kin, shadow, pot, grad2, dg;
-  float gmax[NDIM];
-  int area;
+// The partial sums of one thread, one block or one area: the NSUM sums in double and,
+// per axis k, the largest g'_k as float bits (see umax).
+struct Part {
+  double v[NSUM];
+  unsigned int mx[NDIM];
 };
 
-// The force step of node i: F = c2 L_g Psi, second half kick, plasticity, node sums.
-DEVICE void node_force(idx_t i, const float2* psi, float2* pi, float2* force, const float* g,
-                       float* g_next, float* anchor, const int* area_of_row, const float* coef,
+DEVICE void part_zero(Part& p) {
+  for (int j = 0; j < NSUM; ++j) p.v[j] = 0.0;
+  for (int k = 0; k < NDIM; ++k) p.mx[k] = 0u;
+}
+
+DEVICE void part_add(Part& into, const Part& p) {
+  for (int j = 0; j < NSUM; ++j) into.v[j] = into.v[j] + p.v[j];
+  for (int k = 0; k < NDIM; ++k) into.mx[k] = umax(into.mx[k], p.mx[k]);
+}
+
+// One thread's sums over its nodes of a chunk (at most MAX_NODES_PER_THREAD), in float:
+// registers are what limits the force kernel's occupancy; Part takes them in double.
+struct NodeSums {
+  float v[NSUM];
+  unsigned int mx[NDIM];
+};
+
+DEVICE void part_from(Part& p, const NodeSums& s) {
+  for (int j = 0; j < NSUM; ++j) p.v[j] = (double)s.v[j];
+  for (int k = 0; k < NDIM; ++k) p.mx[k] = s.mx[k];
+}
+
+// The force step of node i in area a: F = c2 L_g Psi, second half kick, plasticity;
+// the node's sums added to p.
+DEVICE void node_force(idx_t i, int a, const float2* psi, float2* pi, float2* force,
+                       const float* g, float* g_next, float* anchor, const float* coef,
                        float half_h, float gmin, float gmax, float kap_h, float mu_h,
-                       NodeOut& o) {
-  const int a = area_of(area_of_row, i);
+                       NodeSums& p) {
   const float* c = coef + a * NCOEF;
   const float2 q = psi[i];
   const float eta_h = c[C_ETA_H], lam_h = c[C_LAM_H];
@@ -232,7 +370,7 @@ DEVICE void node_force(idx_t i, const float2* psi, float2* pi, float2* force, co
   acc.lx = 0.0f; acc.ly = 0.0f; acc.pot = 0.0f; acc.grad2 = 0.0f; acc.dg = 0.0f;
 #define ENGS_EDGE(K, NK, SK) \
   edge_step<K, NK, SK>(i, q, psi, g, g_next, anchor, eta_h, lam_h, kap_h, mu_h, gmin, gmax, \
-                       acc);
+                       acc, p.mx);
   FOR_EACH_AXIS(ENGS_EDGE)
 #undef ENGS_EDGE
   const float c2 = c[C_C2];
@@ -240,24 +378,58 @@ DEVICE void node_force(idx_t i, const float2* psi, float2* pi, float2* force, co
   f.x = acc.lx * c2;
   f.y = acc.ly * c2;
   force[i] = f;
-  float2 p = pi[i];
+  float2 pn = pi[i];
   const float damp = c[C_DAMP];
-  p.x = p.x * damp;
-  p.y = p.y * damp;
-  p.x = p.x + f.x * half_h;
-  p.y = p.y + f.y * half_h;
-  pi[i] = p;
+  pn.x = pn.x * damp;
+  pn.y = pn.y * damp;
+  pn.x = pn.x + f.x * half_h;
+  pn.y = pn.y + f.y * half_h;
+  pi[i] = pn;
   const float e = q.x * q.x + q.y * q.y;
   const float w = c[C_INV_S2];
-  o.e = e;
-  o.elog = log2f(fmaxf(e, ENGS_FLT_MIN)) * e;
-  o.kin = (p.x * p.x + p.y * p.y) * w;
-  o.shadow = (f.x * f.x + f.y * f.y) * w;
-  o.pot = acc.pot;
-  o.grad2 = acc.grad2;
-  o.dg = acc.dg;
-  for (int k = 0; k < NDIM; ++k) o.gmax[k] = acc.gmax[k];
-  o.area = a;
+  p.v[S_V] = p.v[S_V] + e;
+  p.v[S_T] = p.v[S_T] + log2f(fmaxf(e, ENGS_FLT_MIN)) * e;
+  p.v[S_KIN] = p.v[S_KIN] + (pn.x * pn.x + pn.y * pn.y) * w;
+  p.v[S_SHADOW] = p.v[S_SHADOW] + (f.x * f.x + f.y * f.y) * w;
+  p.v[S_POT] = p.v[S_POT] + acc.pot;
+  p.v[S_GRAD2] = p.v[S_GRAD2] + acc.grad2;
+  p.v[S_DG] = p.v[S_DG] + acc.dg;
+}
+
+// Thread t's share of chunk [first, last) (area a): nodes first + t, first + t + BLOCK, ...
+DEVICE void force_thread(idx_t first, idx_t last, int t, int a, const float2* psi,
+                         float2* pi, float2* force, const float* g, float* g_next,
+                         float* anchor, const float* coef, float half_h, float gmin,
+                         float gmax, float kap_h, float mu_h, Part& p) {
+  NodeSums s;
+  for (int j = 0; j < NSUM; ++j) s.v[j] = 0.0f;
+  for (int k = 0; k < NDIM; ++k) s.mx[k] = 0u;
+  for (idx_t i = first + (idx_t)t; i < last; i += (idx_t)BLOCK)
+    node_force(i, a, psi, pi, force, g, g_next, anchor, coef, half_h, gmin, gmax, kap_h,
+               mu_h, s);
+  part_from(p, s);
+}
+
+DEVICE void part_store(const Part& p, int c, double* part, unsigned int* part_max) {
+  for (int j = 0; j < NSUM; ++j) part[c * NSUM + j] = p.v[j];
+  for (int k = 0; k < NDIM; ++k) part_max[c * NDIM + k] = p.mx[k];
+}
+
+// Thread t's share of area a's partial rows, for the finishing reduction.
+DEVICE void area_thread(int a, int t, const int* area_chunk, const double* part,
+                        const unsigned int* part_max, Part& p) {
+  for (int c = area_chunk[a] + t; c < area_chunk[a + 1]; c += BLOCK) {
+    for (int j = 0; j < NSUM; ++j) p.v[j] = p.v[j] + part[c * NSUM + j];
+    for (int k = 0; k < NDIM; ++k) p.mx[k] = umax(p.mx[k], part_max[c * NDIM + k]);
+  }
+}
+
+// Area a's reduced partials into the reduction buffer, its sums added to the totals
+// (areas in order, so the totals are reproducible bit for bit).
+DEVICE void area_store(int a, const Part& p, double* red, double* total) {
+  red[RED_AREA_E + a] = p.v[S_V];
+  for (int k = 0; k < NDIM; ++k) red[RED_GMAX + k * N_AREAS + a] = (double)bits_f32(p.mx[k]);
+  for (int j = 0; j < NSUM; ++j) total[j] = total[j] + p.v[j];
 }
 
 // |grad g|^2 contribution of axis J at node i: sum_k (g_k(x + e_J) - g_k(x))^2.
@@ -267,7 +439,7 @@ DEVICE float metric_axis(idx_t i, const float* g) {
   const idx_t ip = (cj + 1 < (idx_t)NJ) ? i + (idx_t)SJ : i - (idx_t)((NJ - 1) * SJ);
   float s = 0.0f;
   for (int k = 0; k < NDIM; ++k) {
-    const long long off = (long long)k * N_NODES;
+    const idx_t off = (idx_t)k * (idx_t)N_NODES;
     const float dd = g[off + ip] - g[off + i];
     s = s + dd * dd;
   }
@@ -281,10 +453,24 @@ DEVICE float node_metric_grad(idx_t i, const float* g) {
 #undef ENGS_MG
   return sqrtf(acc);
 }
+
+DEVICE double metric_thread(idx_t first, idx_t last, int t, const float* g) {
+  double s = 0.0;
+  for (idx_t i = first + (idx_t)t; i < last; i += (idx_t)BLOCK)
+    s = s + (double)node_metric_grad(i, g);
+  return s;
+}
+
+DEVICE double area_metric_thread(int a, int t, const int* area_chunk, const double* mg_part) {
+  double s = 0.0;
+  for (int c = area_chunk[a] + t; c < area_chunk[a + 1]; c += BLOCK) s = s + mg_part[c];
+  return s;
+}
 """
 
 KERNELS = r"""
 // ---- GPU-only: block reductions and the kernels --------------------------------
+// The result is in thread 0. A block reusing one in a loop syncs between calls.
 template <int NV>
 __device__ __forceinline__ void block_sum(double (&v)[NV]) {
   __shared__ double sh[NV][BLOCK / 32];
@@ -305,101 +491,105 @@ __device__ __forceinline__ void block_sum(double (&v)[NV]) {
 }
 
 template <int NV>
-__device__ __forceinline__ void block_max(float (&v)[NV]) {
-  __shared__ float sh[NV][BLOCK / 32];
+__device__ __forceinline__ void block_umax(unsigned int (&v)[NV]) {
+  __shared__ unsigned int sh[NV][BLOCK / 32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 #pragma unroll
   for (int j = 0; j < NV; ++j)
     for (int off = 16; off > 0; off >>= 1)
-      v[j] = max_nan(v[j], __shfl_down_sync(0xffffffffu, v[j], off));
+      v[j] = umax(v[j], __shfl_down_sync(0xffffffffu, v[j], off));
   if (lane == 0)
     for (int j = 0; j < NV; ++j) sh[j][warp] = v[j];
   __syncthreads();
   if (warp == 0) {
 #pragma unroll
     for (int j = 0; j < NV; ++j) {
-      v[j] = (lane < BLOCK / 32) ? sh[j][lane] : 0.0f;
+      v[j] = (lane < BLOCK / 32) ? sh[j][lane] : 0u;
       for (int off = 16; off > 0; off >>= 1)
-        v[j] = max_nan(v[j], __shfl_down_sync(0xffffffffu, v[j], off));
+        v[j] = umax(v[j], __shfl_down_sync(0xffffffffu, v[j], off));
     }
   }
-}
-
-// Positive doubles order like their bit patterns, so an unsigned 64-bit atomicMax on
-// the bits is a float max (g >= g_min > 0; a NaN bit pattern wins, which is wanted).
-__device__ __forceinline__ void atomic_max_pos(double* addr, float v) {
-  atomicMax(reinterpret_cast<unsigned long long*>(addr),
-            static_cast<unsigned long long>(__double_as_longlong(static_cast<double>(v))));
 }
 
 extern "C" __global__ void __launch_bounds__(BLOCK)
 kick_drift(float2* __restrict__ psi, float2* __restrict__ pi, const float2* __restrict__ force,
            const int* __restrict__ area_of_row, const float* __restrict__ coef,
-           double* __restrict__ red, u64 noise_base, int noise_on, int shift_on, float h,
-           float half_h) {
-  const long long i = (long long)blockIdx.x * BLOCK + threadIdx.x;
-  if (i < RED_LEN) red[i] = 0.0;  // for force_kick_plasticity, next on the stream
-  if (i < N_NODES)
-    node_kick_drift((idx_t)i, psi, pi, force, area_of_row, coef, noise_base, noise_on,
-                    shift_on, h, half_h);
+           u64 noise_base, int noise_on, int shift_on, float h, float half_h) {
+  const idx_t i = (idx_t)blockIdx.x * BLOCK + (idx_t)threadIdx.x;
+  if (i < (idx_t)N_NODES)
+    node_kick_drift(i, psi, pi, force, area_of_row, coef, noise_base, noise_on, shift_on, h,
+                    half_h);
 }
 
-extern "C" __global__ void __launch_bounds__(BLOCK)
+// One block per chunk; its partial row in part / part_max (finish_sums reduces them).
+extern "C" __global__ void __launch_bounds__(BLOCK, FORCE_MIN_BLOCKS)
 force_kick_plasticity(const float2* __restrict__ psi, float2* __restrict__ pi,
                       float2* __restrict__ force, const float* __restrict__ g,
                       float* __restrict__ g_next, float* __restrict__ anchor,
+                      const idx_t* __restrict__ chunk_first,
                       const int* __restrict__ area_of_row, const float* __restrict__ coef,
-                      double* __restrict__ red, float half_h, float gmin, float gmax,
-                      float kap_h, float mu_h) {
-  const long long first = (long long)blockIdx.x * BLOCK;
-  const long long i = first + threadIdx.x;
-  NodeOut o;
-  o.e = 0.0f; o.elog = 0.0f; o.kin = 0.0f; o.shadow = 0.0f; o.pot = 0.0f; o.grad2 = 0.0f;
-  o.dg = 0.0f; o.area = 0;
-  for (int k = 0; k < NDIM; ++k) o.gmax[k] = 0.0f;
-  if (i < N_NODES)
-    node_force((idx_t)i, psi, pi, force, g, g_next, anchor, area_of_row, coef, half_h, gmin,
-               gmax, kap_h, mu_h, o);
-  // Areas are contiguous index ranges, so a block almost always lies in one area:
-  // then one atomic per block per quantity; a block straddling a boundary falls back
-  // to one atomic per node for the per-area quantities.
-  const long long last = (first + BLOCK < N_NODES ? first + BLOCK : N_NODES) - 1;
-  const int a0 = area_of(area_of_row, (idx_t)first);
-  const bool uniform = a0 == area_of(area_of_row, (idx_t)last);
-  if (!uniform && i < N_NODES) {
-    atomicAdd(&red[RED_AREA_E + o.area], (double)o.e);
-    for (int k = 0; k < NDIM; ++k) atomic_max_pos(&red[RED_GMAX + k * N_AREAS + o.area], o.gmax[k]);
+                      double* __restrict__ part, unsigned int* __restrict__ part_max,
+                      float half_h, float gmin, float gmax, float kap_h, float mu_h) {
+  const int c = blockIdx.x;
+  const idx_t first = chunk_first[c];
+  Part p;
+  part_zero(p);
+  force_thread(first, chunk_first[c + 1], threadIdx.x, area_of(area_of_row, first), psi, pi,
+               force, g, g_next, anchor, coef, half_h, gmin, gmax, kap_h, mu_h, p);
+  block_sum<NSUM>(p.v);
+  block_umax<NDIM>(p.mx);
+  if (threadIdx.x == 0) part_store(p, c, part, part_max);
+}
+
+// One block: the partial rows per area, in area order, into the reduction buffer.
+extern "C" __global__ void __launch_bounds__(BLOCK)
+finish_sums(const int* __restrict__ area_chunk, const double* __restrict__ part,
+            const unsigned int* __restrict__ part_max, double* __restrict__ red) {
+  double total[NSUM];
+  for (int j = 0; j < NSUM; ++j) total[j] = 0.0;
+  for (int a = 0; a < N_AREAS; ++a) {
+    Part p;
+    part_zero(p);
+    area_thread(a, threadIdx.x, area_chunk, part, part_max, p);
+    block_sum<NSUM>(p.v);
+    block_umax<NDIM>(p.mx);
+    if (threadIdx.x == 0) area_store(a, p, red, total);
+    __syncthreads();  // the reductions' shared rows are reused by the next area
   }
-  double v[NSUM + 1] = {o.e, o.elog, o.kin, o.shadow, o.pot, o.grad2, o.dg, o.e};
-  block_sum<NSUM + 1>(v);
-  block_max<NDIM>(o.gmax);
-  if (threadIdx.x == 0) {
-    for (int j = 0; j < NSUM; ++j) atomicAdd(&red[j], v[j]);
-    if (uniform) {
-      atomicAdd(&red[RED_AREA_E + a0], v[NSUM]);
-      for (int k = 0; k < NDIM; ++k) atomic_max_pos(&red[RED_GMAX + k * N_AREAS + a0], o.gmax[k]);
-    }
-  }
+  if (threadIdx.x == 0)
+    for (int j = 0; j < NSUM; ++j) red[j] = total[j];
+}
+
+// Blocks c0 + blockIdx.x: one chunk each, its sum of |grad g| into mg_part[c].
+extern "C" __global__ void __launch_bounds__(BLOCK)
+metric_grad(const float* __restrict__ g, const idx_t* __restrict__ chunk_first, int c0,
+            double* __restrict__ mg_part) {
+  const int c = c0 + blockIdx.x;
+  double v[1] = {metric_thread(chunk_first[c], chunk_first[c + 1], threadIdx.x, g)};
+  block_sum<1>(v);
+  if (threadIdx.x == 0) mg_part[c] = v[0];
 }
 
 extern "C" __global__ void __launch_bounds__(BLOCK)
-metric_grad(const float* __restrict__ g, const int* __restrict__ area_of_row,
-            double* __restrict__ out) {
-  const long long first = (long long)blockIdx.x * BLOCK;
-  const long long i = first + threadIdx.x;
-  const float m = i < N_NODES ? node_metric_grad((idx_t)i, g) : 0.0f;
-  const long long last = (first + BLOCK < N_NODES ? first + BLOCK : N_NODES) - 1;
-  const int a0 = area_of(area_of_row, (idx_t)first);
-  const bool uniform = a0 == area_of(area_of_row, (idx_t)last);
-  if (!uniform && i < N_NODES) atomicAdd(&out[area_of(area_of_row, (idx_t)i)], (double)m);
-  double v[1] = {m};
-  block_sum<1>(v);
-  if (threadIdx.x == 0 && uniform) atomicAdd(&out[a0], v[0]);
+metric_finish(const int* __restrict__ area_chunk, const double* __restrict__ mg_part,
+              double* __restrict__ out) {
+  for (int a = 0; a < N_AREAS; ++a) {
+    double v[1] = {area_metric_thread(a, threadIdx.x, area_chunk, mg_part)};
+    block_sum<1>(v);
+    if (threadIdx.x == 0) out[a] = v[0];
+    __syncthreads();
+  }
 }
 """
 
+#: Every kernel of the module, in launch order.
+KERNEL_NAMES = (
+    "kick_drift", "force_kick_plasticity", "finish_sums", "metric_grad", "metric_finish",
+)  # fmt: skip
+
 HOST_HARNESS = r"""
-// ---- host build only: the same per-node functions over all nodes, sequentially ----
+// ---- host build only: the kernels with each block's threads run one after another,
+// the block reductions as sums in thread order ---------------------------------------
 extern "C" void host_kick_drift(float2* psi, float2* pi, const float2* force,
                                 const int* area_of_row, const float* coef, u64 noise_base,
                                 int noise_on, int shift_on, float h, float half_h) {
@@ -409,37 +599,69 @@ extern "C" void host_kick_drift(float2* psi, float2* pi, const float2* force,
 }
 
 extern "C" void host_force(const float2* psi, float2* pi, float2* force, const float* g,
-                           float* g_next, float* anchor, const int* area_of_row,
-                           const float* coef, double* red, float half_h, float gmin,
-                           float gmax, float kap_h, float mu_h) {
-  for (int j = 0; j < RED_LEN; ++j) red[j] = 0.0;
-  for (idx_t i = 0; i < (idx_t)N_NODES; ++i) {
-    NodeOut o;
-    node_force(i, psi, pi, force, g, g_next, anchor, area_of_row, coef, half_h, gmin, gmax,
-               kap_h, mu_h, o);
-    const double v[NSUM] = {o.e, o.elog, o.kin, o.shadow, o.pot, o.grad2, o.dg};
-    for (int j = 0; j < NSUM; ++j) red[j] += v[j];
-    red[RED_AREA_E + o.area] += o.e;
-    for (int k = 0; k < NDIM; ++k) {
-      double* m = &red[RED_GMAX + k * N_AREAS + o.area];
-      *m = (double)max_nan(o.gmax[k], (float)*m);
+                           float* g_next, float* anchor, const idx_t* chunk_first,
+                           const int* area_of_row, const float* coef, double* part,
+                           unsigned int* part_max, float half_h, float gmin, float gmax,
+                           float kap_h, float mu_h) {
+  for (int c = 0; c < N_CHUNKS; ++c) {
+    const idx_t first = chunk_first[c];
+    const int a = area_of(area_of_row, first);
+    Part block;
+    part_zero(block);
+    for (int t = 0; t < BLOCK; ++t) {
+      Part p;
+      part_zero(p);
+      force_thread(first, chunk_first[c + 1], t, a, psi, pi, force, g, g_next, anchor, coef,
+                   half_h, gmin, gmax, kap_h, mu_h, p);
+      part_add(block, p);
     }
+    part_store(block, c, part, part_max);
   }
 }
 
-extern "C" void host_metric_grad(const float* g, const int* area_of_row, double* out) {
-  for (int a = 0; a < N_AREAS; ++a) out[a] = 0.0;
-  for (idx_t i = 0; i < (idx_t)N_NODES; ++i)
-    out[area_of(area_of_row, i)] += (double)node_metric_grad(i, g);
+extern "C" void host_finish_sums(const int* area_chunk, const double* part,
+                                 const unsigned int* part_max, double* red) {
+  double total[NSUM];
+  for (int j = 0; j < NSUM; ++j) total[j] = 0.0;
+  for (int a = 0; a < N_AREAS; ++a) {
+    Part block;
+    part_zero(block);
+    for (int t = 0; t < BLOCK; ++t) {
+      Part p;
+      part_zero(p);
+      area_thread(a, t, area_chunk, part, part_max, p);
+      part_add(block, p);
+    }
+    area_store(a, block, red, total);
+  }
+  for (int j = 0; j < NSUM; ++j) red[j] = total[j];
+}
+
+extern "C" void host_metric_grad(const float* g, const idx_t* chunk_first, int c0, int c1,
+                                 double* mg_part) {
+  for (int c = c0; c < c1; ++c) {
+    double s = 0.0;
+    for (int t = 0; t < BLOCK; ++t) s = s + metric_thread(chunk_first[c], chunk_first[c + 1], t, g);
+    mg_part[c] = s;
+  }
+}
+
+extern "C" void host_metric_finish(const int* area_chunk, const double* mg_part, double* out) {
+  for (int a = 0; a < N_AREAS; ++a) {
+    double s = 0.0;
+    for (int t = 0; t < BLOCK; ++t) s = s + area_metric_thread(a, t, area_chunk, mg_part);
+    out[a] = s;
+  }
 }
 """
 
 
 def module_source(lat: Lattice) -> str:
-    """The CUDA module of ``lat`` (for ``cupy.RawModule(code=..., options=NVRTC_OPTIONS)``)."""
+    """The CUDA module of ``lat`` (``cupy.RawModule(code=..., options=NVRTC_OPTIONS)``,
+    or :data:`NVRTC_PARITY_OPTIONS`)."""
     return prelude(lat) + COMMON + KERNELS
 
 
 def host_source(lat: Lattice) -> str:
-    """The same per-node functions as C++ for the CPU, with the sequential harness."""
+    """The same per-node and per-thread functions as C++ for the CPU, with the harness."""
     return prelude(lat) + COMMON + HOST_HARNESS

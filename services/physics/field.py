@@ -207,6 +207,9 @@ class Field:
     def _count_nonfinite(self) -> int:
         return self.fsums.count_nonfinite(self.psi, self.pi)
 
+    def _g_replaced(self) -> None:
+        """Hook: the conductances were replaced outside the tick (set_state, recovery)."""
+
     def _finish(self) -> None:
         """Turn the sums into the reported quantities (host, shared by both backends)."""
         p, r, sums = self.params, self.result, self.sums
@@ -289,6 +292,7 @@ class Field:
         xp.copyto(self.g_anchor, xp.float32(1.0), where=~xp.isfinite(self.g_anchor))
         self._measure_g_area_max()
         self._update_lambda_bound()
+        self._g_replaced()
         return reset
 
     # ------------------------------------------------------------------ state access
@@ -324,6 +328,8 @@ class Field:
             xp.clip(self.g_anchor, self.params.g_min, self.params.g_max, out=self.g_anchor)
         self._measure_g_area_max()
         self._update_lambda_bound()
+        if g is not None:
+            self._g_replaced()
         self.refresh_force(coeffs if coeffs is not None else self._neutral)
 
     def refresh_force(self, coeffs: Coefficients) -> None:

@@ -2,9 +2,10 @@
 
 Imported only when the CuPy backend is selected (:func:`field.make_field`), so the
 CPU path never imports CuPy. Per tick: one 4·8·n_areas-byte table upload, the
-``kick_drift`` and ``force_kick_plasticity`` launches, one download of the reduction
-buffer (which synchronises the tick); every ``metric_grad_every`` ticks a memset,
-the ``metric_grad`` launch and a download of n_areas doubles.
+``kick_drift``, ``force_kick_plasticity`` and ``finish_sums`` launches, one
+``metric_grad`` launch over this tick's slice of the chunks, and one download of the
+reduction buffer (which synchronises the tick); every ``metric_grad_every`` ticks the
+``metric_finish`` launch and a download of n_areas doubles.
 """
 
 from __future__ import annotations
@@ -14,27 +15,48 @@ from typing import Any
 import numpy as np
 
 from engs.services.physics.coefficients import NCOEF
-from engs.services.physics.cuda_source import BLOCK, NVRTC_OPTIONS, module_source, red_len
+from engs.services.physics.cuda_source import (
+    BLOCK,
+    NVRTC_OPTIONS,
+    NVRTC_PARITY_OPTIONS,
+    chunks,
+    module_source,
+    red_len,
+)
 from engs.services.physics.fused import Executor, FusedField
 from engs.services.physics.lattice import Lattice
+from engs.services.physics.reductions import NSUM
 
 
 class CupyExecutor:
-    """:class:`~engs.services.physics.fused.Executor` on a CUDA device (cupy arrays)."""
+    """:class:`~engs.services.physics.fused.Executor` and
+    :class:`~engs.services.physics.fused.SlicedMetric` on a CUDA device (cupy arrays).
 
-    def __init__(self, cp: Any, lat: Lattice) -> None:
+    ``parity``: compile without FMA contraction (the build the bit-level tests compare
+    with the NumPy twin); production fuses multiply-adds."""
+
+    def __init__(self, cp: Any, lat: Lattice, parity: bool = False) -> None:
         self.cp = cp
-        self.module = cp.RawModule(code=module_source(lat), options=NVRTC_OPTIONS)
+        self.module = cp.RawModule(
+            code=module_source(lat), options=NVRTC_PARITY_OPTIONS if parity else NVRTC_OPTIONS
+        )
         self.k_kick = self.module.get_function("kick_drift")
         self.k_force = self.module.get_function("force_kick_plasticity")
+        self.k_finish = self.module.get_function("finish_sums")
         self.k_metric = self.module.get_function("metric_grad")
+        self.k_metric_finish = self.module.get_function("metric_finish")
+        self.chunks = chunks(lat)
+        n = self.chunks.n
+        self.chunk_first = cp.asarray(self.chunks.first)
+        self.area_chunk = cp.asarray(self.chunks.area_first)
         self.area_of_row = cp.asarray(lat.area_of_row, dtype=cp.int32)
         self.coef = cp.zeros((lat.n_areas, NCOEF), dtype=cp.float32)
         self.red = cp.zeros(red_len(lat), dtype=cp.float64)
+        self.part = cp.zeros((n, NSUM), dtype=cp.float64)
+        self.part_max = cp.zeros((n, lat.ndim), dtype=cp.uint32)
+        self.mg_part = cp.zeros(n, dtype=cp.float64)
         self.mg = cp.zeros(lat.n_areas, dtype=cp.float64)
-        n = lat.n_nodes
-        self.grid = ((n + BLOCK - 1) // BLOCK,)
-        self.grid_kick = ((max(n, red_len(lat)) + BLOCK - 1) // BLOCK,)
+        self.grid_kick = ((lat.n_nodes + BLOCK - 1) // BLOCK,)
         self.block = (BLOCK,)
 
     def upload_table(self, table: np.ndarray[Any, np.dtype[np.float32]]) -> None:
@@ -46,7 +68,7 @@ class CupyExecutor:
     ) -> None:  # fmt: skip
         self.k_kick(
             self.grid_kick, self.block,
-            (psi, pi, force, self.area_of_row, self.coef, self.red, np.uint64(noise_base),
+            (psi, pi, force, self.area_of_row, self.coef, np.uint64(noise_base),
              np.int32(noise_on), np.int32(shift_on), np.float32(h), np.float32(half_h)),
         )  # fmt: skip
 
@@ -55,26 +77,39 @@ class CupyExecutor:
         half_h: float, g_min: float, g_max: float, kappa_h: float, mu_h: float,
     ) -> None:  # fmt: skip
         self.k_force(
-            self.grid, self.block,
-            (psi, pi, force, g, g_next, anchor, self.area_of_row, self.coef, self.red,
-             np.float32(half_h), np.float32(g_min), np.float32(g_max), np.float32(kappa_h),
-             np.float32(mu_h)),
+            (self.chunks.n,), self.block,
+            (psi, pi, force, g, g_next, anchor, self.chunk_first, self.area_of_row, self.coef,
+             self.part, self.part_max, np.float32(half_h), np.float32(g_min),
+             np.float32(g_max), np.float32(kappa_h), np.float32(mu_h)),
         )  # fmt: skip
+        self.k_finish((1,), self.block, (self.area_chunk, self.part, self.part_max, self.red))
 
     def download_red(self, out: np.ndarray[Any, np.dtype[np.float64]]) -> None:
         self.red.get(out=out)
 
-    def metric_grad(self, g: Any, out: np.ndarray[Any, np.dtype[np.float64]]) -> None:
-        self.mg.fill(0.0)
-        self.k_metric(self.grid, self.block, (g, self.area_of_row, self.mg))
+    def metric_grad_part(self, g: Any, c0: int, c1: int) -> None:
+        self.k_metric((c1 - c0,), self.block, (g, self.chunk_first, np.int32(c0), self.mg_part))
+
+    def metric_grad_finish(self, out: np.ndarray[Any, np.dtype[np.float64]]) -> None:
+        self.k_metric_finish((1,), self.block, (self.area_chunk, self.mg_part, self.mg))
         self.mg.get(out=out)
+
+    def metric_grad(self, g: Any, out: np.ndarray[Any, np.dtype[np.float64]]) -> None:
+        self.metric_grad_part(g, 0, self.chunks.n)
+        self.metric_grad_finish(out)
 
     def synchronize(self) -> None:
         self.cp.cuda.get_current_stream().synchronize()
 
 
 class CudaField(FusedField):
-    """The field on the GPU (backend ``cupy``)."""
+    """The field on the GPU (backend ``cupy``): production build, metric gradient sliced.
+
+    ``parity`` (class attribute): the parity build, for the tests that compare the
+    kernels with the NumPy twin."""
+
+    spread_metric_grad = True
+    parity = False
 
     def _make_executor(self, red: np.ndarray[Any, np.dtype[np.float64]]) -> Executor:
-        return CupyExecutor(self.xp, self.lattice)
+        return CupyExecutor(self.xp, self.lattice, self.parity)

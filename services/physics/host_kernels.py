@@ -1,11 +1,15 @@
 """The CUDA source compiled for the CPU: a verification executor, not a backend.
 
-:func:`build` compiles :func:`cuda_source.host_source` — the kernels' per-node
-functions, unchanged, plus a sequential loop over nodes — with the system C++
-compiler (``-O2 -ffp-contract=off``, like NVRTC's ``--fmad=false``) and loads it with
-ctypes. :class:`HostKernelField` steps a field with it, so the tests can compare the
-CUDA arithmetic with the NumPy twin on a machine without a GPU. Only the kernels'
-block reductions and atomics are left to the GPU tests.
+:func:`build` compiles :func:`cuda_source.host_source` — the kernels' per-node and
+per-thread functions, unchanged, plus a harness that runs each block's threads one
+after another — with the system C++ compiler and loads it with ctypes. The parity build
+(``-O2 -ffp-contract=off``) matches NVRTC's ``--fmad=false``; ``fma=True`` builds it
+with multiply-adds contracted (``-ffp-contract=fast -mfma``), the host's stand-in for
+the production ``--fmad=true`` build, to measure how far FMA moves a trajectory.
+:class:`HostKernelField` steps a field with it, so the tests can compare the CUDA
+arithmetic — chunks, partial rows and the finishing reduction included — with the NumPy
+twin on a machine without a GPU. Only the warp-shuffle block reductions are left to the
+GPU tests.
 """
 
 from __future__ import annotations
@@ -19,12 +23,16 @@ from typing import Any
 
 import numpy as np
 
-from engs.services.physics.cuda_source import host_source
+from engs.services.physics.cuda_source import chunks, host_source
 from engs.services.physics.fused import Executor, FusedField, HostSums
 from engs.services.physics.lattice import Lattice
+from engs.services.physics.reductions import NSUM
 from engs.shared.errors import NotAvailable
 
 CXXFLAGS = ("-O2", "-std=c++17", "-ffp-contract=off", "-shared", "-fPIC")
+
+#: The production stand-in: multiply-adds contracted into FMA, as NVRTC's --fmad=true.
+CXXFLAGS_FMA = ("-O2", "-std=c++17", "-ffp-contract=fast", "-mfma", "-shared", "-fPIC")
 
 
 def compiler() -> str | None:
@@ -35,8 +43,8 @@ def compiler() -> str | None:
     return shutil.which("g++") or shutil.which("c++")
 
 
-def build(lat: Lattice) -> ctypes.CDLL:
-    """Compile and load the host build of ``lat``'s kernels.
+def build(lat: Lattice, fma: bool = False) -> ctypes.CDLL:
+    """Compile and load the host build of ``lat``'s kernels (``fma``: contracted).
 
     Raises :class:`~engs.shared.errors.NotAvailable` without a compiler, and
     ``RuntimeError`` with the compiler's output if the source does not compile."""
@@ -49,7 +57,10 @@ def build(lat: Lattice) -> ctypes.CDLL:
         with open(src, "w", encoding="utf-8") as f:
             f.write(host_source(lat))
         proc = subprocess.run(
-            [cxx, *CXXFLAGS, src, "-o", lib], capture_output=True, text=True, check=False
+            [cxx, *(CXXFLAGS_FMA if fma else CXXFLAGS), src, "-o", lib],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if proc.returncode != 0:
             raise RuntimeError(f"{cxx} failed on the host build of the kernels:\n{proc.stderr}")
@@ -63,17 +74,27 @@ def _ptr(a: np.ndarray[Any, Any]) -> ctypes.c_void_p:
 
 
 class HostExecutor(HostSums):
-    """:class:`~engs.services.physics.fused.Executor` over the host build (numpy arrays)."""
+    """:class:`~engs.services.physics.fused.Executor` (and
+    :class:`~engs.services.physics.fused.SlicedMetric`) over the host build."""
 
-    def __init__(self, lat: Lattice, red: np.ndarray[Any, np.dtype[np.float64]]) -> None:
+    def __init__(
+        self, lat: Lattice, red: np.ndarray[Any, np.dtype[np.float64]], fma: bool = False
+    ) -> None:
         super().__init__(red)
-        self.lib = build(lat)
+        self.lib = build(lat, fma)
         self.area_of_row = np.ascontiguousarray(lat.area_of_row, dtype=np.int32)
         self.coef = np.zeros((lat.n_areas, 0), dtype=np.float32)
+        self.chunks = chunks(lat)
+        n = self.chunks.n
+        self.part = np.zeros((n, NSUM), dtype=np.float64)
+        self.part_max = np.zeros((n, lat.ndim), dtype=np.uint32)
+        self.mg_part = np.zeros(n, dtype=np.float64)
         vp, f, i, u64 = ctypes.c_void_p, ctypes.c_float, ctypes.c_int, ctypes.c_uint64
         self.lib.host_kick_drift.argtypes = [vp, vp, vp, vp, vp, u64, i, i, f, f]
-        self.lib.host_force.argtypes = [vp, vp, vp, vp, vp, vp, vp, vp, vp, f, f, f, f, f]
-        self.lib.host_metric_grad.argtypes = [vp, vp, vp]
+        self.lib.host_force.argtypes = [vp] * 11 + [f] * 5
+        self.lib.host_finish_sums.argtypes = [vp, vp, vp, vp]
+        self.lib.host_metric_grad.argtypes = [vp, vp, i, i, vp]
+        self.lib.host_metric_finish.argtypes = [vp, vp, vp]
 
     def upload_table(self, table: np.ndarray[Any, np.dtype[np.float32]]) -> None:
         self.coef = np.ascontiguousarray(table, dtype=np.float32)
@@ -91,18 +112,34 @@ class HostExecutor(HostSums):
         self, psi: Any, pi: Any, force: Any, g: Any, g_next: Any, anchor: Any,
         half_h: float, g_min: float, g_max: float, kappa_h: float, mu_h: float,
     ) -> None:  # fmt: skip
+        ch = self.chunks
         self.lib.host_force(
             _ptr(psi), _ptr(pi), _ptr(force), _ptr(g), _ptr(g_next), _ptr(anchor),
-            _ptr(self.area_of_row), _ptr(self.coef), _ptr(self.red), half_h, g_min, g_max,
-            kappa_h, mu_h,
+            _ptr(ch.first), _ptr(self.area_of_row), _ptr(self.coef), _ptr(self.part),
+            _ptr(self.part_max), half_h, g_min, g_max, kappa_h, mu_h,
         )  # fmt: skip
+        self.lib.host_finish_sums(
+            _ptr(ch.area_first), _ptr(self.part), _ptr(self.part_max), _ptr(self.red)
+        )
+
+    def metric_grad_part(self, g: Any, c0: int, c1: int) -> None:
+        self.lib.host_metric_grad(_ptr(g), _ptr(self.chunks.first), c0, c1, _ptr(self.mg_part))
+
+    def metric_grad_finish(self, out: np.ndarray[Any, np.dtype[np.float64]]) -> None:
+        self.lib.host_metric_finish(_ptr(self.chunks.area_first), _ptr(self.mg_part), _ptr(out))
 
     def metric_grad(self, g: Any, out: np.ndarray[Any, np.dtype[np.float64]]) -> None:
-        self.lib.host_metric_grad(_ptr(g), _ptr(self.area_of_row), _ptr(out))
+        self.metric_grad_part(g, 0, self.chunks.n)
+        self.metric_grad_finish(out)
 
 
 class HostKernelField(FusedField):
-    """A field stepped by the host build of the CUDA kernels (tests, verification)."""
+    """A field stepped by the host build of the CUDA kernels (tests, verification).
+
+    The class attributes choose the build: ``fma`` (production stand-in) and
+    ``spread_metric_grad`` (the GPU backend's sliced metric gradient)."""
+
+    fma = False
 
     def _make_executor(self, red: np.ndarray[Any, np.dtype[np.float64]]) -> Executor:
-        return HostExecutor(self.lattice, red)
+        return HostExecutor(self.lattice, red, self.fma)
