@@ -93,10 +93,24 @@ NVRTC_PARITY_OPTIONS: tuple[str, ...] = ("--std=c++17", "--fmad=false")
 _SUM_NAMES = ("S_V", "S_T", "S_KIN", "S_SHADOW", "S_POT", "S_GRAD2", "S_DG")
 
 
+def red_layout(lat: Lattice) -> dict[str, slice]:
+    """The reduction buffer (doubles), part by part: ``sums`` (NSUM), ``area_e`` (V per
+    area), ``gmax`` (d·n_areas maxima of g_k, ``[k * n_areas + a]``), then what the
+    device-side CFL clamp writes, ``s_eff`` (the speed factor applied per area) and
+    ``clamped`` (1.0 where the clamp acted), and ``mg`` (Σ|∇g| per area, on publishing
+    ticks)."""
+    n, d = lat.n_areas, lat.ndim
+    sizes = {"sums": NSUM, "area_e": n, "gmax": d * n, "s_eff": n, "clamped": n, "mg": n}
+    out, at = {}, 0
+    for name, size in sizes.items():
+        out[name] = slice(at, at + size)
+        at += size
+    return out
+
+
 def red_len(lat: Lattice) -> int:
-    """Doubles in the reduction buffer: NSUM sums, n_areas area energies, then d·n_areas
-    per-area maxima of g_k (``[k * n_areas + a]``)."""
-    return NSUM + lat.n_areas + lat.ndim * lat.n_areas
+    """Doubles in the reduction buffer (:func:`red_layout`)."""
+    return red_layout(lat)["mg"].stop
 
 
 def index_dtype(lat: Lattice) -> type[np.signedinteger[Any]]:
@@ -160,8 +174,7 @@ def prelude(lat: Lattice) -> str:
         *(f"#define C_{name} {i}" for i, name in enumerate(COLUMNS)),
         f"#define NSUM {NSUM}",
         *(f"#define {name} {i}" for i, name in enumerate(_SUM_NAMES)),
-        "#define RED_AREA_E NSUM",
-        "#define RED_GMAX (NSUM + N_AREAS)",
+        *(f"#define RED_{name.upper()} {sl.start}" for name, sl in red_layout(lat).items()),
         f"#define RED_LEN {red_len(lat)}",
         f"#define BLOCK {BLOCK}",
         f"#define FORCE_MIN_BLOCKS {FORCE_MIN_BLOCKS}",
@@ -432,6 +445,38 @@ DEVICE void area_store(int a, const Part& p, double* red, double* total) {
   for (int j = 0; j < NSUM; ++j) total[j] = total[j] + p.v[j];
 }
 
+// The CFL guard of area a on the device: cfl.area_lambda_bound, cfl.speed_limit and the
+// speed columns of coefficients.derive_tick_table, the same float64 operations in the same
+// order, so the clamped table is the host's bit for bit. Reads the per-area maxima of g in
+// red and the requested speed factor s_req[a]; writes area a's C2 and INV_S2 and, for
+// telemetry, the applied speed factor and whether the clamp acted.
+DEVICE void clamp_area(int a, double* red, const double* s_req, float* coef, double v0,
+                       double v0h) {
+  const int prev = (a + N_AREAS - 1) % N_AREAS;  // the area before a along axis 0
+  double lam = 0.0;
+  for (int k = 0; k < NDIM; ++k) {
+    const double ga = red[RED_GMAX + k * N_AREAS + a];
+    const double gp = red[RED_GMAX + k * N_AREAS + prev];
+    double m = (gp != gp || gp > ga) ? gp : ga;  // np.maximum: a NaN propagates
+    m = m + ga;
+    lam = lam + m;
+  }
+  lam = lam * 2.0;
+  double lim = sqrt(lam);
+  lim = lim * v0h;
+  lim = 1.0 / lim;  // inf when lam = 0
+  const double s = s_req[a];
+  const bool clamped = s > lim;
+  const double se = (s != s) ? s : ((lim != lim || lim < s) ? lim : s);  // np.minimum
+  double w = se * v0;
+  w = w * w;
+  coef[a * NCOEF + C_C2] = (float)w;
+  const double w2 = se * se;
+  coef[a * NCOEF + C_INV_S2] = (float)(w2 > 0.0 ? 1.0 / w2 : 0.0);  // s = 0: no kinetic term
+  red[RED_S_EFF + a] = se;
+  red[RED_CLAMPED + a] = clamped ? 1.0 : 0.0;
+}
+
 // |grad g|^2 contribution of axis J at node i: sum_k (g_k(x + e_J) - g_k(x))^2.
 template <int J, long long NJ, long long SJ>
 DEVICE float metric_axis(idx_t i, const float* g) {
@@ -511,6 +556,13 @@ __device__ __forceinline__ void block_umax(unsigned int (&v)[NV]) {
   }
 }
 
+// The CFL clamp of this tick's table (one thread per area), before kick_drift.
+extern "C" __global__ void __launch_bounds__(BLOCK)
+clamp_table(double* __restrict__ red, const double* __restrict__ s_req,
+            float* __restrict__ coef, double v0, double v0h) {
+  if ((int)threadIdx.x < N_AREAS) clamp_area(threadIdx.x, red, s_req, coef, v0, v0h);
+}
+
 extern "C" __global__ void __launch_bounds__(BLOCK)
 kick_drift(float2* __restrict__ psi, float2* __restrict__ pi, const float2* __restrict__ force,
            const int* __restrict__ area_of_row, const float* __restrict__ coef,
@@ -584,12 +636,18 @@ metric_finish(const int* __restrict__ area_chunk, const double* __restrict__ mg_
 
 #: Every kernel of the module, in launch order.
 KERNEL_NAMES = (
-    "kick_drift", "force_kick_plasticity", "finish_sums", "metric_grad", "metric_finish",
+    "clamp_table", "kick_drift", "force_kick_plasticity", "finish_sums", "metric_grad",
+    "metric_finish",
 )  # fmt: skip
 
 HOST_HARNESS = r"""
 // ---- host build only: the kernels with each block's threads run one after another,
 // the block reductions as sums in thread order ---------------------------------------
+extern "C" void host_clamp_table(double* red, const double* s_req, float* coef, double v0,
+                                 double v0h) {
+  for (int a = 0; a < N_AREAS; ++a) clamp_area(a, red, s_req, coef, v0, v0h);
+}
+
 extern "C" void host_kick_drift(float2* psi, float2* pi, const float2* force,
                                 const int* area_of_row, const float* coef, u64 noise_base,
                                 int noise_on, int shift_on, float h, float half_h) {

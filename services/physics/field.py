@@ -82,6 +82,10 @@ class Field:
     GPU subclass when the backend is CuPy.
     """
 
+    #: Ticks between the tick a step runs and the tick its result reports (0: the same;
+    #: the GPU backend reads its sums back one tick late, see fused.py).
+    report_lag = 0
+
     def __init__(self, cfg: PhysicsConfig, backend: Backend | None = None) -> None:
         self.cfg = cfg
         self.params = PhysicsParams.from_config(cfg)
@@ -119,6 +123,11 @@ class Field:
             speed_factor=np.zeros(n_areas),
         )
         self._neutral = Coefficients(n_areas)
+        #: the bound each tick's table is clamped with on the host (a backend that
+        #: clamps on the device passes zeros: no limit, the device applies it)
+        self._tick_bound = self.lambda_bound
+        #: the speed factors and clamp count the reported tick applied
+        self._s_eff_report = self.table.s_eff
         self._init_backend()
         self._update_lambda_bound()
 
@@ -160,7 +169,7 @@ class Field:
         # warnings machinery (no warning/logging I/O in the 1 kHz loop).
         with np.errstate(all="ignore"):
             r.cfl_clamps = derive_tick_table(
-                coeffs, self.params, self.lambda_bound, self.tick, critical, self.table
+                coeffs, self.params, self._tick_bound, self.tick, critical, self.table
             )
             self._advance()
             np.copyto(self.table.drive_prev, coeffs.drive)  # S(t_{n+1}) now holds A
@@ -213,7 +222,7 @@ class Field:
     def _finish(self) -> None:
         """Turn the sums into the reported quantities (host, shared by both backends)."""
         p, r, sums = self.params, self.result, self.sums
-        r.tick = self.tick
+        r.tick = self.tick - self.report_lag
         finite = math.isfinite(float(sums.sum()))  # one NaN/Inf anywhere shows here
         r.nonfinite = 0 if finite else max(1, self._count_nonfinite())
         v = float(sums[S_V])
@@ -232,8 +241,8 @@ class Field:
             p.cost_wave_weight * r.kinetic_cost + p.cost_plasticity_weight * r.plasticity_work
         )
         np.divide(self.area_e, self._area_nodes, out=r.area_activity)
-        np.copyto(r.speed_factor, self.table.s_eff)
-        if self.tick % p.metric_grad_every == 0:
+        np.copyto(r.speed_factor, self._s_eff_report)
+        if r.tick % p.metric_grad_every == 0:
             self._metric_gradient(r.area_metric_grad)
         self._update_lambda_bound()
 

@@ -30,11 +30,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from engs.services.physics.cuda_source import Chunks
+from engs.services.physics.cuda_source import Chunks, red_layout, red_len
 from engs.services.physics.field import Field
 from engs.services.physics.integrator import RowTable
 from engs.services.physics.noise import tick_base
-from engs.services.physics.reductions import NSUM
 
 
 class Executor(Protocol):
@@ -72,6 +71,26 @@ class SlicedMetric(Protocol):
         """The partial rows summed per area into ``out`` (host, shape ``(n_areas,)``)."""
 
 
+class Lagged(SlicedMetric, Protocol):
+    """An executor that clamps the tick table itself and reads its sums back late."""
+
+    def clamp(self, s_req: np.ndarray[Any, np.dtype[np.float64]], v0: float, v0h: float) -> None:
+        """Clamp the uploaded table's speeds ``s_req`` (float64, per area) by the CFL bound
+        of the per-area max g it holds; the applied factors and clamps go to its buffer."""
+
+    def set_gmax(self, g_area_max: np.ndarray[Any, np.dtype[np.float64]]) -> None:
+        """Replace the per-area max g it holds (after g was replaced on the host)."""
+
+    def metric_grad_finish_red(self) -> None:
+        """:meth:`SlicedMetric.metric_grad_finish` into its buffer's ``mg`` part."""
+
+    def submit_red(self, slot: int) -> None:
+        """Start copying the buffer to host slot ``slot`` (0 or 1), after this tick."""
+
+    def collect_red(self, slot: int) -> np.ndarray[Any, np.dtype[np.float64]]:
+        """The host slot ``slot``, once its copy has landed."""
+
+
 class HostSums:
     """For executors that run on the host: the kernels write their sums straight into
     the field's reduction buffer, so ``download_red`` only checks it is that buffer."""
@@ -91,6 +110,10 @@ class FusedField(Field):
     #: executor must then be a :class:`SlicedMetric`.
     spread_metric_grad = False
 
+    #: Clamp on the executor and read the sums back one tick late (see the module
+    #: docstring); the executor must then be a :class:`Lagged`.
+    lagged = False
+
     def _make_executor(self, red: np.ndarray[Any, np.dtype[np.float64]]) -> Executor:
         """The executor; ``red`` is the host buffer :meth:`Executor.download_red` fills
         (host executors write their sums straight into it)."""
@@ -98,14 +121,23 @@ class FusedField(Field):
 
     def _init_backend(self) -> None:
         xp, lat = self.xp, self.lattice
-        self.red = np.zeros(NSUM + lat.n_areas + lat.ndim * lat.n_areas, dtype=np.float64)
+        self.red = np.zeros(red_len(lat), dtype=np.float64)
+        self._red_parts = red_layout(lat)
         self.executor = self._make_executor(self.red)
         self._mg_sums = np.zeros(lat.n_areas, dtype=np.float64)
         self.entropy_exact = True  # the exact Σ e log e is one more term of the fused sum
-        if self.spread_metric_grad:
+        if self.spread_metric_grad or self.lagged:
             sliced: SlicedMetric = self.executor  # type: ignore[assignment]
-            self._mg_slices = sliced.chunks.slices(self.params.metric_grad_every)
+            every = self.params.metric_grad_every if self.spread_metric_grad else 1
+            self._mg_slices = sliced.chunks.slices(every)
             self._mg_done = np.zeros(len(self._mg_slices), dtype=bool)
+        if self.lagged:
+            self.report_lag = 1
+            self._tick_bound = np.zeros(lat.n_areas, dtype=np.float64)  # clamped on device
+            self._s_eff_report = np.zeros(lat.n_areas, dtype=np.float64)
+            self._nothing = np.zeros_like(self.red)  # what a step with no tick behind reports
+            self._in_flight = False  # the previous step's sums are on their way
+            self._gmax_stale = True  # the device's per-area max g must be uploaded
         # set-up path only (refresh_force): the xp-generic Laplacian and its scratch
         self.rt = RowTable(xp, lat)
         self._scratch = tuple(xp.zeros(lat.shape, dtype=xp.complex64) for _ in range(3))
@@ -113,7 +145,13 @@ class FusedField(Field):
     def _advance(self) -> None:
         p, tt, lat, ex = self.params, self.table, self.lattice, self.executor
         half_h = 0.5 * p.h
+        dev: Lagged = self.executor  # type: ignore[assignment]
+        if self.lagged and self._gmax_stale:
+            dev.set_gmax(self.g_area_max)  # measured on the host after g was replaced
+            self._gmax_stale = False
         ex.upload_table(tt.table)
+        if self.lagged:  # the table holds the requested speeds (no host bound): clamp them
+            dev.clamp(tt.s_eff, p.v0, p.v0 * p.h)
         ex.kick_drift(
             self.psi, self.pi, self.force, tick_base(self.noise_key, self.tick, lat.n_nodes),
             tt.noise_on, tt.shift_on, p.h, half_h,
@@ -129,12 +167,33 @@ class FusedField(Field):
             if j == 0:
                 self._mg_done[:] = False
             self._metric_slice(j)
-        ex.download_red(self.red)
-        n, d = lat.n_areas, lat.ndim
-        np.copyto(self.sums, self.red[:NSUM])
-        np.copyto(self.area_e, self.red[NSUM : NSUM + n])
-        np.copyto(self.g_area_max, self.red[NSUM + n :].reshape(d, n))
+        if self.lagged:
+            red = self._exchange_lagged(dev)
+        else:
+            ex.download_red(self.red)
+            red = self.red
+        parts, (d, n) = self._red_parts, self.g_area_max.shape
+        np.copyto(self.sums, red[parts["sums"]])
+        np.copyto(self.area_e, red[parts["area_e"]])
+        np.copyto(self.g_area_max, red[parts["gmax"]].reshape(d, n))
         self._t_se = 0.0
+
+    def _exchange_lagged(self, dev: Lagged) -> np.ndarray[Any, np.dtype[np.float64]]:
+        """Finish this tick on the device (its metric gradient when it publishes one),
+        start reading its buffer back, and return the previous tick's (zeros when no
+        tick is behind this one: the first after a start or a reset)."""
+        if self.tick % self.params.metric_grad_every == 0:
+            self._complete_metric_window()
+            dev.metric_grad_finish_red()
+        slot = self.tick & 1
+        dev.submit_red(slot)
+        red = dev.collect_red(slot ^ 1) if self._in_flight else self._nothing
+        self._in_flight = True
+        parts = self._red_parts
+        np.copyto(self._s_eff_report, red[parts["s_eff"]])
+        self.result.cfl_clamps = int(np.count_nonzero(red[parts["clamped"]]))
+        self._mg_reported = red[parts["mg"]]
+        return red
 
     def _metric_slice(self, j: int) -> None:
         c0, c1 = self._mg_slices[j]
@@ -143,10 +202,19 @@ class FusedField(Field):
             sliced.metric_grad_part(self.g, c0, c1)
         self._mg_done[j] = True
 
+    def _complete_metric_window(self) -> None:
+        """Measure the slices of this window not yet measured (all of them when the
+        metric is not spread) on the current g."""
+        for j in np.flatnonzero(~self._mg_done):
+            self._metric_slice(int(j))
+        if not self.spread_metric_grad:
+            self._mg_done[:] = False
+
     def _metric_gradient(self, out: np.ndarray[Any, np.dtype[np.float64]]) -> None:
-        if self.spread_metric_grad:
-            for j in np.flatnonzero(~self._mg_done):  # an incomplete window: finish it now
-                self._metric_slice(int(j))
+        if self.lagged:  # measured on the device when the reported tick ran
+            np.copyto(self._mg_sums, self._mg_reported)
+        elif self.spread_metric_grad:
+            self._complete_metric_window()
             sliced: SlicedMetric = self.executor  # type: ignore[assignment]
             sliced.metric_grad_finish(self._mg_sums)
         else:
@@ -154,8 +222,11 @@ class FusedField(Field):
         np.divide(self._mg_sums, self._area_nodes, out=out)
 
     def _g_replaced(self) -> None:
-        if self.spread_metric_grad:
+        if self.spread_metric_grad or self.lagged:
             self._mg_done[:] = False  # slices measured on the old g are void
+        if self.lagged:
+            self._gmax_stale = True
+            self._in_flight = False  # the tick behind described the replaced state
 
     def _count_nonfinite(self) -> int:
         xp = self.xp

@@ -1,11 +1,16 @@
 """The GPU backend: the fused kernels of :mod:`cuda_source` launched through CuPy.
 
 Imported only when the CuPy backend is selected (:func:`field.make_field`), so the
-CPU path never imports CuPy. Per tick: one 4·8·n_areas-byte table upload, the
-``kick_drift``, ``force_kick_plasticity`` and ``finish_sums`` launches, one
-``metric_grad`` launch over this tick's slice of the chunks, and one download of the
-reduction buffer (which synchronises the tick); every ``metric_grad_every`` ticks the
-``metric_finish`` launch and a download of n_areas doubles.
+CPU path never imports CuPy. Per tick, all on the current stream and none waited for:
+the tick table and the requested speeds copied from pinned staging (two slots, so a copy
+in flight is never overwritten), the ``clamp_table`` (the CFL guard, on the device),
+``kick_drift``, ``force_kick_plasticity``, ``finish_sums`` and ``metric_grad`` (this
+tick's slice of the chunks) launches, on publishing ticks ``metric_finish``, and the
+reduction buffer copied into a pinned readback slot behind an event. The host then
+waits only for the *previous* tick's event, long since passed when the GPU keeps up,
+and reports that tick (``FusedField.lagged``). The parity build and the synchronous
+path (``lagged = False``) remain for the tests that compare with the NumPy twin tick by
+tick.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from engs.services.physics.cuda_source import (
     NVRTC_PARITY_OPTIONS,
     chunks,
     module_source,
+    red_layout,
     red_len,
 )
 from engs.services.physics.fused import Executor, FusedField
@@ -36,10 +42,13 @@ class CupyExecutor:
     with the NumPy twin); production fuses multiply-adds."""
 
     def __init__(self, cp: Any, lat: Lattice, parity: bool = False) -> None:
+        import cupyx  # noqa: PLC0415 - with cupy only
+
         self.cp = cp
         self.module = cp.RawModule(
             code=module_source(lat), options=NVRTC_PARITY_OPTIONS if parity else NVRTC_OPTIONS
         )
+        self.k_clamp = self.module.get_function("clamp_table")
         self.k_kick = self.module.get_function("kick_drift")
         self.k_force = self.module.get_function("force_kick_plasticity")
         self.k_finish = self.module.get_function("finish_sums")
@@ -56,11 +65,45 @@ class CupyExecutor:
         self.part_max = cp.zeros((n, lat.ndim), dtype=cp.uint32)
         self.mg_part = cp.zeros(n, dtype=cp.float64)
         self.mg = cp.zeros(lat.n_areas, dtype=cp.float64)
+        layout = red_layout(lat)
+        self.red_gmax, self.red_mg = self.red[layout["gmax"]], self.red[layout["mg"]]
+        self.s_req = cp.zeros(lat.n_areas, dtype=cp.float64)
+        # pinned host staging and readback, two slots each (see the module docstring)
+        pinned = cupyx.empty_pinned
+        self.table_stage = [pinned((lat.n_areas, NCOEF), np.float32) for _ in range(2)]
+        self.s_stage = [pinned(lat.n_areas, np.float64) for _ in range(2)]
+        self.readback = [pinned(red_len(lat), np.float64) for _ in range(2)]
+        self.landed = [cp.cuda.Event(disable_timing=True) for _ in range(2)]
+        self.stage = 0
         self.grid_kick = ((lat.n_nodes + BLOCK - 1) // BLOCK,)
         self.block = (BLOCK,)
 
     def upload_table(self, table: np.ndarray[Any, np.dtype[np.float32]]) -> None:
-        self.coef.set(table)
+        self.stage ^= 1
+        staged = self.table_stage[self.stage]
+        np.copyto(staged, table)
+        self.coef.set(staged, stream=self.cp.cuda.get_current_stream())
+
+    def clamp(self, s_req: np.ndarray[Any, np.dtype[np.float64]], v0: float, v0h: float) -> None:
+        staged = self.s_stage[self.stage]
+        np.copyto(staged, s_req)
+        self.s_req.set(staged, stream=self.cp.cuda.get_current_stream())
+        self.k_clamp(
+            (1,), self.block,
+            (self.red, self.s_req, self.coef, np.float64(v0), np.float64(v0h)),
+        )  # fmt: skip
+
+    def set_gmax(self, g_area_max: np.ndarray[Any, np.dtype[np.float64]]) -> None:
+        self.red_gmax.set(np.ascontiguousarray(g_area_max, dtype=np.float64).reshape(-1))
+
+    def submit_red(self, slot: int) -> None:
+        stream = self.cp.cuda.get_current_stream()
+        self.red.get(stream=stream, out=self.readback[slot], blocking=False)
+        self.landed[slot].record(stream)
+
+    def collect_red(self, slot: int) -> np.ndarray[Any, np.dtype[np.float64]]:
+        self.landed[slot].synchronize()
+        return self.readback[slot]
 
     def kick_drift(
         self, psi: Any, pi: Any, force: Any, noise_base: int, noise_on: bool,
@@ -94,6 +137,9 @@ class CupyExecutor:
         self.k_metric_finish((1,), self.block, (self.area_chunk, self.mg_part, self.mg))
         self.mg.get(out=out)
 
+    def metric_grad_finish_red(self) -> None:
+        self.k_metric_finish((1,), self.block, (self.area_chunk, self.mg_part, self.red_mg))
+
     def metric_grad(self, g: Any, out: np.ndarray[Any, np.dtype[np.float64]]) -> None:
         self.metric_grad_part(g, 0, self.chunks.n)
         self.metric_grad_finish(out)
@@ -103,12 +149,14 @@ class CupyExecutor:
 
 
 class CudaField(FusedField):
-    """The field on the GPU (backend ``cupy``): production build, metric gradient sliced.
+    """The field on the GPU (backend ``cupy``): production build, clamp on the device,
+    sums read back one tick late, metric gradient sliced.
 
     ``parity`` (class attribute): the parity build, for the tests that compare the
     kernels with the NumPy twin."""
 
     spread_metric_grad = True
+    lagged = True
     parity = False
 
     def _make_executor(self, red: np.ndarray[Any, np.dtype[np.float64]]) -> Executor:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from engs.services.physics.cuda_source import chunks, host_source
+from engs.services.physics.cuda_source import chunks, host_source, red_layout
 from engs.services.physics.fused import Executor, FusedField, HostSums
 from engs.services.physics.lattice import Lattice
 from engs.services.physics.reductions import NSUM
@@ -89,7 +89,12 @@ class HostExecutor(HostSums):
         self.part = np.zeros((n, NSUM), dtype=np.float64)
         self.part_max = np.zeros((n, lat.ndim), dtype=np.uint32)
         self.mg_part = np.zeros(n, dtype=np.float64)
+        self.s_req = np.zeros(lat.n_areas, dtype=np.float64)
+        self._mg, self._gmax = red_layout(lat)["mg"], red_layout(lat)["gmax"]
+        self.readback = np.zeros((2, len(red)), dtype=np.float64)
         vp, f, i, u64 = ctypes.c_void_p, ctypes.c_float, ctypes.c_int, ctypes.c_uint64
+        dbl = ctypes.c_double
+        self.lib.host_clamp_table.argtypes = [vp, vp, vp, dbl, dbl]
         self.lib.host_kick_drift.argtypes = [vp, vp, vp, vp, vp, u64, i, i, f, f]
         self.lib.host_force.argtypes = [vp] * 11 + [f] * 5
         self.lib.host_finish_sums.argtypes = [vp, vp, vp, vp]
@@ -97,7 +102,20 @@ class HostExecutor(HostSums):
         self.lib.host_metric_finish.argtypes = [vp, vp, vp]
 
     def upload_table(self, table: np.ndarray[Any, np.dtype[np.float32]]) -> None:
-        self.coef = np.ascontiguousarray(table, dtype=np.float32)
+        self.coef = np.array(table, dtype=np.float32)  # a copy: clamp() writes into it
+
+    def clamp(self, s_req: np.ndarray[Any, np.dtype[np.float64]], v0: float, v0h: float) -> None:
+        np.copyto(self.s_req, s_req)
+        self.lib.host_clamp_table(_ptr(self.red), _ptr(self.s_req), _ptr(self.coef), v0, v0h)
+
+    def set_gmax(self, g_area_max: np.ndarray[Any, np.dtype[np.float64]]) -> None:
+        self.red[self._gmax] = g_area_max.reshape(-1)
+
+    def submit_red(self, slot: int) -> None:
+        np.copyto(self.readback[slot], self.red)
+
+    def collect_red(self, slot: int) -> np.ndarray[Any, np.dtype[np.float64]]:
+        return self.readback[slot]
 
     def kick_drift(
         self, psi: Any, pi: Any, force: Any, noise_base: int, noise_on: bool,
@@ -127,6 +145,9 @@ class HostExecutor(HostSums):
 
     def metric_grad_finish(self, out: np.ndarray[Any, np.dtype[np.float64]]) -> None:
         self.lib.host_metric_finish(_ptr(self.chunks.area_first), _ptr(self.mg_part), _ptr(out))
+
+    def metric_grad_finish_red(self) -> None:
+        self.metric_grad_finish(self.red[self._mg])
 
     def metric_grad(self, g: Any, out: np.ndarray[Any, np.dtype[np.float64]]) -> None:
         self.metric_grad_part(g, 0, self.chunks.n)

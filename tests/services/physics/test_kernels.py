@@ -17,7 +17,13 @@ import pytest
 
 from engs.services.physics import cuda_check, noise
 from engs.services.physics.backend import probe_cupy, select_backend
-from engs.services.physics.coefficients import Coefficients
+from engs.services.physics.cfl import area_lambda_bound, previous_area
+from engs.services.physics.coefficients import (
+    Coefficients,
+    PhysicsParams,
+    TickTable,
+    derive_tick_table,
+)
 from engs.services.physics.cuda_source import (
     BLOCK,
     FORCE_MIN_BLOCKS,
@@ -29,10 +35,13 @@ from engs.services.physics.cuda_source import (
     chunks,
     index_dtype,
     module_source,
+    red_layout,
+    red_len,
 )
 from engs.services.physics.field import Field, make_field
-from engs.services.physics.host_kernels import HostKernelField, compiler
+from engs.services.physics.host_kernels import HostExecutor, HostKernelField, compiler
 from engs.services.physics.lattice import Lattice
+from engs.services.physics.reductions import StepResult
 from engs.shared.config import PhysicsConfig
 from tests.services.physics.support import (
     assert_reports_and_recovers_nonfinite,
@@ -67,21 +76,38 @@ def workload(n_areas: int) -> Coefficients:
     return c
 
 
+def reported(r: StepResult) -> tuple[list[float], int, list[float]]:
+    """What a step reported: (the float figures, the CFL clamps, the speed factors)."""
+    names = ("energy", "hamiltonian", "entropy_bits", "kinetic_cost", "metabolic_cost")
+    floats = [getattr(r, name) for name in names]
+    floats += [*r.area_activity, *r.area_metric_grad]
+    return floats, r.cfl_clamps, list(r.speed_factor)
+
+
 def run_pair(a: Field, b: Field, ticks: int) -> list[tuple[float, float]]:
+    """Step both fields through the same ``ticks`` ticks (plus the lag of the slower
+    reporter, so both report every tick) and pair their reports tick by tick."""
     n = a.lattice.n_areas
     c = workload(n)
     psi = random_field(a.lattice.shape, 1)
     for f in (a, b):
         f.set_state(psi=psi, pi=random_field(a.lattice.shape, 2, 10.0), coeffs=c)
+    seen: list[dict[int, tuple[list[float], int, list[float]]]] = [{}, {}]
+    for t in range(ticks + max(a.report_lag, b.report_lag)):
+        for f, got in zip((a, b), seen, strict=True):
+            r = f.step(c, critical=(t % 7 == 3))
+            if r.tick >= 0:
+                assert r.tick not in got and r.tick == t - f.report_lag
+                got[r.tick] = reported(r)
+            else:  # a lagged field's first step: no tick behind it yet, nothing measured
+                assert f.report_lag == 1 and t == 0 and r.energy == 0.0 == r.cfl_clamps
+        c.stimulus[:] = 0.0
     pairs = []
     for t in range(ticks):
-        ra, rb = a.step(c, critical=(t % 7 == 3)), b.step(c, critical=(t % 7 == 3))
-        assert ra.cfl_clamps == rb.cfl_clamps and ra.cfl_clamps >= 1
-        for name in ("energy", "hamiltonian", "entropy_bits", "kinetic_cost", "metabolic_cost"):
-            pairs.append((getattr(ra, name), getattr(rb, name)))
-        pairs += list(zip(ra.area_activity, rb.area_activity, strict=True))
-        pairs += list(zip(ra.area_metric_grad, rb.area_metric_grad, strict=True))
-        c.stimulus[:] = 0.0
+        (fa, clamps_a, speed_a), (fb, clamps_b, speed_b) = seen[0][t], seen[1][t]
+        assert clamps_a == clamps_b and clamps_a >= 1
+        np.testing.assert_allclose(speed_a, speed_b, rtol=1e-6)  # g agrees to ~1e-7
+        pairs += list(zip(fa, fb, strict=True))
     return pairs
 
 
@@ -106,9 +132,21 @@ class SlicedHostField(HostKernelField):
     spread_metric_grad = True
 
 
+class LaggedHostField(HostKernelField):
+    lagged = True
+
+
+class GpuLikeHostField(HostKernelField):  # the GPU backend's schedule, on the host build
+    fma = True
+    spread_metric_grad = True
+    lagged = True
+
+
 @needs_cxx
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-@pytest.mark.parametrize("build", [HostKernelField, FmaHostField], ids=["parity", "fma"])
+@pytest.mark.parametrize(
+    "build", [HostKernelField, FmaHostField, LaggedHostField], ids=["parity", "fma", "lagged"]
+)
 def test_host_build_of_cuda_source_matches_numpy_twin(
     shape: tuple[int, ...], build: type[HostKernelField]
 ) -> None:
@@ -130,6 +168,7 @@ def node_metric_grad(g: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     "where",
     [
         pytest.param("host", marks=needs_cxx),
+        pytest.param("host-lagged", marks=needs_cxx),
         pytest.param("gpu", marks=[pytest.mark.gpu, needs_gpu]),
     ],
 )
@@ -138,15 +177,17 @@ def test_sliced_metric_gradient_covers_each_node_once_per_window(
 ) -> None:
     every = 4
     cfg = config(shape, areas=3, metric_grad_every=every)
-    f = SlicedHostField(cfg) if where == "host" else cuda_field(cfg, parity=True, sliced=True)
+    builds = {"host": SlicedHostField, "host-lagged": GpuLikeHostField}
+    f = builds[where](cfg) if where in builds else cuda_field(cfg, parity=True, sliced=True)
     lat, ch, c = f.lattice, f.executor.chunks, workload(3)  # type: ignore[attr-defined]
     f.set_state(psi=random_field(shape, 1), pi=random_field(shape, 2, 10.0), coeffs=c)
     slices = ch.slices(every)
     first = ch.first.astype(np.int64)
     measured = np.zeros(lat.n_nodes)  # |∇g| of each node, when its slice was measured
-    published = 0
+    want: dict[int, list[float]] = {}  # per publishing tick, the area means expected
+    compared = 0
     reset = 11  # g replaced mid-window (ticks 9..12): slices 0 and 1 become void
-    for t in range(23):
+    for t in range(23 + f.report_lag):
         if t == reset:
             f.set_state(g=np.full((lat.ndim, *shape), 1.5, np.float32), coeffs=c)
         r = f.step(c)
@@ -163,25 +204,26 @@ def test_sliced_metric_gradient_covers_each_node_once_per_window(
             for k in set(range(every)) - set(fresh):
                 lo, hi = first[slices[k][0]], first[slices[k][1]]
                 measured[lo:hi] = per_node[lo:hi]
-            want = [
+            want[t] = [
                 measured[b0 * lat.row_size : b1 * lat.row_size].mean()
                 for b0, b1 in itertools.pairwise(lat.area_bounds)
             ]
-            np.testing.assert_allclose(r.area_metric_grad, want, rtol=1e-6)
-            published += 1
-    assert published == 6
+        if r.tick in want:  # the tick it reports (one late when lagged) published
+            np.testing.assert_allclose(r.area_metric_grad, want[r.tick], rtol=1e-6)
+            compared += 1
+    assert compared == 6
 
 
 @needs_cxx
-def test_fused_sums_are_the_same_bit_for_bit_run_to_run() -> None:
+@pytest.mark.parametrize("build", [HostKernelField, GpuLikeHostField], ids=["sync", "lagged"])
+def test_fused_sums_are_the_same_bit_for_bit_run_to_run(build: type[HostKernelField]) -> None:
     cfg = config((24, 20), areas=3, noise_amplitude=0.5)
     runs = []
     for _ in range(2):
-        f, c = HostKernelField(cfg), workload(3)
+        f, c = build(cfg), workload(3)
         f.set_state(psi=random_field((24, 20), 1), coeffs=c)
-        runs.append([f.step(c).energy for _ in range(5)] + [f.red.copy()])
-    np.testing.assert_array_equal(runs[0][-1], runs[1][-1])
-    assert runs[0][:-1] == runs[1][:-1]
+        runs.append([reported(f.step(c)) for _ in range(12)])
+    assert runs[0] == runs[1]
 
 
 _NO_NVRTC = cuda_check.available()
@@ -280,12 +322,42 @@ def test_cupy_sums_are_the_same_bit_for_bit_run_to_run() -> None:
     for _ in range(2):
         f, c = cuda_field(cfg, parity=False, sliced=True), workload(3)
         f.set_state(psi=random_field((6,) * 6, 1), coeffs=c)
-        runs.append([f.step(c).energy for _ in range(12)] + [f.red.copy()])
-    np.testing.assert_array_equal(runs[0][-1], runs[1][-1])
-    assert runs[0][:-1] == runs[1][:-1]
+        runs.append([reported(f.step(c)) for _ in range(12)])
+    assert runs[0] == runs[1]
 
 
-@pytest.mark.skipif(compiler() is None, reason="no C++ compiler for the host build")
-def test_fused_field_reports_and_recovers_nonfinite() -> None:
+@needs_cxx
+@pytest.mark.parametrize("build", [HostKernelField, GpuLikeHostField], ids=["sync", "lagged"])
+def test_fused_field_reports_and_recovers_nonfinite(build: type[HostKernelField]) -> None:
     # The non-finite path of the fused (GPU) field, run on the host build.
-    assert_reports_and_recovers_nonfinite(HostKernelField)
+    assert_reports_and_recovers_nonfinite(build)
+
+
+@needs_cxx
+def test_device_cfl_clamp_is_the_hosts_bit_for_bit() -> None:
+    cfg = config((12, 10, 4), areas=3)
+    params, lat = PhysicsParams.from_config(cfg), Lattice.build((12, 10, 4), ["a", "b", "c"])
+    red = np.zeros(red_len(lat))
+    ex = HostExecutor(lat, red)
+    parts = red_layout(lat)
+    rng = np.random.default_rng(5)
+    bound, scratch = np.zeros(3), np.zeros((3, 3))
+    clamped_somewhere = 0
+    for trial in range(300):
+        gmax = rng.uniform(params.g_min, params.g_max, (3, 3))
+        if trial % 10 == 0:
+            gmax[rng.integers(3), rng.integers(3)] = np.nan  # a non-finite metric
+        c = Coefficients(3)
+        c.speed[:] = rng.choice([0.0, 1.0, rng.uniform(0, 3), rng.uniform(3, 200)], 3)
+        host, raw = TickTable(3), TickTable(3)
+        area_lambda_bound(gmax, previous_area(3), scratch, bound)
+        clamps = derive_tick_table(c, params, bound, trial, trial % 3 == 0, host)
+        derive_tick_table(c, params, np.zeros(3), trial, trial % 3 == 0, raw)
+        ex.set_gmax(gmax)
+        ex.upload_table(raw.table)
+        ex.clamp(raw.s_eff, params.v0, params.v0 * params.h)
+        np.testing.assert_array_equal(ex.coef, host.table)  # every column, NaN included
+        np.testing.assert_array_equal(red[parts["s_eff"]], host.s_eff)
+        assert np.count_nonzero(red[parts["clamped"]]) == clamps
+        clamped_somewhere += clamps
+    assert clamped_somewhere > 100
