@@ -70,13 +70,18 @@ from engs.services.physics.reductions import NSUM
 
 BLOCK = 256
 
-#: Resident force blocks per SM the compiler must allow (``__launch_bounds__``).
-#: Registers limit the force kernel's occupancy: left alone, ptxas (sm_90) gives it
-#: 80–114 registers (2 blocks of 256 per SM). Four blocks cap it at 64 registers with no
-#: spill at any dimensionality in either build; five (48 registers) spill from 7-D on,
-#: and in the parity build already at 2-D. tests/services/physics/test_kernels.py checks
-#: it with ptxas.
+#: Resident blocks per SM the compiler must allow the pipelined step
+#: (``force_kick_drift``, ``__launch_bounds__``), the GPU's hot kernel. Registers limit
+#: its occupancy: left alone, ptxas (sm_90) gives it 80–114 registers (2 blocks of 256 per
+#: SM). Four blocks cap it at 64 registers with no spill at any dimensionality in either
+#: build; five (48 registers) spill from 7-D on, and in the parity build already at 2-D.
+#: tests/services/physics/test_kernels.py checks it with ptxas.
 FORCE_MIN_BLOCKS = 4
+
+#: The same for ``force_kick_plasticity``, which the pipelined GPU backend runs only to
+#: complete a pending half tick (reading the state, replacing it): capped at 64 registers
+#: it spills 8 bytes at 6⁹ in the production build, so it gets three blocks (85).
+SETTLE_MIN_BLOCKS = 3
 
 #: A large lattice is cut into about this many chunks (one block each).
 MIN_BLOCKS = 4096
@@ -178,6 +183,7 @@ def prelude(lat: Lattice) -> str:
         f"#define RED_LEN {red_len(lat)}",
         f"#define BLOCK {BLOCK}",
         f"#define FORCE_MIN_BLOCKS {FORCE_MIN_BLOCKS}",
+        f"#define SETTLE_MIN_BLOCKS {SETTLE_MIN_BLOCKS}",
         f"#define TWO_PI_F {two_pi}f",
         "#define FOR_EACH_AXIS(X) "
         + " ".join(
@@ -262,12 +268,10 @@ DEVICE float2 complex_normal(u64 base, idx_t i) {
 
 // Half kick, noise kick, drift and shift of node i (integrator.half_kick, noise_kick,
 // drift, in that order of operations).
-DEVICE void node_kick_drift(idx_t i, float2* psi, float2* pi, const float2* force,
-                            const int* area_of_row, const float* coef, u64 noise_base,
-                            int noise_on, int shift_on, float h, float half_h) {
-  const float* c = coef + area_of(area_of_row, i) * NCOEF;
-  float2 p = pi[i];
-  const float2 f = force[i];
+// c: the node's row of the table; p (Pi) and q (Psi) in and out, f the force.
+DEVICE void kick_drift_core(idx_t i, const float* c, float2& p, const float2 f, float2& q,
+                            u64 noise_base, int noise_on, int shift_on, float h,
+                            float half_h) {
   const float damp = c[C_DAMP];
   p.x = p.x * damp;
   p.y = p.y * damp;
@@ -279,13 +283,21 @@ DEVICE void node_kick_drift(idx_t i, float2* psi, float2* pi, const float2* forc
     p.x = p.x + xi.x * sigma;
     p.y = p.y + xi.y * sigma;
   }
-  float2 q = psi[i];
   q.x = q.x + p.x * h;
   q.y = q.y + p.y * h;
   if (shift_on) {
     q.x = q.x + c[C_SHIFT_RE];
     q.y = q.y + c[C_SHIFT_IM];
   }
+}
+
+DEVICE void node_kick_drift(idx_t i, float2* psi, float2* pi, const float2* force,
+                            const int* area_of_row, const float* coef, u64 noise_base,
+                            int noise_on, int shift_on, float h, float half_h) {
+  float2 p = pi[i];
+  float2 q = psi[i];
+  kick_drift_core(i, coef + area_of(area_of_row, i) * NCOEF, p, force[i], q, noise_base,
+                  noise_on, shift_on, h, half_h);
   pi[i] = p;
   psi[i] = q;
 }
@@ -370,12 +382,11 @@ DEVICE void part_from(Part& p, const NodeSums& s) {
   for (int k = 0; k < NDIM; ++k) p.mx[k] = s.mx[k];
 }
 
-// The force step of node i in area a: F = c2 L_g Psi, second half kick, plasticity;
-// the node's sums added to p.
-DEVICE void node_force(idx_t i, int a, const float2* psi, float2* pi, float2* force,
-                       const float* g, float* g_next, float* anchor, const float* coef,
-                       float half_h, float gmin, float gmax, float kap_h, float mu_h,
-                       NodeSums& p) {
+// The force step of node i in area a: F = c2 L_g Psi (returned), the second half kick of
+// pn (Pi, in and out), plasticity; the node's sums added to p.
+DEVICE float2 force_core(idx_t i, int a, const float2* psi, float2& pn, const float* g,
+                         float* g_next, float* anchor, const float* coef, float half_h,
+                         float gmin, float gmax, float kap_h, float mu_h, NodeSums& p) {
   const float* c = coef + a * NCOEF;
   const float2 q = psi[i];
   const float eta_h = c[C_ETA_H], lam_h = c[C_LAM_H];
@@ -390,14 +401,11 @@ DEVICE void node_force(idx_t i, int a, const float2* psi, float2* pi, float2* fo
   float2 f;
   f.x = acc.lx * c2;
   f.y = acc.ly * c2;
-  force[i] = f;
-  float2 pn = pi[i];
   const float damp = c[C_DAMP];
   pn.x = pn.x * damp;
   pn.y = pn.y * damp;
   pn.x = pn.x + f.x * half_h;
   pn.y = pn.y + f.y * half_h;
-  pi[i] = pn;
   const float e = q.x * q.x + q.y * q.y;
   const float w = c[C_INV_S2];
   p.v[S_V] = p.v[S_V] + e;
@@ -407,6 +415,51 @@ DEVICE void node_force(idx_t i, int a, const float2* psi, float2* pi, float2* fo
   p.v[S_POT] = p.v[S_POT] + acc.pot;
   p.v[S_GRAD2] = p.v[S_GRAD2] + acc.grad2;
   p.v[S_DG] = p.v[S_DG] + acc.dg;
+  return f;
+}
+
+DEVICE void node_force(idx_t i, int a, const float2* psi, float2* pi, float2* force,
+                       const float* g, float* g_next, float* anchor, const float* coef,
+                       float half_h, float gmin, float gmax, float kap_h, float mu_h,
+                       NodeSums& p) {
+  float2 pn = pi[i];
+  force[i] = force_core(i, a, psi, pn, g, g_next, anchor, coef, half_h, gmin, gmax, kap_h,
+                        mu_h, p);
+  pi[i] = pn;
+}
+
+// Pipelined: the force step of tick n - 1 (table coef_f) on Psi_n (psi), then the kick and
+// drift of tick n (table coef_k) with F still in registers, Psi_{n+1} into psi_out. The
+// same operations in the same order as node_force then node_kick_drift, without F's round
+// trip through memory and a second pass over Psi and Pi.
+DEVICE void node_force_kick_drift(idx_t i, int a, const float2* psi, float2* psi_out,
+                                  float2* pi, const float* g, float* g_next, float* anchor,
+                                  const float* coef_f, const float* coef_k, float half_h,
+                                  float gmin, float gmax, float kap_h, float mu_h,
+                                  u64 noise_base, int noise_on, int shift_on, float h,
+                                  NodeSums& p) {
+  float2 pn = pi[i];
+  const float2 f = force_core(i, a, psi, pn, g, g_next, anchor, coef_f, half_h, gmin, gmax,
+                              kap_h, mu_h, p);
+  float2 q = psi[i];
+  kick_drift_core(i, coef_k + a * NCOEF, pn, f, q, noise_base, noise_on, shift_on, h, half_h);
+  pi[i] = pn;
+  psi_out[i] = q;
+}
+
+// The pipelined step's share of thread t in chunk [first, last) of area a.
+DEVICE void pipelined_thread(idx_t first, idx_t last, int t, int a, const float2* psi,
+                             float2* psi_out, float2* pi, const float* g, float* g_next,
+                             float* anchor, const float* coef_f, const float* coef_k,
+                             float half_h, float gmin, float gmax, float kap_h, float mu_h,
+                             u64 noise_base, int noise_on, int shift_on, float h, Part& p) {
+  NodeSums s;
+  for (int j = 0; j < NSUM; ++j) s.v[j] = 0.0f;
+  for (int k = 0; k < NDIM; ++k) s.mx[k] = 0u;
+  for (idx_t i = first + (idx_t)t; i < last; i += (idx_t)BLOCK)
+    node_force_kick_drift(i, a, psi, psi_out, pi, g, g_next, anchor, coef_f, coef_k, half_h,
+                          gmin, gmax, kap_h, mu_h, noise_base, noise_on, shift_on, h, s);
+  part_from(p, s);
 }
 
 // Thread t's share of chunk [first, last) (area a): nodes first + t, first + t + BLOCK, ...
@@ -574,7 +627,7 @@ kick_drift(float2* __restrict__ psi, float2* __restrict__ pi, const float2* __re
 }
 
 // One block per chunk; its partial row in part / part_max (finish_sums reduces them).
-extern "C" __global__ void __launch_bounds__(BLOCK, FORCE_MIN_BLOCKS)
+extern "C" __global__ void __launch_bounds__(BLOCK, SETTLE_MIN_BLOCKS)
 force_kick_plasticity(const float2* __restrict__ psi, float2* __restrict__ pi,
                       float2* __restrict__ force, const float* __restrict__ g,
                       float* __restrict__ g_next, float* __restrict__ anchor,
@@ -588,6 +641,28 @@ force_kick_plasticity(const float2* __restrict__ psi, float2* __restrict__ pi,
   part_zero(p);
   force_thread(first, chunk_first[c + 1], threadIdx.x, area_of(area_of_row, first), psi, pi,
                force, g, g_next, anchor, coef, half_h, gmin, gmax, kap_h, mu_h, p);
+  block_sum<NSUM>(p.v);
+  block_umax<NDIM>(p.mx);
+  if (threadIdx.x == 0) part_store(p, c, part, part_max);
+}
+
+// The pipelined step (node_force_kick_drift), one block per chunk like the force kernel.
+extern "C" __global__ void __launch_bounds__(BLOCK, FORCE_MIN_BLOCKS)
+force_kick_drift(const float2* __restrict__ psi, float2* __restrict__ psi_out,
+                 float2* __restrict__ pi, const float* __restrict__ g,
+                 float* __restrict__ g_next, float* __restrict__ anchor,
+                 const idx_t* __restrict__ chunk_first, const int* __restrict__ area_of_row,
+                 const float* __restrict__ coef_f, const float* __restrict__ coef_k,
+                 double* __restrict__ part, unsigned int* __restrict__ part_max, float half_h,
+                 float gmin, float gmax, float kap_h, float mu_h, u64 noise_base,
+                 int noise_on, int shift_on, float h) {
+  const int c = blockIdx.x;
+  const idx_t first = chunk_first[c];
+  Part p;
+  part_zero(p);
+  pipelined_thread(first, chunk_first[c + 1], threadIdx.x, area_of(area_of_row, first), psi,
+                   psi_out, pi, g, g_next, anchor, coef_f, coef_k, half_h, gmin, gmax, kap_h,
+                   mu_h, noise_base, noise_on, shift_on, h, p);
   block_sum<NSUM>(p.v);
   block_umax<NDIM>(p.mx);
   if (threadIdx.x == 0) part_store(p, c, part, part_max);
@@ -636,8 +711,8 @@ metric_finish(const int* __restrict__ area_chunk, const double* __restrict__ mg_
 
 #: Every kernel of the module, in launch order.
 KERNEL_NAMES = (
-    "clamp_table", "kick_drift", "force_kick_plasticity", "finish_sums", "metric_grad",
-    "metric_finish",
+    "clamp_table", "kick_drift", "force_kick_plasticity", "force_kick_drift", "finish_sums",
+    "metric_grad", "metric_finish",
 )  # fmt: skip
 
 HOST_HARNESS = r"""
@@ -671,6 +746,30 @@ extern "C" void host_force(const float2* psi, float2* pi, float2* force, const f
       part_zero(p);
       force_thread(first, chunk_first[c + 1], t, a, psi, pi, force, g, g_next, anchor, coef,
                    half_h, gmin, gmax, kap_h, mu_h, p);
+      part_add(block, p);
+    }
+    part_store(block, c, part, part_max);
+  }
+}
+
+extern "C" void host_force_kick_drift(const float2* psi, float2* psi_out, float2* pi,
+                                      const float* g, float* g_next, float* anchor,
+                                      const idx_t* chunk_first, const int* area_of_row,
+                                      const float* coef_f, const float* coef_k, double* part,
+                                      unsigned int* part_max, float half_h, float gmin,
+                                      float gmax, float kap_h, float mu_h, u64 noise_base,
+                                      int noise_on, int shift_on, float h) {
+  for (int c = 0; c < N_CHUNKS; ++c) {
+    const idx_t first = chunk_first[c];
+    const int a = area_of(area_of_row, first);
+    Part block;
+    part_zero(block);
+    for (int t = 0; t < BLOCK; ++t) {
+      Part p;
+      part_zero(p);
+      pipelined_thread(first, chunk_first[c + 1], t, a, psi, psi_out, pi, g, g_next, anchor,
+                       coef_f, coef_k, half_h, gmin, gmax, kap_h, mu_h, noise_base, noise_on,
+                       shift_on, h, p);
       part_add(block, p);
     }
     part_store(block, c, part, part_max);

@@ -83,7 +83,7 @@ class Field:
     """
 
     #: Ticks between the tick a step runs and the tick its result reports (0: the same;
-    #: the GPU backend reads its sums back one tick late, see fused.py).
+    #: the GPU backend reports two ticks late, see fused.py).
     report_lag = 0
 
     def __init__(self, cfg: PhysicsConfig, backend: Backend | None = None) -> None:
@@ -216,13 +216,17 @@ class Field:
     def _count_nonfinite(self) -> int:
         return self.fsums.count_nonfinite(self.psi, self.pi)
 
+    def _report_tick(self) -> int:
+        """The tick this step's result describes (-1: none; see ``report_lag``)."""
+        return self.tick
+
     def _g_replaced(self) -> None:
         """Hook: the conductances were replaced outside the tick (set_state, recovery)."""
 
     def _finish(self) -> None:
         """Turn the sums into the reported quantities (host, shared by both backends)."""
         p, r, sums = self.params, self.result, self.sums
-        r.tick = self.tick - self.report_lag
+        r.tick = self._report_tick()
         finite = math.isfinite(float(sums.sum()))  # one NaN/Inf anywhere shows here
         r.nonfinite = 0 if finite else max(1, self._count_nonfinite())
         v = float(sums[S_V])
@@ -242,7 +246,7 @@ class Field:
         )
         np.divide(self.area_e, self._area_nodes, out=r.area_activity)
         np.copyto(r.speed_factor, self._s_eff_report)
-        if r.tick % p.metric_grad_every == 0:
+        if r.tick >= 0 and r.tick % p.metric_grad_every == 0:
             self._metric_gradient(r.area_metric_grad)
         self._update_lambda_bound()
 

@@ -1,16 +1,36 @@
 """The field stepped by the fused kernels of :mod:`cuda_source`.
 
 :class:`FusedField` is :class:`~engs.services.physics.field.Field` with ``_advance``
-replaced by the kernels (``kick_drift``, then the force step and its sums) on an
-:class:`Executor`, one upload of the per-area tick table and one download of the
-reduction buffer. Everything around the kernels — the tick table, the CFL bound,
-the entropy, the costs, telemetry, recovery — is the base class's, so both backends
-share one semantics by construction.
+replaced by the kernels on an :class:`Executor`, one upload of the per-area tick table
+and one readback of the reduction buffer per tick. Everything around the kernels — the
+tick table, the entropy, the costs, telemetry, recovery — is the base class's, so the
+backends share one semantics by construction.
 
-Two executors run the same source: :class:`engs.services.physics.gpu.CupyExecutor` (CUDA,
+Three executors run the same source: :class:`engs.services.physics.gpu.CupyExecutor` (CUDA,
 the GPU backend) and :class:`engs.services.physics.host_kernels.HostExecutor` (the source
-compiled for the CPU, used to test the kernels' arithmetic without a GPU); the fused CPU
-backend's :class:`engs.services.physics.cpu_kernels.NumbaExecutor` is a third.
+compiled for the CPU, used to test the kernels without a GPU); the fused CPU backend's
+:class:`engs.services.physics.cpu_kernels.NumbaExecutor` runs its own kernels through the
+same interface.
+
+Three schedules, chosen by class attributes (the GPU backend runs the last; the host
+build runs each in the tests, so the schedule the GPU runs is tested without one):
+
+* **synchronous** (default): upload the table (clamped on the host), kick-drift, force
+  with its sums, read the sums back; the step reports the tick it ran.
+* **lagged** (``lagged``): the CFL clamp runs on the executor (``clamp_table``, bit for
+  bit the host's), and the sums are read back asynchronously: the step starts the copy
+  of this tick's buffer and reports the previous tick's, which has long landed when the
+  device keeps up — the host never waits for the device's tick to end.
+* **pipelined** (``pipelined``, implies lagged): one kernel runs the force half of tick
+  n − 1 and the kick-drift half of tick n, node by node (``force_kick_drift``): F stays
+  in registers and Ψ and Π are read once, so a tick moves 40 bytes a node fewer (the
+  byte counts are in docs/physics.md §7); Ψ_{n+1} goes to a second buffer (neighbours
+  still read Ψ_n). A step then leaves tick n's force pending, and reports tick n − 2.
+  Reading or replacing the state first completes the pending half (``_settle``, the
+  force kernel alone); the sums of a half completed that way are not reported.
+
+A step with no measured tick behind it (the first ones after a start, or after the state
+was replaced or recovered) reports ``tick = -1`` with zero sums.
 
 **The metric gradient, sliced** (``spread_metric_grad``, the GPU backend's production
 path): instead of measuring Σ|∇g| over the whole lattice inside the publishing tick, the
@@ -30,6 +50,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from engs.services.physics.coefficients import Coefficients
 from engs.services.physics.cuda_source import Chunks, red_layout, red_len
 from engs.services.physics.field import Field
 from engs.services.physics.integrator import RowTable
@@ -71,15 +92,47 @@ class SlicedMetric(Protocol):
         """The partial rows summed per area into ``out`` (host, shape ``(n_areas,)``)."""
 
 
-class Lagged(SlicedMetric, Protocol):
-    """An executor that clamps the tick table itself and reads its sums back late."""
+class Pipelined(SlicedMetric, Protocol):
+    """An executor for the lagged and pipelined schedules. It holds two table slots:
+    ``upload_table`` makes the other one current, so the one before stays available."""
 
-    def clamp(self, s_req: np.ndarray[Any, np.dtype[np.float64]], v0: float, v0h: float) -> None:
-        """Clamp the uploaded table's speeds ``s_req`` (float64, per area) by the CFL bound
-        of the per-area max g it holds; the applied factors and clamps go to its buffer."""
+    def upload_speeds(self, s_req: np.ndarray[Any, np.dtype[np.float64]]) -> None:
+        """The requested speed factors of the current slot's tick (float64, per area)."""
+
+    def clamp(self, v0: float, v0h: float, previous: bool = False) -> None:
+        """Clamp the current (``previous``: the other) slot's speeds by the CFL bound of
+        the per-area max g the executor holds; the applied factors and clamps go to its
+        buffer."""
 
     def set_gmax(self, g_area_max: np.ndarray[Any, np.dtype[np.float64]]) -> None:
         """Replace the per-area max g it holds (after g was replaced on the host)."""
+
+    def force(
+        self, psi: Any, pi: Any, force: Any, g: Any, g_next: Any, anchor: Any,
+        half_h: float, g_min: float, g_max: float, kappa_h: float, mu_h: float,
+        previous: bool = False,
+    ) -> None: ...  # fmt: skip
+
+    def force_kick_drift(
+        self,
+        psi: Any,
+        psi_out: Any,
+        pi: Any,
+        g: Any,
+        g_next: Any,
+        anchor: Any,
+        half_h: float,
+        g_min: float,
+        g_max: float,
+        kappa_h: float,
+        mu_h: float,
+        noise_base: int,
+        noise_on: bool,
+        shift_on: bool,
+        h: float,
+    ) -> None:
+        """The force half with the other slot's table, the kick-drift half with the
+        current slot's, Ψ_{n+1} into ``psi_out``; the sums finished into the buffer."""
 
     def metric_grad_finish_red(self) -> None:
         """:meth:`SlicedMetric.metric_grad_finish` into its buffer's ``mg`` part."""
@@ -110,9 +163,11 @@ class FusedField(Field):
     #: executor must then be a :class:`SlicedMetric`.
     spread_metric_grad = False
 
-    #: Clamp on the executor and read the sums back one tick late (see the module
-    #: docstring); the executor must then be a :class:`Lagged`.
+    #: The lagged schedule (module docstring); the executor must be :class:`Pipelined`.
     lagged = False
+
+    #: The pipelined schedule (module docstring); implies ``lagged``.
+    pipelined = False
 
     def _make_executor(self, red: np.ndarray[Any, np.dtype[np.float64]]) -> Executor:
         """The executor; ``red`` is the host buffer :meth:`Executor.download_red` fills
@@ -121,6 +176,7 @@ class FusedField(Field):
 
     def _init_backend(self) -> None:
         xp, lat = self.xp, self.lattice
+        self.lagged = self.lagged or self.pipelined
         self.red = np.zeros(red_len(lat), dtype=np.float64)
         self._red_parts = red_layout(lat)
         self.executor = self._make_executor(self.red)
@@ -131,69 +187,113 @@ class FusedField(Field):
             every = self.params.metric_grad_every if self.spread_metric_grad else 1
             self._mg_slices = sliced.chunks.slices(every)
             self._mg_done = np.zeros(len(self._mg_slices), dtype=bool)
+        self._reported = 0  # the tick the last step reported (-1: none)
         if self.lagged:
-            self.report_lag = 1
+            self.report_lag = 2 if self.pipelined else 1
             self._tick_bound = np.zeros(lat.n_areas, dtype=np.float64)  # clamped on device
             self._s_eff_report = np.zeros(lat.n_areas, dtype=np.float64)
             self._nothing = np.zeros_like(self.red)  # what a step with no tick behind reports
-            self._in_flight = False  # the previous step's sums are on their way
+            self._in_flight: tuple[int, int] | None = None  # (slot, tick) being read back
             self._gmax_stale = True  # the device's per-area max g must be uploaded
+            self._pending = False  # pipelined: a tick's force half is still to run
+            self._pending_consolidate = False
+            if self.pipelined:
+                self._psi_next = xp.zeros_like(self.psi)
         # set-up path only (refresh_force): the xp-generic Laplacian and its scratch
         self.rt = RowTable(xp, lat)
         self._scratch = tuple(xp.zeros(lat.shape, dtype=xp.complex64) for _ in range(3))
 
+    # ------------------------------------------------------------------ the tick
+
+    def _consolidation(self, on: bool) -> tuple[float, float]:
+        return (self._kappa_h, self._mu_h) if on else (0.0, 0.0)
+
     def _advance(self) -> None:
         p, tt, lat, ex = self.params, self.table, self.lattice, self.executor
         half_h = 0.5 * p.h
-        dev: Lagged = self.executor  # type: ignore[assignment]
+        dev: Pipelined = self.executor  # type: ignore[assignment]
         if self.lagged and self._gmax_stale:
             dev.set_gmax(self.g_area_max)  # measured on the host after g was replaced
             self._gmax_stale = False
         ex.upload_table(tt.table)
-        if self.lagged:  # the table holds the requested speeds (no host bound): clamp them
-            dev.clamp(tt.s_eff, p.v0, p.v0 * p.h)
-        ex.kick_drift(
-            self.psi, self.pi, self.force, tick_base(self.noise_key, self.tick, lat.n_nodes),
-            tt.noise_on, tt.shift_on, p.h, half_h,
-        )  # fmt: skip
-        ex.force(
-            self.psi, self.pi, self.force, self.g, self.g_next, self.g_anchor, half_h,
-            p.g_min, p.g_max, self._kappa_h if tt.consolidate_on else 0.0,
-            self._mu_h if tt.consolidate_on else 0.0,
-        )  # fmt: skip
-        self.g, self.g_next = self.g_next, self.g
-        if self.spread_metric_grad:
-            j = (self.tick - 1) % len(self._mg_slices)  # the window ends at ticks ≡ 0
-            if j == 0:
-                self._mg_done[:] = False
-            self._metric_slice(j)
-        if self.lagged:
-            red = self._exchange_lagged(dev)
+        base = tick_base(self.noise_key, self.tick, lat.n_nodes)
+        if self.pipelined:
+            dev.upload_speeds(tt.s_eff)  # requested: no host bound; clamped next step
+            measured = -1
+            if self._pending:  # tick n - 1's force, then this tick's kick-drift
+                dev.clamp(p.v0, p.v0 * p.h, previous=True)
+                kap_h, mu_h = self._consolidation(self._pending_consolidate)
+                dev.force_kick_drift(
+                    self.psi, self._psi_next, self.pi, self.g, self.g_next, self.g_anchor,
+                    half_h, p.g_min, p.g_max, kap_h, mu_h, base, tt.noise_on, tt.shift_on, p.h,
+                )  # fmt: skip
+                self.psi, self._psi_next = self._psi_next, self.psi
+                self.g, self.g_next = self.g_next, self.g
+                measured = self.tick - 1
+            else:  # nothing pending (start, settled, recovered): the cached force
+                ex.kick_drift(self.psi, self.pi, self.force, base, tt.noise_on, tt.shift_on,
+                              p.h, half_h)  # fmt: skip
+            self._pending, self._pending_consolidate = True, tt.consolidate_on
+            red = self._exchange(dev, measured)
         else:
-            ex.download_red(self.red)
-            red = self.red
+            if self.lagged:
+                dev.upload_speeds(tt.s_eff)
+                dev.clamp(p.v0, p.v0 * p.h)
+            ex.kick_drift(self.psi, self.pi, self.force, base, tt.noise_on, tt.shift_on,
+                          p.h, half_h)  # fmt: skip
+            kap_h, mu_h = self._consolidation(tt.consolidate_on)
+            ex.force(
+                self.psi, self.pi, self.force, self.g, self.g_next, self.g_anchor, half_h,
+                p.g_min, p.g_max, kap_h, mu_h,
+            )  # fmt: skip
+            self.g, self.g_next = self.g_next, self.g
+            if self.lagged:
+                red = self._exchange(dev, self.tick)
+            else:
+                if self.spread_metric_grad:
+                    self._metric_slice_of(self.tick)
+                ex.download_red(self.red)
+                red, self._reported = self.red, self.tick
         parts, (d, n) = self._red_parts, self.g_area_max.shape
         np.copyto(self.sums, red[parts["sums"]])
         np.copyto(self.area_e, red[parts["area_e"]])
         np.copyto(self.g_area_max, red[parts["gmax"]].reshape(d, n))
         self._t_se = 0.0
 
-    def _exchange_lagged(self, dev: Lagged) -> np.ndarray[Any, np.dtype[np.float64]]:
-        """Finish this tick on the device (its metric gradient when it publishes one),
-        start reading its buffer back, and return the previous tick's (zeros when no
-        tick is behind this one: the first after a start or a reset)."""
-        if self.tick % self.params.metric_grad_every == 0:
-            self._complete_metric_window()
-            dev.metric_grad_finish_red()
+    def _exchange(self, dev: Pipelined, measured: int) -> np.ndarray[Any, np.dtype[np.float64]]:
+        """Lagged schedules: finish tick ``measured`` (-1: none this step) on the device
+        — its metric slice, its metric gradient when it publishes — and start reading its
+        buffer back; return the buffer read back by the step before (zeros when none)."""
         slot = self.tick & 1
-        dev.submit_red(slot)
-        red = dev.collect_red(slot ^ 1) if self._in_flight else self._nothing
-        self._in_flight = True
+        if measured >= 0:
+            if self.spread_metric_grad:
+                self._metric_slice_of(measured)
+            if measured % self.params.metric_grad_every == 0:
+                self._complete_metric_window()
+                dev.metric_grad_finish_red()
+            dev.submit_red(slot)
+        if self._in_flight is None:
+            red, self._reported = self._nothing, -1
+        else:
+            red, self._reported = dev.collect_red(self._in_flight[0]), self._in_flight[1]
+        self._in_flight = (slot, measured) if measured >= 0 else None
         parts = self._red_parts
         np.copyto(self._s_eff_report, red[parts["s_eff"]])
         self.result.cfl_clamps = int(np.count_nonzero(red[parts["clamped"]]))
         self._mg_reported = red[parts["mg"]]
         return red
+
+    def _report_tick(self) -> int:
+        return self._reported
+
+    # ------------------------------------------------------------------ metric gradient
+
+    def _metric_slice_of(self, tick: int) -> None:
+        """The slice of ``tick``'s window (the window ends at ticks ≡ 0)."""
+        j = (tick - 1) % len(self._mg_slices)
+        if j == 0:
+            self._mg_done[:] = False
+        self._metric_slice(j)
 
     def _metric_slice(self, j: int) -> None:
         c0, c1 = self._mg_slices[j]
@@ -221,12 +321,66 @@ class FusedField(Field):
             self.executor.metric_grad(self.g, self._mg_sums)
         np.divide(self._mg_sums, self._area_nodes, out=out)
 
+    # ------------------------------------------------------------------ state
+
+    def _settle(self) -> None:
+        """Pipelined: run the pending force half alone (its sums are not reported), so
+        Ψ, Π, F and g are those at the end of the last tick stepped."""
+        if not (self.pipelined and self._pending):
+            return
+        p = self.params
+        dev: Pipelined = self.executor  # type: ignore[assignment]
+        dev.clamp(p.v0, p.v0 * p.h)  # the pending tick's table is the current slot
+        kap_h, mu_h = self._consolidation(self._pending_consolidate)
+        dev.force(
+            self.psi, self.pi, self.force, self.g, self.g_next, self.g_anchor, 0.5 * p.h,
+            p.g_min, p.g_max, kap_h, mu_h,
+        )  # fmt: skip
+        self.g, self.g_next = self.g_next, self.g
+        self._pending = False
+
     def _g_replaced(self) -> None:
         if self.spread_metric_grad or self.lagged:
             self._mg_done[:] = False  # slices measured on the old g are void
         if self.lagged:
             self._gmax_stale = True
-            self._in_flight = False  # the tick behind described the replaced state
+            self._in_flight = None  # the tick behind described the replaced state
+
+    def recover_nonfinite(self) -> int:
+        if self.lagged:
+            self._pending = False  # a pending half of a non-finite state: dropped
+        return super().recover_nonfinite()
+
+    def set_state(
+        self,
+        psi: Any = None,
+        pi: Any = None,
+        g: Any = None,
+        coeffs: Coefficients | None = None,
+        anchor: Any = None,
+    ) -> None:
+        self._settle()
+        super().set_state(psi, pi, g, coeffs, anchor)
+
+    def refresh_force(self, coeffs: Coefficients) -> None:
+        self._settle()
+        super().refresh_force(coeffs)
+
+    def psi_host(self) -> np.ndarray[Any, np.dtype[np.complex64]]:
+        self._settle()
+        return super().psi_host()
+
+    def pi_host(self) -> np.ndarray[Any, np.dtype[np.complex64]]:
+        self._settle()
+        return super().pi_host()
+
+    def g_host(self) -> np.ndarray[Any, np.dtype[np.float32]]:
+        self._settle()
+        return super().g_host()
+
+    def anchor_host(self) -> np.ndarray[Any, np.dtype[np.float32]]:
+        self._settle()
+        return super().anchor_host()
 
     def _count_nonfinite(self) -> int:
         xp = self.xp

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from engs.services.physics.coefficients import NCOEF
 from engs.services.physics.cuda_source import chunks, host_source, red_layout
 from engs.services.physics.fused import Executor, FusedField, HostSums
 from engs.services.physics.lattice import Lattice
@@ -75,7 +76,10 @@ def _ptr(a: np.ndarray[Any, Any]) -> ctypes.c_void_p:
 
 class HostExecutor(HostSums):
     """:class:`~engs.services.physics.fused.Executor` (and
-    :class:`~engs.services.physics.fused.SlicedMetric`) over the host build."""
+    :class:`~engs.services.physics.fused.Pipelined`) over the host build.
+
+    Like the GPU executor it holds two table slots, the current tick's and the one
+    before (the pipelined step uses both)."""
 
     def __init__(
         self, lat: Lattice, red: np.ndarray[Any, np.dtype[np.float64]], fma: bool = False
@@ -83,30 +87,44 @@ class HostExecutor(HostSums):
         super().__init__(red)
         self.lib = build(lat, fma)
         self.area_of_row = np.ascontiguousarray(lat.area_of_row, dtype=np.int32)
-        self.coef = np.zeros((lat.n_areas, 0), dtype=np.float32)
+        self.coef_slots = np.zeros((2, lat.n_areas, NCOEF), dtype=np.float32)
+        self.s_req_slots = np.zeros((2, lat.n_areas), dtype=np.float64)
+        self.stage = 0
         self.chunks = chunks(lat)
         n = self.chunks.n
         self.part = np.zeros((n, NSUM), dtype=np.float64)
         self.part_max = np.zeros((n, lat.ndim), dtype=np.uint32)
         self.mg_part = np.zeros(n, dtype=np.float64)
-        self.s_req = np.zeros(lat.n_areas, dtype=np.float64)
-        self._mg, self._gmax = red_layout(lat)["mg"], red_layout(lat)["gmax"]
+        layout = red_layout(lat)
+        self._mg, self._gmax = layout["mg"], layout["gmax"]
         self.readback = np.zeros((2, len(red)), dtype=np.float64)
         vp, f, i, u64 = ctypes.c_void_p, ctypes.c_float, ctypes.c_int, ctypes.c_uint64
         dbl = ctypes.c_double
         self.lib.host_clamp_table.argtypes = [vp, vp, vp, dbl, dbl]
         self.lib.host_kick_drift.argtypes = [vp, vp, vp, vp, vp, u64, i, i, f, f]
         self.lib.host_force.argtypes = [vp] * 11 + [f] * 5
+        self.lib.host_force_kick_drift.argtypes = [vp] * 12 + [f] * 5 + [u64, i, i, f]
         self.lib.host_finish_sums.argtypes = [vp, vp, vp, vp]
         self.lib.host_metric_grad.argtypes = [vp, vp, i, i, vp]
         self.lib.host_metric_finish.argtypes = [vp, vp, vp]
 
-    def upload_table(self, table: np.ndarray[Any, np.dtype[np.float32]]) -> None:
-        self.coef = np.array(table, dtype=np.float32)  # a copy: clamp() writes into it
+    @property
+    def coef(self) -> np.ndarray[Any, np.dtype[np.float32]]:
+        """The current tick's table."""
+        return self.coef_slots[self.stage]
 
-    def clamp(self, s_req: np.ndarray[Any, np.dtype[np.float64]], v0: float, v0h: float) -> None:
-        np.copyto(self.s_req, s_req)
-        self.lib.host_clamp_table(_ptr(self.red), _ptr(self.s_req), _ptr(self.coef), v0, v0h)
+    def upload_table(self, table: np.ndarray[Any, np.dtype[np.float32]]) -> None:
+        self.stage ^= 1
+        np.copyto(self.coef_slots[self.stage], table)
+
+    def upload_speeds(self, s_req: np.ndarray[Any, np.dtype[np.float64]]) -> None:
+        np.copyto(self.s_req_slots[self.stage], s_req)
+
+    def clamp(self, v0: float, v0h: float, previous: bool = False) -> None:
+        slot = self.stage ^ int(previous)
+        self.lib.host_clamp_table(
+            _ptr(self.red), _ptr(self.s_req_slots[slot]), _ptr(self.coef_slots[slot]), v0, v0h
+        )
 
     def set_gmax(self, g_area_max: np.ndarray[Any, np.dtype[np.float64]]) -> None:
         self.red[self._gmax] = g_area_max.reshape(-1)
@@ -129,15 +147,33 @@ class HostExecutor(HostSums):
     def force(
         self, psi: Any, pi: Any, force: Any, g: Any, g_next: Any, anchor: Any,
         half_h: float, g_min: float, g_max: float, kappa_h: float, mu_h: float,
+        previous: bool = False,
     ) -> None:  # fmt: skip
         ch = self.chunks
         self.lib.host_force(
             _ptr(psi), _ptr(pi), _ptr(force), _ptr(g), _ptr(g_next), _ptr(anchor),
-            _ptr(ch.first), _ptr(self.area_of_row), _ptr(self.coef), _ptr(self.part),
-            _ptr(self.part_max), half_h, g_min, g_max, kappa_h, mu_h,
+            _ptr(ch.first), _ptr(self.area_of_row), _ptr(self.coef_slots[self.stage ^ previous]),
+            _ptr(self.part), _ptr(self.part_max), half_h, g_min, g_max, kappa_h, mu_h,
         )  # fmt: skip
+        self._finish_sums()
+
+    def force_kick_drift(
+        self, psi: Any, psi_out: Any, pi: Any, g: Any, g_next: Any, anchor: Any,
+        half_h: float, g_min: float, g_max: float, kappa_h: float, mu_h: float,
+        noise_base: int, noise_on: bool, shift_on: bool, h: float,
+    ) -> None:  # fmt: skip
+        ch = self.chunks
+        self.lib.host_force_kick_drift(
+            _ptr(psi), _ptr(psi_out), _ptr(pi), _ptr(g), _ptr(g_next), _ptr(anchor),
+            _ptr(ch.first), _ptr(self.area_of_row), _ptr(self.coef_slots[self.stage ^ 1]),
+            _ptr(self.coef), _ptr(self.part), _ptr(self.part_max), half_h, g_min, g_max,
+            kappa_h, mu_h, noise_base, int(noise_on), int(shift_on), h,
+        )  # fmt: skip
+        self._finish_sums()
+
+    def _finish_sums(self) -> None:
         self.lib.host_finish_sums(
-            _ptr(ch.area_first), _ptr(self.part), _ptr(self.part_max), _ptr(self.red)
+            _ptr(self.chunks.area_first), _ptr(self.part), _ptr(self.part_max), _ptr(self.red)
         )
 
     def metric_grad_part(self, g: Any, c0: int, c1: int) -> None:

@@ -32,6 +32,7 @@ from engs.services.physics.cuda_source import (
     MIN_BLOCKS,
     NVRTC_OPTIONS,
     NVRTC_PARITY_OPTIONS,
+    SETTLE_MIN_BLOCKS,
     chunks,
     index_dtype,
     module_source,
@@ -99,8 +100,8 @@ def run_pair(a: Field, b: Field, ticks: int) -> list[tuple[float, float]]:
             if r.tick >= 0:
                 assert r.tick not in got and r.tick == t - f.report_lag
                 got[r.tick] = reported(r)
-            else:  # a lagged field's first step: no tick behind it yet, nothing measured
-                assert f.report_lag == 1 and t == 0 and r.energy == 0.0 == r.cfl_clamps
+            else:  # a lagged field's first steps: no tick behind them yet
+                assert t < f.report_lag and r.tick == -1 and r.energy == 0.0 == r.cfl_clamps
         c.stimulus[:] = 0.0
     pairs = []
     for t in range(ticks):
@@ -115,8 +116,8 @@ def assert_same_trajectory(a: Field, b: Field, ticks: int = 60) -> None:
     pairs = run_pair(a, b, ticks)
     x, y = np.array(pairs).T
     np.testing.assert_allclose(x, y, rtol=2e-5, atol=1e-9)
-    for get in (Field.psi_host, Field.pi_host):
-        u, v = get(a), get(b)
+    for get in ("psi_host", "pi_host"):
+        u, v = getattr(a, get)(), getattr(b, get)()
         assert np.abs(u - v).max() <= 1e-5 * np.abs(u).max()
     np.testing.assert_allclose(a.g_host(), b.g_host(), rtol=1e-6)
 
@@ -136,16 +137,25 @@ class LaggedHostField(HostKernelField):
     lagged = True
 
 
-class GpuLikeHostField(HostKernelField):  # the GPU backend's schedule, on the host build
+class PipelinedHostField(HostKernelField):
+    pipelined = True
+
+
+class ProductionHostField(HostKernelField):  # the GPU's build and schedule, metric whole
     fma = True
+    pipelined = True
+
+
+class GpuLikeHostField(ProductionHostField):  # ... and its metric gradient sliced
     spread_metric_grad = True
-    lagged = True
 
 
 @needs_cxx
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize(
-    "build", [HostKernelField, FmaHostField, LaggedHostField], ids=["parity", "fma", "lagged"]
+    "build",
+    [HostKernelField, FmaHostField, LaggedHostField, PipelinedHostField, ProductionHostField],
+    ids=["parity", "fma", "lagged", "pipelined", "production"],
 )
 def test_host_build_of_cuda_source_matches_numpy_twin(
     shape: tuple[int, ...], build: type[HostKernelField]
@@ -168,7 +178,7 @@ def node_metric_grad(g: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     "where",
     [
         pytest.param("host", marks=needs_cxx),
-        pytest.param("host-lagged", marks=needs_cxx),
+        pytest.param("host-pipelined", marks=needs_cxx),
         pytest.param("gpu", marks=[pytest.mark.gpu, needs_gpu]),
     ],
 )
@@ -177,7 +187,7 @@ def test_sliced_metric_gradient_covers_each_node_once_per_window(
 ) -> None:
     every = 4
     cfg = config(shape, areas=3, metric_grad_every=every)
-    builds = {"host": SlicedHostField, "host-lagged": GpuLikeHostField}
+    builds = {"host": SlicedHostField, "host-pipelined": GpuLikeHostField}
     f = builds[where](cfg) if where in builds else cuda_field(cfg, parity=True, sliced=True)
     lat, ch, c = f.lattice, f.executor.chunks, workload(3)  # type: ignore[attr-defined]
     f.set_state(psi=random_field(shape, 1), pi=random_field(shape, 2, 10.0), coeffs=c)
@@ -187,31 +197,34 @@ def test_sliced_metric_gradient_covers_each_node_once_per_window(
     want: dict[int, list[float]] = {}  # per publishing tick, the area means expected
     compared = 0
     reset = 11  # g replaced mid-window (ticks 9..12): slices 0 and 1 become void
+    behind = int(f.pipelined)  # a pipelined step runs the force of the tick before
     for t in range(23 + f.report_lag):
-        if t == reset:
+        if t == reset:  # (a pipelined field completes its pending half tick first)
             f.set_state(g=np.full((lat.ndim, *shape), 1.5, np.float32), coeffs=c)
         r = f.step(c)
-        per_node = node_metric_grad(f.g_host())
-        j = (t - 1) % every
-        measured[first[slices[j][0]] : first[slices[j][1]]] = per_node[
-            first[slices[j][0]] : first[slices[j][1]]
-        ]
-        if t % every == 0:
-            # this window's slices, and any not measured since the window began (the
-            # first publication, and the one after set_state), are taken at this tick
-            window = range(t - every + 1, t + 1)
-            fresh = [(u - 1) % every for u in window if u >= 0 and not u < reset <= t]
-            for k in set(range(every)) - set(fresh):
-                lo, hi = first[slices[k][0]], first[slices[k][1]]
-                measured[lo:hi] = per_node[lo:hi]
-            want[t] = [
-                measured[b0 * lat.row_size : b1 * lat.row_size].mean()
-                for b0, b1 in itertools.pairwise(lat.area_bounds)
-            ]
-        if r.tick in want:  # the tick it reports (one late when lagged) published
+        tm = t - behind  # the tick whose force (and metric slice) this step ran
+        if tm >= 0 and not (behind and t == reset):  # (else the step only kicked)
+            g = f.g.get() if hasattr(f.g, "get") else f.g  # raw: g_host() would settle
+            per_node = node_metric_grad(g)
+            j = (tm - 1) % every
+            lo, hi = first[slices[j][0]], first[slices[j][1]]
+            measured[lo:hi] = per_node[lo:hi]
+            if tm % every == 0:
+                # this window's slices, and any not measured since the window began (the
+                # first publication, and the one after set_state), are taken at this tick
+                window = range(tm - every + 1, tm + 1)
+                fresh = [(u - 1) % every for u in window if u >= 0 and not u < reset <= tm]
+                for k in set(range(every)) - set(fresh):
+                    lo, hi = first[slices[k][0]], first[slices[k][1]]
+                    measured[lo:hi] = per_node[lo:hi]
+                want[tm] = [
+                    measured[b0 * lat.row_size : b1 * lat.row_size].mean()
+                    for b0, b1 in itertools.pairwise(lat.area_bounds)
+                ]
+        if r.tick in want:  # the tick it reports (late when lagged) published
             np.testing.assert_allclose(r.area_metric_grad, want[r.tick], rtol=1e-6)
             compared += 1
-    assert compared == 6
+    assert compared == 6  # publishing ticks 0, 4, ..., 20
 
 
 @needs_cxx
@@ -246,8 +259,9 @@ def test_cuda_module_compiles_for_sm90_without_spills(shape: tuple[int, ...]) ->
         assert set(usage) == set(KERNEL_NAMES)
         for name, u in usage.items():
             assert u.spill_stores == 0 and u.spill_loads == 0, (name, options, u)
-        force = usage["force_kick_plasticity"]
-        assert force.registers * BLOCK * FORCE_MIN_BLOCKS <= 65536, force
+        hot, settle = usage["force_kick_drift"], usage["force_kick_plasticity"]
+        assert hot.registers * BLOCK * FORCE_MIN_BLOCKS <= 65536, hot
+        assert settle.registers * BLOCK * SETTLE_MIN_BLOCKS <= 65536, settle
 
 
 @needs_nvrtc
@@ -310,7 +324,8 @@ def test_cupy_fused_kernels_match_numpy_twin(shape: tuple[int, ...], parity: boo
 @needs_gpu
 def test_cupy_backend_is_the_production_build_with_the_metric_sliced() -> None:
     f = make_field(config((8, 8)), select_backend("cupy"))
-    assert f.spread_metric_grad and not f.parity  # type: ignore[attr-defined]
+    assert f.spread_metric_grad and f.pipelined and not f.parity  # type: ignore[attr-defined]
+    assert f.report_lag == 2
 
 
 @pytest.mark.gpu
@@ -355,8 +370,12 @@ def test_device_cfl_clamp_is_the_hosts_bit_for_bit() -> None:
         derive_tick_table(c, params, np.zeros(3), trial, trial % 3 == 0, raw)
         ex.set_gmax(gmax)
         ex.upload_table(raw.table)
-        ex.clamp(raw.s_eff, params.v0, params.v0 * params.h)
-        np.testing.assert_array_equal(ex.coef, host.table)  # every column, NaN included
+        ex.upload_speeds(raw.s_eff)
+        if trial % 2:  # the previous slot, as the pipelined step clamps it
+            ex.upload_table(np.full_like(raw.table, np.nan))
+            ex.upload_speeds(np.full(3, np.nan))
+        ex.clamp(params.v0, params.v0 * params.h, previous=bool(trial % 2))
+        np.testing.assert_array_equal(ex.coef_slots[ex.stage ^ trial % 2], host.table)
         np.testing.assert_array_equal(red[parts["s_eff"]], host.s_eff)
         assert np.count_nonzero(red[parts["clamped"]]) == clamps
         clamped_somewhere += clamps
