@@ -362,6 +362,23 @@ class Field:
         s = self.sweep
         return s.lap, s.nb, s.flux
 
+    def warm_up(self) -> None:
+        """Run every array operation of the rare paths once, on scratch copies: the
+        non-finite count, the recovery's masked resets and the per-area maxima of g.
+        A backend that compiles a kernel on its first use (CuPy's elementwise and
+        reduction kernels: tens to hundreds of ms each) then does it at start-up, not
+        inside the tick that first meets a NaN. Leaves the state untouched."""
+        xp = self.xp
+        self._count_nonfinite()
+        for a in (self.psi, self.g, self.g_anchor):
+            scratch = a.copy()
+            bad = ~xp.isfinite(scratch)
+            int(xp.count_nonzero(bad))
+            xp.copyto(scratch, a.dtype.type(1.0), where=bad)
+            scratch.fill(0)
+        b = self.lattice.area_bounds
+        float(self.g[0, b[0] : b[1]].max())
+
     def _measure_g_area_max(self) -> None:
         """G_{a,k} from the current g (set-up and recovery path; loops over areas)."""
         lat = self.lattice

@@ -107,6 +107,7 @@ class PhysicsLoop:
         if self.backend.name == "cupy" and not region.register_with_cuda():
             log.warning("%s", region.pin_errors[-1])
         self.field = make_field(p, self.backend)
+        self.field.warm_up()  # compile the rare paths' kernels now, not inside a tick
         self.n_areas = len(p.areas)
         self.coeffs = Coefficients(self.n_areas)
         self.state_reader = SeqlockReader(region, "control")

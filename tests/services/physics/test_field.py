@@ -4,11 +4,12 @@ lattice, phase-coherent coefficients, and make_field's backend dispatch."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from engs.services.physics.backend import numpy_backend
+from engs.services.physics.backend import numpy_backend, select_backend
 from engs.services.physics.coefficients import Coefficients
 from engs.services.physics.field import Field, make_field
-from tests.services.physics.support import TracedAllocations, config
+from tests.services.physics.support import TracedAllocations, config, random_field
 
 
 def test_step_allocates_nothing_proportional_to_the_lattice() -> None:
@@ -43,3 +44,18 @@ def test_make_field_on_numpy_is_the_twin() -> None:
     assert type(f) is Field
     assert f.psi.dtype == np.complex64 and f.g.dtype == np.float32
     assert f.g.shape == (2, 8, 8)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_warm_up_leaves_the_state_untouched(backend: str) -> None:
+    cfg = config((12, 10), areas=3, noise_amplitude=0.5)
+    f = make_field(cfg, select_backend(backend))
+    c = Coefficients(3)
+    f.set_state(psi=random_field((12, 10), 1), coeffs=c)
+    f.step(c)
+    before = [f.psi_host(), f.pi_host(), f.g_host(), f.anchor_host(), f.g_area_max.copy()]
+    f.warm_up()
+    after = [f.psi_host(), f.pi_host(), f.g_host(), f.anchor_host(), f.g_area_max.copy()]
+    for u, v in zip(before, after, strict=True):
+        np.testing.assert_array_equal(u, v)
+    assert f.step(c).nonfinite == 0
