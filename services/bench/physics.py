@@ -1,8 +1,10 @@
 """``engs bench physics``: tick time and throughput of the physics step.
 
 For each lattice shape: ticks per second as node-steps/s, tick time p50/p99 (each
-tick timed alone with ``perf_counter_ns``; on the GPU a tick ends with the download
-of its sums, so the time is the real, synchronised one), and the memory traffic of
+tick timed alone with ``perf_counter_ns``; on the GPU a step launches its tick and
+waits for the previous tick's sums to land, so back-to-back steps run at the device's
+pace and the time is the device's tick time once the pipeline is full), and the memory
+traffic of
 a tick next to a bandwidth bound measured in the same run:
 
 * bound: a large copy (128 MiB with NumPy on one core; 1 GiB device-to-device with

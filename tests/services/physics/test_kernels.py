@@ -380,3 +380,11 @@ def test_device_cfl_clamp_is_the_hosts_bit_for_bit() -> None:
         assert np.count_nonzero(red[parts["clamped"]]) == clamps
         clamped_somewhere += clamps
     assert clamped_somewhere > 100
+
+
+@needs_cxx
+def test_pipelined_schedule_moves_40_bytes_a_node_fewer() -> None:
+    cfg = config((6, 5, 4), areas=3)
+    two_pass, pipelined = HostKernelField(cfg), ProductionHostField(cfg)
+    assert two_pass.bytes_per_step() == 120 * (72 + 16 * 3)
+    assert two_pass.bytes_per_step() - pipelined.bytes_per_step() == 40 * 120
