@@ -2,7 +2,7 @@
 # Where the physics' missed deadlines come from (issue 18; docs/benchmarks.md, "Deadline
 # misses, attributed"):
 #
-#   ops/deadline-attribution.sh [-s SECONDS] [-b BACKEND] [-p] [-- ENGS_UP_ARGS...]
+#   ops/deadline-attribution.sh [-s SECONDS] [-b BACKEND] [-p] [-f PRIO] [-- ENGS_UP_ARGS...]
 #
 # Runs `engs up --fresh` for SECONDS (default 60) with ENGS_MISS_TRACE set, so the physics
 # keeps one attributed row per missed deadline (services/physics/misses.py: GC, the
@@ -10,7 +10,9 @@
 # other), then prints `engs status`'s deadline figures and the trace's summary. -b sets
 # ENGS_BACKEND (default auto); -p gives the physics the last CPU to itself ([physics]
 # cpu_affinity: the supervisor keeps the orchestrator and oracle on the others), to
-# measure what a core of its own buys. Everything goes under
+# measure what a core of its own buys; -f PRIO runs the physics loop SCHED_FIFO at PRIO
+# ([physics] sched_fifo_priority; needs CAP_SYS_NICE, else the loop logs and counts the
+# failure and runs as before). Everything goes under
 # OUT (default ./deadline-attribution-out): up.log, status.json, misses.jsonl.
 #
 # Environment: ENGS_UP (default .venv/bin/engs), OUT. Ports: free ones on 127.0.0.1.
@@ -20,12 +22,14 @@ cd "$(dirname "$0")/.."
 seconds=60
 backend=auto
 pin=0
-while getopts "s:b:p" opt; do
+fifo=""
+while getopts "s:b:pf:" opt; do
     case "${opt}" in
         s) seconds="${OPTARG}" ;;
         b) backend="${OPTARG}" ;;
         p) pin=1 ;;
-        *) sed -n '2,16p' "$0" >&2; exit 2 ;;
+        f) fifo="${OPTARG}" ;;
+        *) sed -n '2,18p' "$0" >&2; exit 2 ;;
     esac
 done
 shift $((OPTIND - 1))
@@ -39,14 +43,20 @@ free_port() {
     "${python}" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-if ((pin)); then
-    last=$(($(nproc) - 1))
-    if ((last < 1)); then
-        echo "-p needs at least 2 CPUs" >&2
-        exit 2
+if ((pin)) || [[ -n "${fifo}" ]]; then
+    cfg="${OUT}/physics.toml"
+    echo '[physics]' >"${cfg}"
+    if ((pin)); then
+        last=$(($(nproc) - 1))
+        if ((last < 1)); then
+            echo "-p needs at least 2 CPUs" >&2
+            exit 2
+        fi
+        printf 'cpu_affinity = [%d]\n' "${last}" >>"${cfg}"
     fi
-    cfg="${OUT}/pinned.toml"
-    printf '[physics]\ncpu_affinity = [%d]\n' "${last}" >"${cfg}"
+    if [[ -n "${fifo}" ]]; then
+        printf 'sched_fifo_priority = %d\n' "${fifo}" >>"${cfg}"
+    fi
     set -- --config "${cfg}" "$@"
 fi
 

@@ -54,6 +54,29 @@ def set_sched_fifo(priority: int) -> RtResult:
     return RtResult("sched_fifo", True, f"priority {priority}")
 
 
+#: The priority ``auto`` takes: above every normal task, below the kernel's own
+#: real-time threads (watchdogs, migration) and any deliberate RT work on the host.
+AUTO_FIFO_PRIORITY = 10
+
+
+def auto_sched_fifo(priority: int = AUTO_FIFO_PRIORITY) -> RtResult:
+    """SCHED_FIFO when it is both safe and allowed, else the normal scheduler; never a
+    failure (``ok`` is True either way, ``detail`` says which and why).
+
+    Safe: at least two CPUs are usable, so a real-time thread that spins to its deadline
+    or overruns for good (a lattice too large for the CPU) never holds the only CPU the
+    other processes could run on (the kernel's RT throttling still leaves them 5 % of
+    it). Allowed: CAP_SYS_NICE or an rtprio limit ≥ ``priority`` (docker-compose.yml
+    grants both to the physics service)."""
+    cpus = len(os.sched_getaffinity(0))
+    if cpus < 2:
+        return RtResult("sched_fifo", True, "auto: not taken, only one CPU usable")
+    r = set_sched_fifo(priority)
+    if not r.ok:
+        return RtResult("sched_fifo", True, f"auto: not taken ({r.detail})")
+    return RtResult("sched_fifo", True, f"auto: priority {priority}")
+
+
 def set_affinity(cpus: Sequence[int]) -> RtResult:
     """Pin this process to ``cpus`` (e.g. an isolated core)."""
     try:

@@ -51,6 +51,7 @@ from engs.shared.layout import Cause, HeartbeatState, Lane, Mode, Process, Regio
 from engs.shared.region import Region, open_for_service
 from engs.shared.rt import (
     RtResult,
+    auto_sched_fifo,
     freeze_gc,
     set_affinity,
     set_sched_fifo,
@@ -78,10 +79,13 @@ class _Stop:
 
 
 def setup_realtime(cfg: Config, stats: StatsWriter) -> list[RtResult]:
-    """Timer slack, optional SCHED_FIFO and CPU affinity; failures logged and counted."""
+    """Timer slack, SCHED_FIFO (auto, explicit or off) and CPU affinity; failures
+    logged and counted."""
     p = cfg.physics
     results = [set_timer_slack(p.timer_slack_ns)]
-    if p.sched_fifo_priority is not None:
+    if p.sched_fifo_priority is None:  # auto: when safe and allowed (shared/rt.py)
+        results.append(auto_sched_fifo())
+    elif p.sched_fifo_priority > 0:
         results.append(set_sched_fifo(p.sched_fifo_priority))
     if p.cpu_affinity is not None:
         results.append(set_affinity(p.cpu_affinity))

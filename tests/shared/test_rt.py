@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from engs.shared.rt import freeze_gc, set_affinity, set_sched_fifo, set_timer_slack, thaw_gc
 
 
@@ -80,3 +82,39 @@ def test_sleep_until_returns_lateness() -> None:
     late = sleep_until(target, spin_ns=500_000)
     assert late >= 0 and monotonic_ns() >= target
     assert sleep_until(monotonic_ns() - 5_000) >= 5_000  # already past: returns at once
+
+
+def _auto_in_child(*wrap: str, pin_one_cpu: bool = False) -> str:
+    """auto_sched_fifo() in a child process (so no test process becomes real-time):
+    its detail and the policy the child ends with."""
+    code = (
+        "import os\n"
+        + ("os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n" if pin_one_cpu else "")
+        + "from engs.shared.rt import auto_sched_fifo\n"
+        "r = auto_sched_fifo()\n"
+        "print(r.ok, r.detail, '|', os.sched_getscheduler(0) == os.SCHED_FIFO)\n"
+    )
+    cmd = [*wrap, sys.executable, "-c", code]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=True).stdout
+
+
+def test_auto_sched_fifo_never_fails() -> None:
+    denied = _auto_in_child(
+        "setpriv", "--inh-caps=-sys_nice", "--bounding-set=-sys_nice", "prlimit", "--rtprio=0:0"
+    )
+    assert denied.startswith("True auto: not taken (priority 10: Operation not permitted")
+    assert denied.strip().endswith("| False")
+    if len(os.sched_getaffinity(0)) >= 2:
+        alone = _auto_in_child(pin_one_cpu=True)
+        assert alone.strip() == "True auto: not taken, only one CPU usable | False"
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_auto_sched_fifo_takes_priority_10_when_allowed() -> None:
+    try:
+        allowed = subprocess.run(["chrt", "-f", "10", "true"], check=False).returncode == 0
+    except FileNotFoundError:  # util-linux missing
+        allowed = False
+    if not allowed:
+        pytest.skip("this process may not use SCHED_FIFO (no CAP_SYS_NICE, no rtprio limit)")
+    assert _auto_in_child().strip() == "True auto: priority 10 | True"
