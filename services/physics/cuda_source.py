@@ -731,11 +731,11 @@ extern "C" void host_kick_drift(float2* psi, float2* pi, const float2* force,
                     half_h);
 }
 
-extern "C" void host_force(const float2* psi, float2* pi, float2* force, const float* g,
-                           float* g_next, float* anchor, const idx_t* chunk_first,
-                           const int* area_of_row, const float* coef, double* part,
-                           unsigned int* part_max, float half_h, float gmin, float gmax,
-                           float kap_h, float mu_h) {
+// Each chunk's block: its threads run one after another (thread(first, last, t, a, p)
+// adds thread t's share to p), their partial sums added in thread order, the row stored.
+template <class Thread>
+static void host_blocks(const idx_t* chunk_first, const int* area_of_row, double* part,
+                        unsigned int* part_max, Thread thread) {
   for (int c = 0; c < N_CHUNKS; ++c) {
     const idx_t first = chunk_first[c];
     const int a = area_of(area_of_row, first);
@@ -744,12 +744,23 @@ extern "C" void host_force(const float2* psi, float2* pi, float2* force, const f
     for (int t = 0; t < BLOCK; ++t) {
       Part p;
       part_zero(p);
-      force_thread(first, chunk_first[c + 1], t, a, psi, pi, force, g, g_next, anchor, coef,
-                   half_h, gmin, gmax, kap_h, mu_h, p);
+      thread(first, chunk_first[c + 1], t, a, p);
       part_add(block, p);
     }
     part_store(block, c, part, part_max);
   }
+}
+
+extern "C" void host_force(const float2* psi, float2* pi, float2* force, const float* g,
+                           float* g_next, float* anchor, const idx_t* chunk_first,
+                           const int* area_of_row, const float* coef, double* part,
+                           unsigned int* part_max, float half_h, float gmin, float gmax,
+                           float kap_h, float mu_h) {
+  host_blocks(chunk_first, area_of_row, part, part_max,
+              [&](idx_t first, idx_t last, int t, int a, Part& p) {
+                force_thread(first, last, t, a, psi, pi, force, g, g_next, anchor, coef,
+                             half_h, gmin, gmax, kap_h, mu_h, p);
+              });
 }
 
 extern "C" void host_force_kick_drift(const float2* psi, float2* psi_out, float2* pi,
@@ -759,21 +770,12 @@ extern "C" void host_force_kick_drift(const float2* psi, float2* psi_out, float2
                                       unsigned int* part_max, float half_h, float gmin,
                                       float gmax, float kap_h, float mu_h, u64 noise_base,
                                       int noise_on, int shift_on, float h) {
-  for (int c = 0; c < N_CHUNKS; ++c) {
-    const idx_t first = chunk_first[c];
-    const int a = area_of(area_of_row, first);
-    Part block;
-    part_zero(block);
-    for (int t = 0; t < BLOCK; ++t) {
-      Part p;
-      part_zero(p);
-      pipelined_thread(first, chunk_first[c + 1], t, a, psi, psi_out, pi, g, g_next, anchor,
-                       coef_f, coef_k, half_h, gmin, gmax, kap_h, mu_h, noise_base, noise_on,
-                       shift_on, h, p);
-      part_add(block, p);
-    }
-    part_store(block, c, part, part_max);
-  }
+  host_blocks(chunk_first, area_of_row, part, part_max,
+              [&](idx_t first, idx_t last, int t, int a, Part& p) {
+                pipelined_thread(first, last, t, a, psi, psi_out, pi, g, g_next, anchor,
+                                 coef_f, coef_k, half_h, gmin, gmax, kap_h, mu_h, noise_base,
+                                 noise_on, shift_on, h, p);
+              });
 }
 
 extern "C" void host_finish_sums(const int* area_chunk, const double* part,
