@@ -216,6 +216,10 @@ class Field:
     def _count_nonfinite(self) -> int:
         return self.fsums.count_nonfinite(self.psi, self.pi)
 
+    def _settle(self) -> None:
+        """Hook: complete a half-run tick before the state is read or replaced (the
+        pipelined GPU schedule leaves one pending between steps; fused.py)."""
+
     def _report_tick(self) -> int:
         """The tick this step's result describes (-1: none; see ``report_lag``)."""
         return self.tick
@@ -327,6 +331,7 @@ class Field:
         the first tick will use (neutral if None), so that the first half kick uses
         F = v² L_g Ψ at the speeds that tick applies. Not for the hot loop.
         """
+        self._settle()
         xp = self.xp
         if psi is not None:
             xp.copyto(self.psi, xp.asarray(psi, dtype=xp.complex64))
@@ -347,6 +352,7 @@ class Field:
 
     def refresh_force(self, coeffs: Coefficients) -> None:
         """Recompute the cached force F = v² L_g Ψ with ``coeffs``' (clamped) speeds."""
+        self._settle()
         xp, lat = self.xp, self.lattice
         derive_tick_table(coeffs, self.params, self.lambda_bound, self.tick, False, self.table)
         rt = self._refresh_rows()
@@ -389,17 +395,21 @@ class Field:
 
     def psi_host(self) -> np.ndarray[Any, np.dtype[np.complex64]]:
         """A host copy of Ψ (complex64, lattice shape)."""
+        self._settle()
         return np.array(_to_host(self.psi), dtype=np.complex64)
 
     def pi_host(self) -> np.ndarray[Any, np.dtype[np.complex64]]:
+        self._settle()
         return np.array(_to_host(self.pi), dtype=np.complex64)
 
     def g_host(self) -> np.ndarray[Any, np.dtype[np.float32]]:
         """A host copy of the conductances (float32, ``(d, *shape)``)."""
+        self._settle()
         return np.array(_to_host(self.g), dtype=np.float32)
 
     def anchor_host(self) -> np.ndarray[Any, np.dtype[np.float32]]:
         """A host copy of the consolidated metric c (float32, ``(d, *shape)``)."""
+        self._settle()
         return np.array(_to_host(self.g_anchor), dtype=np.float32)
 
     def bytes_per_step(self) -> int:

@@ -50,7 +50,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from engs.services.physics.coefficients import Coefficients
 from engs.services.physics.cuda_source import Chunks, red_layout, red_len
 from engs.services.physics.field import Field
 from engs.services.physics.integrator import RowTable
@@ -358,37 +357,6 @@ class FusedField(Field):
         if self.lagged:
             self._pending = False  # a pending half of a non-finite state: dropped
         return super().recover_nonfinite()
-
-    def set_state(
-        self,
-        psi: Any = None,
-        pi: Any = None,
-        g: Any = None,
-        coeffs: Coefficients | None = None,
-        anchor: Any = None,
-    ) -> None:
-        self._settle()
-        super().set_state(psi, pi, g, coeffs, anchor)
-
-    def refresh_force(self, coeffs: Coefficients) -> None:
-        self._settle()
-        super().refresh_force(coeffs)
-
-    def psi_host(self) -> np.ndarray[Any, np.dtype[np.complex64]]:
-        self._settle()
-        return super().psi_host()
-
-    def pi_host(self) -> np.ndarray[Any, np.dtype[np.complex64]]:
-        self._settle()
-        return super().pi_host()
-
-    def g_host(self) -> np.ndarray[Any, np.dtype[np.float32]]:
-        self._settle()
-        return super().g_host()
-
-    def anchor_host(self) -> np.ndarray[Any, np.dtype[np.float32]]:
-        self._settle()
-        return super().anchor_host()
 
     def _count_nonfinite(self) -> int:
         xp = self.xp
