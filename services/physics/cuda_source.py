@@ -609,11 +609,12 @@ __device__ __forceinline__ void block_umax(unsigned int (&v)[NV]) {
   }
 }
 
-// The CFL clamp of this tick's table (one thread per area), before kick_drift.
+// The CFL clamp of a tick's table (one block, a thread per area; more areas than
+// threads loop).
 extern "C" __global__ void __launch_bounds__(BLOCK)
 clamp_table(double* __restrict__ red, const double* __restrict__ s_req,
             float* __restrict__ coef, double v0, double v0h) {
-  if ((int)threadIdx.x < N_AREAS) clamp_area(threadIdx.x, red, s_req, coef, v0, v0h);
+  for (int a = threadIdx.x; a < N_AREAS; a += BLOCK) clamp_area(a, red, s_req, coef, v0, v0h);
 }
 
 extern "C" __global__ void __launch_bounds__(BLOCK)

@@ -265,6 +265,13 @@ def test_cuda_module_compiles_for_sm90_without_spills(shape: tuple[int, ...]) ->
 
 
 @needs_nvrtc
+def test_cuda_module_compiles_with_more_areas_than_a_block_has_threads() -> None:
+    lat = Lattice.build((1024, 4), [f"a{i}" for i in range(300)])  # clamp_table loops
+    usage = cuda_check.ptxas_usage(cuda_check.compile_ptx(module_source(lat), NVRTC_OPTIONS))
+    assert set(usage) == set(KERNEL_NAMES)
+
+
+@needs_nvrtc
 def test_cuda_compile_errors_name_the_line() -> None:
     lat = Lattice.build((8, 8), ["a"])
     broken = module_source(lat).replace("part_store(p, c, part, part_max);", "part_store(p);")
