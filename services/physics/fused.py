@@ -178,6 +178,8 @@ class FusedField(Field):
         self.lagged = self.lagged or self.pipelined
         self.red = np.zeros(red_len(lat), dtype=np.float64)
         self._red_parts = red_layout(lat)
+        self._red_views = tuple(self.red[self._red_parts[k]] for k in ("sums", "area_e", "gmax"))
+        self._g_area_max_flat = self.g_area_max.reshape(-1)  # a view: (d, n_areas) as in red
         self.executor = self._make_executor(self.red)
         self._mg_sums = np.zeros(lat.n_areas, dtype=np.float64)
         self.entropy_exact = True  # the exact Σ e log e is one more term of the fused sum
@@ -192,7 +194,8 @@ class FusedField(Field):
             self._tick_bound = np.zeros(lat.n_areas, dtype=np.float64)  # clamped on device
             self._s_eff_report = np.zeros(lat.n_areas, dtype=np.float64)
             self._nothing = np.zeros_like(self.red)  # what a step with no tick behind reports
-            self._in_flight: tuple[int, int] | None = None  # (slot, tick) being read back
+            self._in_flight_tick = -1  # the tick being read back (-1: none) ...
+            self._in_flight_slot = 0  # ... into this host slot
             self._gmax_stale = True  # the device's per-area max g must be uploaded
             self._pending = False  # pipelined: a tick's force half is still to run
             self._pending_consolidate = False
@@ -253,10 +256,14 @@ class FusedField(Field):
                     self._metric_slice_of(self.tick)
                 ex.download_red(self.red)
                 red, self._reported = self.red, self.tick
-        parts, (d, n) = self._red_parts, self.g_area_max.shape
-        np.copyto(self.sums, red[parts["sums"]])
-        np.copyto(self.area_e, red[parts["area_e"]])
-        np.copyto(self.g_area_max, red[parts["gmax"]].reshape(d, n))
+        if red is self.red:  # the synchronous schedules: views made once
+            sums, area_e, gmax = self._red_views
+        else:
+            parts = self._red_parts
+            sums, area_e, gmax = red[parts["sums"]], red[parts["area_e"]], red[parts["gmax"]]
+        np.copyto(self.sums, sums)
+        np.copyto(self.area_e, area_e)
+        np.copyto(self._g_area_max_flat, gmax)
         self._t_se = 0.0
 
     def _exchange(self, dev: Pipelined, measured: int) -> np.ndarray[Any, np.dtype[np.float64]]:
@@ -271,11 +278,9 @@ class FusedField(Field):
                 self._complete_metric_window()
                 dev.metric_grad_finish_red()
             dev.submit_red(slot)
-        if self._in_flight is None:
-            red, self._reported = self._nothing, -1
-        else:
-            red, self._reported = dev.collect_red(self._in_flight[0]), self._in_flight[1]
-        self._in_flight = (slot, measured) if measured >= 0 else None
+        red = self._nothing if self._in_flight_tick < 0 else dev.collect_red(self._in_flight_slot)
+        self._reported = self._in_flight_tick
+        self._in_flight_tick, self._in_flight_slot = measured, slot
         parts = self._red_parts
         np.copyto(self._s_eff_report, red[parts["s_eff"]])
         self.result.cfl_clamps = int(np.count_nonzero(red[parts["clamped"]]))
@@ -343,7 +348,7 @@ class FusedField(Field):
             self._mg_done[:] = False  # slices measured on the old g are void
         if self.lagged:
             self._gmax_stale = True
-            self._in_flight = None  # the tick behind described the replaced state
+            self._in_flight_tick = -1  # the tick behind described the replaced state
 
     def bytes_per_step(self) -> int:
         """The pipelined schedule's compulsory traffic: one kernel reads Ψ, Π, g, c and

@@ -171,9 +171,6 @@ class CupyExecutor:
         self.metric_grad_part(g, 0, self.chunks.n)
         self.metric_grad_finish(out)
 
-    def synchronize(self) -> None:
-        self.cp.cuda.get_current_stream().synchronize()
-
 
 class CudaField(FusedField):
     """The field on the GPU (backend ``cupy``): production build, pipelined schedule

@@ -124,6 +124,14 @@ def assert_same_trajectory(a: Field, b: Field, ticks: int = 60) -> None:
 
 needs_cxx = pytest.mark.skipif(compiler() is None, reason="no C++ compiler for the host build")
 
+try:
+    with open("/proc/cpuinfo", encoding="ascii") as _f:
+        _FMA_CPU = "fma" in _f.read().split()
+except OSError:
+    _FMA_CPU = False
+# the FMA stand-in is compiled with -mfma: it would fault on a CPU without FMA
+needs_fma = pytest.mark.skipif(not _FMA_CPU, reason="this CPU has no FMA instructions")
+
 
 class FmaHostField(HostKernelField):
     fma = True
@@ -154,8 +162,13 @@ class GpuLikeHostField(ProductionHostField):  # ... and its metric gradient slic
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize(
     "build",
-    [HostKernelField, FmaHostField, LaggedHostField, PipelinedHostField, ProductionHostField],
-    ids=["parity", "fma", "lagged", "pipelined", "production"],
+    [
+        pytest.param(HostKernelField, id="parity"),
+        pytest.param(FmaHostField, id="fma", marks=needs_fma),
+        pytest.param(LaggedHostField, id="lagged"),
+        pytest.param(PipelinedHostField, id="pipelined"),
+        pytest.param(ProductionHostField, id="production", marks=needs_fma),
+    ],
 )
 def test_host_build_of_cuda_source_matches_numpy_twin(
     shape: tuple[int, ...], build: type[HostKernelField]
@@ -164,6 +177,19 @@ def test_host_build_of_cuda_source_matches_numpy_twin(
     # (docs/physics.md §7: measured 7e-6 relative on the sums, 7e-7 of max|Ψ|).
     cfg = config(shape, areas=3, noise_amplitude=0.5)
     assert_same_trajectory(Field(cfg), build(cfg))
+
+
+@needs_cxx
+@needs_fma
+def test_fma_build_really_contracts_multiply_adds() -> None:
+    # else the tolerance test above would not be measuring the production build's drift
+    cfg = config((12, 10), areas=3, noise_amplitude=0.5)
+    builds, c = [HostKernelField(cfg), FmaHostField(cfg)], workload(3)
+    for f in builds:
+        f.set_state(psi=random_field((12, 10), 1), pi=random_field((12, 10), 2, 10.0), coeffs=c)
+        for _ in range(5):
+            f.step(c)
+    assert not np.array_equal(builds[0].psi_host(), builds[1].psi_host())
 
 
 def node_metric_grad(g: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -178,7 +204,7 @@ def node_metric_grad(g: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     "where",
     [
         pytest.param("host", marks=needs_cxx),
-        pytest.param("host-pipelined", marks=needs_cxx),
+        pytest.param("host-pipelined", marks=[needs_cxx, needs_fma]),
         pytest.param("gpu", marks=[pytest.mark.gpu, needs_gpu]),
     ],
 )
@@ -228,7 +254,13 @@ def test_sliced_metric_gradient_covers_each_node_once_per_window(
 
 
 @needs_cxx
-@pytest.mark.parametrize("build", [HostKernelField, GpuLikeHostField], ids=["sync", "lagged"])
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(HostKernelField, id="sync"),
+        pytest.param(GpuLikeHostField, id="gpu-like", marks=needs_fma),
+    ],
+)
 def test_fused_sums_are_the_same_bit_for_bit_run_to_run(build: type[HostKernelField]) -> None:
     cfg = config((24, 20), areas=3, noise_amplitude=0.5)
     runs = []
@@ -349,7 +381,13 @@ def test_cupy_sums_are_the_same_bit_for_bit_run_to_run() -> None:
 
 
 @needs_cxx
-@pytest.mark.parametrize("build", [HostKernelField, GpuLikeHostField], ids=["sync", "lagged"])
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(HostKernelField, id="sync"),
+        pytest.param(GpuLikeHostField, id="gpu-like", marks=needs_fma),
+    ],
+)
 def test_fused_field_reports_and_recovers_nonfinite(build: type[HostKernelField]) -> None:
     # The non-finite path of the fused (GPU) field, run on the host build.
     assert_reports_and_recovers_nonfinite(build)
