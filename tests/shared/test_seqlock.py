@@ -252,7 +252,12 @@ def test_detector_catches_a_writer_that_ignores_the_protocol(big_region: Region)
     writer.join(30)
     assert res["raw_tears"] > 0, f"no tear happened, the check proves nothing: {res}"
     assert res["validated_torn"] == 0, res
-    assert res["rejected"] >= res["raw_tears"] // 4, res  # the CRC rejected copies
+    # The CRC rejected copies, at a rate of the same order as the raw reader's tears.
+    # The two reads race the writer at different moments (the protocol reader's slot is
+    # the one seq names, the raw reader copies slot 0), so the ratio varies with timing:
+    # 0.8-3.7 measured on a quiet 2-core host, 12-277 under load, 0.22 once in CI. A
+    # twentieth still fails a CRC check that rejects only a stray few.
+    assert res["rejected"] >= res["raw_tears"] // 20, res
     assert res["validated"] > 0, res
 
 
